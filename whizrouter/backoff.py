@@ -1,0 +1,73 @@
+"""One retry policy, shared by the client, the dispatcher and bootstrap.
+
+Exponential backoff with full jitter, capped per delay, in attempts and in total time; a
+``Retry-After`` from the provider takes precedence over the computed delay.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how long to retry a failing operation.
+
+    Args:
+        attempts: retries after the first try (``0`` disables retrying).
+        base: the first delay, in seconds, before jitter.
+        factor: how much each delay grows.
+        max_delay: the largest single delay.
+        max_total: the most time all delays together may take; retrying stops before it.
+        jitter: draw each delay uniformly between half and all of its nominal value, so many
+            clients that failed together do not retry together.
+    """
+
+    attempts: int = 5
+    base: float = 0.5
+    factor: float = 2.0
+    max_delay: float = 30.0
+    max_total: float = 60.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.attempts < 0:
+            raise ValueError("RetryPolicy.attempts must be 0 or more")
+        if self.base < 0 or self.factor < 1 or self.max_delay < 0 or self.max_total < 0:
+            raise ValueError(
+                "RetryPolicy needs base >= 0, factor >= 1, max_delay >= 0 and max_total >= 0"
+            )
+
+    def delay(self, retry: int, retry_after: float | None = None) -> float:
+        """The delay before retry number ``retry`` (1 for the first retry).
+
+        A provider's ``retry_after`` wins over the computed delay, capped at ``max_delay``.
+        """
+        if retry_after is not None and retry_after >= 0:
+            return min(retry_after, self.max_delay)
+        nominal = min(self.base * self.factor ** (retry - 1), self.max_delay)
+        if self.jitter:
+            return random.uniform(nominal / 2, nominal)
+        return nominal
+
+    def delays(self) -> Iterator[float]:
+        """The delays of a whole retry schedule, stopping at ``attempts`` or ``max_total``."""
+        spent = 0.0
+        for retry in range(1, self.attempts + 1):
+            pause = self.delay(retry)
+            if spent + pause > self.max_total:
+                return
+            spent += pause
+            yield pause
+
+    def allows(self, retry: int, spent: float, next_delay: float) -> bool:
+        """Whether retry number ``retry`` may happen after ``spent`` seconds of waiting."""
+        return retry <= self.attempts and spent + next_delay <= self.max_total
+
+
+#: The dispatcher's default for failing handlers: 5 retries, about 15 s in all, then dead letter.
+HANDLER_RETRY = RetryPolicy(attempts=5, base=1.0, factor=2.0, max_delay=8.0, max_total=60.0)
+#: The client's default for transient provider errors.
+CLIENT_RETRY = RetryPolicy(attempts=4, base=0.5, factor=2.0, max_delay=10.0, max_total=30.0)

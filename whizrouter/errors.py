@@ -1,0 +1,131 @@
+"""The exception tree of whizrouter.
+
+Every exception whizrouter raises on purpose derives from ``WhizrouterError``::
+
+    WhizrouterError
+    ├── ConfigurationError        a setting is missing or malformed (names the setting)
+    ├── RegistrationClosedError   a handler, router or plugin was added after the app started
+    ├── PluginError               a plugin name is unknown or a plugin failed to load
+    ├── InboxError                the inbox could not store or settle events
+    │   └── InboxFullError        the backlog passed its bound; retry later
+    ├── BootstrapError            the webhook could not be registered at startup
+    ├── MessageValidationError    a message would be refused by the provider; nothing was sent
+    └── ProviderError             the provider API answered with an error (http_code, developer_message, details, code)
+        └── RateLimited           the provider asked us to slow down (retry_after)
+
+Messages say what failed and what to do next; none of them ever contains the API key or a password.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WhizrouterError(Exception):
+    """Root of every exception whizrouter raises on purpose."""
+
+
+class ConfigurationError(WhizrouterError):
+    """A setting is missing or has a value whizrouter cannot use."""
+
+
+class RegistrationClosedError(WhizrouterError):
+    """A handler, router or plugin was registered after the app started."""
+
+
+class PluginError(WhizrouterError):
+    """A plugin could not be found by name or failed to load."""
+
+
+class InboxError(WhizrouterError):
+    """The inbox failed to store or settle events."""
+
+
+class InboxFullError(InboxError):
+    """The inbox backlog passed its bound; the receiver answers 503 with Retry-After."""
+
+    def __init__(self, message: str, *, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BootstrapError(WhizrouterError):
+    """The webhook URL could not be registered with the provider at startup."""
+
+
+class MessageValidationError(WhizrouterError, ValueError):
+    """An outgoing message breaks a provider rule; it was not sent."""
+
+
+class ProviderError(WhizrouterError):
+    """The provider API answered with an error.
+
+    Attributes:
+        http_code: the HTTP status of the answer (0 when no answer arrived).
+        developer_message: the provider's own explanation, as it sent it.
+        details: further detail strings from the provider, possibly empty.
+        code: the provider's error code (``1006``, ``131047`` ...) when it gave one.
+        retryable: whether the shared retry policy treats this error as transient.
+    """
+
+    def __init__(
+        self,
+        http_code: int,
+        developer_message: str,
+        *,
+        details: list[str] | None = None,
+        code: int | None = None,
+        retryable: bool = False,
+        hint: str = "",
+        raw: Any = None,
+    ) -> None:
+        self.http_code = http_code
+        self.developer_message = developer_message
+        self.details = list(details or [])
+        self.code = code
+        self.retryable = retryable
+        self.hint = hint
+        self.raw = raw
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        parts = [f"provider answered {self.http_code}"]
+        if self.code is not None:
+            parts.append(f"(code {self.code})")
+        text = " ".join(parts) + f": {self.developer_message or 'no message given'}"
+        if self.details:
+            text += " [" + "; ".join(self.details) + "]"
+        if self.hint:
+            text += f". {self.hint}"
+        return text
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(http_code={self.http_code!r}, code={self.code!r}, "
+            f"developer_message={self.developer_message!r})"
+        )
+
+
+class RateLimited(ProviderError):
+    """The provider is rate limiting us; ``retry_after`` says how long to wait, when known."""
+
+    def __init__(
+        self,
+        http_code: int,
+        developer_message: str,
+        *,
+        retry_after: float | None = None,
+        details: list[str] | None = None,
+        code: int | None = None,
+        raw: Any = None,
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(
+            http_code,
+            developer_message,
+            details=details,
+            code=code,
+            retryable=True,
+            hint="slow down; whizrouter retries rate limits with backoff",
+            raw=raw,
+        )

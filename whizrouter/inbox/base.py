@@ -1,0 +1,140 @@
+"""The inbox contract: where acknowledged events wait until a handler has settled them.
+
+The receiver calls ``append`` and answers 200 only after it returned; the dispatcher calls
+``claim`` and settles every claimed event with exactly one of ``ack`` or ``dead`` (after zero
+or more ``record_attempt``). Backends: ``memory`` (this package), ``sqlite`` (durable, the
+default) and ``nats`` (JetStream, several processes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+EventKind = Literal["message", "status", "raw"]
+
+#: How long a dedupe key is remembered by default: the provider resends for up to 7 days.
+DEFAULT_DEDUPE_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class RawEvent:
+    """One event split out of a callback, as the receiver stores it.
+
+    Attributes:
+        kind: ``message``, ``status`` or ``raw`` (anything else the provider sent).
+        key: the dedupe key (``m:<id>``, ``s:<id>:<status>``, ``r:<sha256>``).
+        conversation: the ordering unit: a contact's ``wa_id`` (or a status' ``recipient_id``).
+        body: the event envelope as JSON bytes (see ``whizrouter.payloads``).
+    """
+
+    kind: EventKind
+    key: str
+    conversation: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event the inbox holds, as handed to the dispatcher by ``claim``.
+
+    Attributes:
+        seq: the inbox's own id for the event; increases in arrival order.
+        attempts: handler runs that may already have started on this event (0 on first claim).
+        received_at: Unix time at which ``append`` stored it.
+    """
+
+    seq: int
+    kind: EventKind
+    key: str
+    conversation: str
+    body: bytes
+    attempts: int = 0
+    received_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event whose handler kept failing, kept for inspection and replay."""
+
+    seq: int
+    kind: EventKind
+    key: str
+    conversation: str
+    body: bytes
+    handler: str
+    attempts: int
+    error: str
+    died_at: float
+
+
+@runtime_checkable
+class Inbox(Protocol):
+    """What every inbox backend provides.
+
+    ``append`` is all-or-nothing for its own events and returns only once they are as durable
+    as the backend promises; an event whose key was seen within the dedupe window is dropped
+    (and counted out of the return value). ``claim`` waits until at least one event is ready
+    and returns each event at most once per process lifetime until it is settled; events of
+    one conversation come out in the order they were appended. ``close`` leaves unsettled
+    events in place for the next ``open`` (a durable backend replays them).
+    """
+
+    #: A short description for logs, without secrets (``sqlite:///inbox.db``, ``memory``).
+    description: str
+    #: Whether an acknowledged event survives the process being killed.
+    durable: bool
+
+    async def open(self) -> None:
+        """Prepare storage; replay nothing yet (``claim`` does that)."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and release storage; unsettled events stay for the next ``open``."""
+        ...
+
+    async def append(self, events: Sequence[RawEvent]) -> int:
+        """Store events durably; return how many were new (not duplicates).
+
+        Raises:
+            InboxFullError: the backlog passed the bound; nothing was stored.
+            InboxError: the events could not be stored; nothing was stored.
+        """
+        ...
+
+    async def claim(self, limit: int) -> list[StoredEvent]:
+        """Wait for ready events and return up to ``limit`` of them, oldest first."""
+        ...
+
+    async def ack(self, seqs: Sequence[int]) -> None:
+        """Settle events whose handling finished (or that no handler wanted)."""
+        ...
+
+    async def record_attempt(self, seq: int, attempts: int, error: str) -> None:
+        """Remember that ``attempts`` handler runs failed so far, the last with ``error``."""
+        ...
+
+    async def dead(self, seq: int, *, handler: str, attempts: int, error: str) -> None:
+        """Move an event to the dead letters after its handler failed ``attempts`` times."""
+        ...
+
+    def backlog(self) -> int:
+        """Events stored and not yet settled, as known to this process (cheap, no I/O)."""
+        ...
+
+    async def stats(self) -> dict[str, int]:
+        """Counts by state: ``pending``, ``dead``, ``seen`` (remembered dedupe keys)."""
+        ...
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest dead letters, up to ``limit``."""
+        ...
+
+    async def replay(self, seqs: Sequence[int] | None = None) -> int:
+        """Put dead letters back to be handled (all when ``seqs`` is None); return how many."""
+        ...
+
+    async def drop(self, seqs: Sequence[int]) -> int:
+        """Delete dead letters for good; return how many were deleted."""
+        ...

@@ -1,0 +1,183 @@
+"""The ``memory`` inbox: fastest, and lost when the process ends.
+
+Use it for tests and for bots that can afford to lose acknowledged events on a crash; the
+durable default is ``sqlite``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+
+import anyio
+
+from whizrouter.errors import InboxFullError
+from whizrouter.inbox.base import DEFAULT_DEDUPE_SECONDS, DeadLetter, RawEvent, StoredEvent
+
+
+class MemoryInbox:
+    """An in-process inbox with the same contract as the durable ones, minus durability.
+
+    Args:
+        max_backlog: unsettled events above which ``append`` refuses with ``InboxFullError``.
+        dedupe_seconds: how long a dedupe key is remembered.
+    """
+
+    description = "memory"
+    durable = False
+
+    def __init__(
+        self, *, max_backlog: int = 100_000, dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS
+    ) -> None:
+        self._max_backlog = max_backlog
+        self._dedupe_seconds = dedupe_seconds
+        self._seq = 0
+        self._ready: deque[StoredEvent] = deque()
+        self._claimed: dict[int, StoredEvent] = {}
+        self._dead: dict[int, DeadLetter] = {}
+        self._seen: dict[str, float] = {}
+        self._wakeup = anyio.Event()
+
+    async def open(self) -> None:
+        """Nothing to prepare in memory."""
+
+    async def close(self) -> None:
+        """Wake any waiting ``claim`` so it can notice cancellation; events stay in memory."""
+        self._wakeup.set()
+
+    def _prune_seen(self, now: float) -> None:
+        horizon = now - self._dedupe_seconds
+        # Keys are inserted in time order, so the oldest come first.
+        while self._seen:
+            key = next(iter(self._seen))
+            if self._seen[key] >= horizon:
+                break
+            del self._seen[key]
+
+    async def append(self, events: Sequence[RawEvent]) -> int:
+        """Store new events, drop those whose key was seen; see ``Inbox.append``."""
+        if self.backlog() + len(events) > self._max_backlog:
+            raise InboxFullError(
+                f"the memory inbox holds {self.backlog()} unsettled events (bound "
+                f"{self._max_backlog}); the provider will retry, or raise max_backlog"
+            )
+        now = time.time()
+        self._prune_seen(now)
+        stored = 0
+        batch_keys: set[str] = set()
+        for event in events:
+            if event.key in self._seen or event.key in batch_keys:
+                continue
+            batch_keys.add(event.key)
+            self._seq += 1
+            self._ready.append(
+                StoredEvent(
+                    seq=self._seq,
+                    kind=event.kind,
+                    key=event.key,
+                    conversation=event.conversation,
+                    body=event.body,
+                    received_at=now,
+                )
+            )
+            stored += 1
+        for key in batch_keys:
+            self._seen[key] = now
+        if stored:
+            self._wakeup.set()
+        return stored
+
+    async def claim(self, limit: int) -> list[StoredEvent]:
+        """Wait for ready events and hand out up to ``limit`` of them in arrival order."""
+        while not self._ready:
+            if self._wakeup.is_set():
+                self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+        batch: list[StoredEvent] = []
+        while self._ready and len(batch) < limit:
+            event = self._ready.popleft()
+            self._claimed[event.seq] = event
+            batch.append(event)
+        return batch
+
+    async def ack(self, seqs: Sequence[int]) -> None:
+        """Forget settled events."""
+        for seq in seqs:
+            self._claimed.pop(seq, None)
+
+    async def record_attempt(self, seq: int, attempts: int, error: str) -> None:
+        """Keep the attempt count on the claimed event."""
+        event = self._claimed.get(seq)
+        if event is not None:
+            self._claimed[seq] = StoredEvent(
+                seq=event.seq,
+                kind=event.kind,
+                key=event.key,
+                conversation=event.conversation,
+                body=event.body,
+                attempts=attempts,
+                received_at=event.received_at,
+            )
+
+    async def dead(self, seq: int, *, handler: str, attempts: int, error: str) -> None:
+        """Move a claimed event to the dead letters."""
+        event = self._claimed.pop(seq, None)
+        if event is None:
+            return
+        self._dead[seq] = DeadLetter(
+            seq=seq,
+            kind=event.kind,
+            key=event.key,
+            conversation=event.conversation,
+            body=event.body,
+            handler=handler,
+            attempts=attempts,
+            error=error,
+            died_at=time.time(),
+        )
+
+    def backlog(self) -> int:
+        """Events appended and not yet settled."""
+        return len(self._ready) + len(self._claimed)
+
+    async def stats(self) -> dict[str, int]:
+        """Counts by state."""
+        return {
+            "pending": self.backlog(),
+            "dead": len(self._dead),
+            "seen": len(self._seen),
+        }
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest dead letters."""
+        return list(self._dead.values())[:limit]
+
+    async def replay(self, seqs: Sequence[int] | None = None) -> int:
+        """Queue dead letters again, with a fresh attempt count and a new seq."""
+        chosen = list(self._dead) if seqs is None else [s for s in seqs if s in self._dead]
+        now = time.time()
+        for seq in chosen:
+            letter = self._dead.pop(seq)
+            self._seq += 1
+            self._ready.append(
+                StoredEvent(
+                    seq=self._seq,
+                    kind=letter.kind,
+                    key=letter.key,
+                    conversation=letter.conversation,
+                    body=letter.body,
+                    received_at=now,
+                )
+            )
+        if chosen:
+            self._wakeup.set()
+        return len(chosen)
+
+    async def drop(self, seqs: Sequence[int]) -> int:
+        """Delete dead letters."""
+        dropped = 0
+        for seq in seqs:
+            if self._dead.pop(seq, None) is not None:
+                dropped += 1
+        return dropped

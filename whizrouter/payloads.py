@@ -1,0 +1,152 @@
+"""Recognise both callback shapes and split one callback into raw events.
+
+This runs before the 200, so it only walks dicts: no model is built here. Each event's body is
+a small JSON envelope that the dispatcher turns into a typed event later::
+
+    {"shape": "onprem" | "cloud", "item": {...}, "contact": {...} | null, "metadata": {...} | null}
+
+``item`` is the message or status object as the provider sent it; for ``raw`` events it is a
+callback-shaped object (``{"errors": [...]}``, or a Cloud envelope holding one change) that
+``on_raw`` handlers receive as is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+import orjson
+
+from whizrouter.inbox.base import RawEvent
+
+Shape = Literal["onprem", "cloud"]
+
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+def _raw_event(shape: Shape, item: dict[str, Any], reason: str) -> RawEvent:
+    digest = hashlib.sha256(orjson.dumps(item, option=_SORTED)).hexdigest()
+    body = orjson.dumps({"shape": shape, "item": item, "contact": None, "metadata": None,
+                         "reason": reason})
+    return RawEvent(kind="raw", key="r:" + digest, conversation="raw:" + digest[:16], body=body)
+
+
+def _contact_for(contacts: Any, wa_id: str) -> dict[str, Any] | None:
+    if not isinstance(contacts, list):
+        return None
+    for contact in contacts:
+        if isinstance(contact, dict) and contact.get("wa_id") == wa_id:
+            return contact
+    # A single sender entry whose wa_id differs (a number change) still names the sender.
+    if len(contacts) == 1 and isinstance(contacts[0], dict):
+        return contacts[0]
+    return None
+
+
+def _split_value(
+    shape: Shape,
+    value: dict[str, Any],
+    metadata: dict[str, Any] | None,
+    wrap: Any,
+    out: list[RawEvent],
+) -> None:
+    """Split one on-premises body or one Cloud ``value`` object into ``out``.
+
+    ``wrap`` rebuilds a callback-shaped object around a stray piece, for raw events.
+    """
+    contacts = value.get("contacts")
+    messages = value.get("messages")
+    if messages is not None:
+        if not isinstance(messages, list):
+            out.append(_raw_event(shape, wrap({"messages": messages}), "messages is not a list"))
+        else:
+            for message in messages:
+                sender = message.get("from") if isinstance(message, dict) else None
+                if (
+                    not isinstance(message, dict)
+                    or not isinstance(message.get("id"), str)
+                    or not isinstance(sender, str)
+                ):
+                    out.append(_raw_event(shape, wrap({"messages": [message]}),
+                                          "message without a string id and from"))
+                    continue
+                body = orjson.dumps({"shape": shape, "item": message,
+                                     "contact": _contact_for(contacts, sender),
+                                     "metadata": metadata})
+                out.append(RawEvent("message", "m:" + message["id"], sender, body))
+    statuses = value.get("statuses")
+    if statuses is not None:
+        if not isinstance(statuses, list):
+            out.append(_raw_event(shape, wrap({"statuses": statuses}), "statuses is not a list"))
+        else:
+            for status in statuses:
+                if (
+                    not isinstance(status, dict)
+                    or not isinstance(status.get("id"), str)
+                    or not isinstance(status.get("status"), str)
+                ):
+                    out.append(_raw_event(shape, wrap({"statuses": [status]}),
+                                          "status without a string id and status"))
+                    continue
+                recipient = status.get("recipient_id")
+                if not isinstance(recipient, str):
+                    nested = status.get("message")
+                    recipient = nested.get("recipient_id") if isinstance(nested, dict) else None
+                conversation = recipient if isinstance(recipient, str) else "status:" + status["id"]
+                body = orjson.dumps({"shape": shape, "item": status, "contact": None,
+                                     "metadata": metadata})
+                key = "s:" + status["id"] + ":" + status["status"]
+                out.append(RawEvent("status", key, conversation, body))
+    errors = value.get("errors")
+    if errors is not None:
+        out.append(_raw_event(shape, wrap({"errors": errors}), "errors"))
+
+
+def split_callback(payload: dict[str, Any]) -> list[RawEvent]:
+    """Split a parsed callback body into raw events, in the order the provider listed them.
+
+    Never raises for a JSON object: whatever cannot be read as a message or status becomes a
+    ``raw`` event, so nothing the provider sent is dropped.
+    """
+    out: list[RawEvent] = []
+    if payload.get("object") == "whatsapp_business_account" or "entry" in payload:
+        entries = payload.get("entry")
+        if not isinstance(entries, list):
+            return [_raw_event("cloud", payload, "entry is not a list")]
+        obj = payload.get("object", "whatsapp_business_account")
+        for entry in entries:
+            changes = entry.get("changes") if isinstance(entry, dict) else None
+            if not isinstance(changes, list):
+                out.append(_raw_event("cloud", {"object": obj, "entry": [entry]},
+                                      "entry without a changes list"))
+                continue
+            entry_id = entry.get("id")
+            for change in changes:
+                def wrap(piece: dict[str, Any], _change: Any = change) -> dict[str, Any]:
+                    value = dict(_change.get("value") or {}) if isinstance(_change, dict) else {}
+                    for name in ("contacts", "messages", "statuses", "errors"):
+                        value.pop(name, None)
+                    value.update(piece)
+                    return {"object": obj, "entry": [{"id": entry_id, "changes": [
+                        {"field": "messages", "value": value}]}]}
+
+                value = change.get("value") if isinstance(change, dict) else None
+                if (
+                    not isinstance(change, dict)
+                    or change.get("field") != "messages"
+                    or not isinstance(value, dict)
+                ):
+                    out.append(_raw_event("cloud", {"object": obj, "entry": [
+                        {"id": entry_id, "changes": [change]}]}, "not a messages change"))
+                    continue
+                metadata = value.get("metadata")
+                _split_value("cloud", value, metadata if isinstance(metadata, dict) else None,
+                             wrap, out)
+        return out
+    if not any(name in payload for name in ("contacts", "messages", "statuses", "errors")):
+        return [_raw_event("onprem", payload, "neither an on-premises nor a Cloud callback")]
+    _split_value("onprem", payload, None, lambda piece: piece, out)
+    if not out:
+        # Only ``contacts``, or empty arrays: still acknowledged, still visible to on_raw.
+        out.append(_raw_event("onprem", payload, "no messages, statuses or errors"))
+    return out
