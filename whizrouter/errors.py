@@ -10,7 +10,8 @@ Every exception whizrouter raises on purpose derives from ``WhizrouterError``::
     │   └── InboxFullError        the backlog passed its bound; retry later
     ├── BootstrapError            the webhook could not be registered at startup
     ├── MessageValidationError    a message would be refused by the provider; nothing was sent
-    └── ProviderError             the provider API answered with an error (http_code, developer_message, details, code)
+    └── ProviderError             the provider API answered with an error
+                                  (http_code, developer_message, details, code)
         └── RateLimited           the provider asked us to slow down (retry_after)
 
 Messages say what failed and what to do next; none of them ever contains the API key or a password.

@@ -122,12 +122,14 @@ def split_callback(payload: dict[str, Any]) -> list[RawEvent]:
                 continue
             entry_id = entry.get("id")
             for change in changes:
-                def wrap(piece: dict[str, Any], _change: Any = change) -> dict[str, Any]:
+                def wrap(
+                    piece: dict[str, Any], _change: Any = change, _entry_id: Any = entry_id
+                ) -> dict[str, Any]:
                     value = dict(_change.get("value") or {}) if isinstance(_change, dict) else {}
                     for name in ("contacts", "messages", "statuses", "errors"):
                         value.pop(name, None)
                     value.update(piece)
-                    return {"object": obj, "entry": [{"id": entry_id, "changes": [
+                    return {"object": obj, "entry": [{"id": _entry_id, "changes": [
                         {"field": "messages", "value": value}]}]}
 
                 value = change.get("value") if isinstance(change, dict) else None

@@ -1,0 +1,1 @@
+"""Runnable example bots; the tests import and run each of them."""

@@ -1,0 +1,1 @@
+"""First-party whizrouter plugins; each uses only whizrouter's public API."""

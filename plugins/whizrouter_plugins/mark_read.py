@@ -1,0 +1,108 @@
+"""``mark-read``: turn an incoming message's grey ticks blue once the bot has handled it.
+
+Enable it with ``WhizRouter(plugins=["mark-read"])`` or ``app.use(MarkRead(...))``. Marking is
+cosmetic, so a failure is logged and never fails the handler. On the Cloud shape, marking a
+message also marks the earlier ones of that chat, so a burst of one conversation is coalesced
+into one call for its newest message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from typing import Any, Literal
+
+from whizrouter import Context, WhizardClient, WhizRouter
+
+log = logging.getLogger("whizrouter.plugins.mark_read")
+
+_RECENT_LIMIT = 10_000
+
+
+class MarkRead:
+    """Mark each incoming message read, after its handler ran (or before, if asked).
+
+    Args:
+        when: ``"after"`` (default): once the handler finished, successfully or not;
+            ``"before"``: as soon as the event is dispatched, before the handler runs.
+        coalesce_window: seconds to wait for more messages of the same conversation before
+            marking, on the Cloud shape only (0 disables coalescing).
+    """
+
+    name = "mark-read"
+
+    def __init__(
+        self, when: Literal["before", "after"] = "after", coalesce_window: float = 0.25
+    ) -> None:
+        if when not in ("before", "after"):
+            raise ValueError("MarkRead(when=...) takes 'before' or 'after'")
+        self.when = when
+        self.coalesce_window = coalesce_window
+        self._newest: dict[str, str] = {}
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self.marked = 0
+        self.failed = 0
+
+    async def startup(self, app: WhizRouter) -> None:
+        """Nothing to prepare."""
+
+    async def shutdown(self, app: WhizRouter) -> None:
+        """Mark what is still waiting in a coalescing window."""
+        for task in list(self._timers.values()):
+            task.cancel()
+        pending = list(self._newest.items())
+        self._newest.clear()
+        self._timers.clear()
+        client = app.client
+        for _, message_id in pending:
+            await self._mark(client, message_id)
+
+    async def before_handle(self, event: Any, ctx: Context) -> None:
+        """Mark now when configured ``when="before"``."""
+        if self.when == "before":
+            await self._schedule(ctx)
+
+    async def after_handle(self, event: Any, ctx: Context) -> None:
+        """Mark after a successful handler run."""
+        if self.when == "after":
+            await self._schedule(ctx)
+
+    async def on_error(self, event: Any, ctx: Context, exc: BaseException) -> None:
+        """Mark after a failed run too: the customer's message did reach the bot."""
+        if self.when == "after":
+            await self._schedule(ctx)
+
+    async def _schedule(self, ctx: Context) -> None:
+        if ctx.kind != "message" or ctx.message_id is None:
+            return
+        if ctx.message_id in self._recent:
+            return  # a retried handler: this message was marked on an earlier attempt
+        self._recent[ctx.message_id] = None
+        if len(self._recent) > _RECENT_LIMIT:
+            self._recent.popitem(last=False)
+        if self.coalesce_window <= 0 or ctx.client.shape != "cloud":
+            await self._mark(ctx.client, ctx.message_id)
+            return
+        self._newest[ctx.conversation] = ctx.message_id
+        if ctx.conversation not in self._timers:
+            self._timers[ctx.conversation] = asyncio.create_task(
+                self._flush_later(ctx.client, ctx.conversation)
+            )
+
+    async def _flush_later(self, client: WhizardClient, conversation: str) -> None:
+        await asyncio.sleep(self.coalesce_window)
+        self._timers.pop(conversation, None)
+        message_id = self._newest.pop(conversation, None)
+        if message_id is not None:
+            await self._mark(client, message_id)
+
+    async def _mark(self, client: WhizardClient, message_id: str) -> None:
+        try:
+            await client.mark_read(message_id)
+        except Exception as exc:
+            self.failed += 1
+            log.warning("could not mark message %s read: %s", message_id, exc)
+        else:
+            self.marked += 1

@@ -1,0 +1,99 @@
+"""Shared fixtures: sample callbacks, a bot wired to a fake provider, and waiting helpers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from whizrouter import WhizRouter
+from whizrouter.testing import FakeProvider
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
+BotClient = TestClient[web.Request, web.Application]
+
+
+def fixture_bytes(name: str) -> bytes:
+    """The raw bytes of a sample callback, e.g. ``onprem/text.json``."""
+    return (FIXTURES / name).read_bytes()
+
+
+def fixture_json(name: str) -> dict[str, Any]:
+    """A sample callback, parsed."""
+    data: dict[str, Any] = orjson.loads(fixture_bytes(name))
+    return data
+
+
+class Recorder:
+    """Collects what handlers saw and lets a test wait for it without sleeping."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self._changed = asyncio.Condition()
+
+    async def add(self, item: Any) -> None:
+        """Record one item and wake waiters."""
+        async with self._changed:
+            self.items.append(item)
+            self._changed.notify_all()
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> list[Any]:
+        """Wait until at least ``count`` items were recorded; fail clearly on timeout."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: len(self.items) >= count), timeout
+                )
+            except TimeoutError:
+                raise AssertionError(
+                    f"expected {count} items within {timeout} s, got {len(self.items)}: "
+                    f"{self.items!r}"
+                ) from None
+            return list(self.items)
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    """A fresh ``Recorder``."""
+    return Recorder()
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[FakeProvider]:
+    """A running fake provider (on-premises shape)."""
+    async with FakeProvider() as fake:
+        yield fake
+
+
+@pytest.fixture
+def make_app(provider: FakeProvider) -> Callable[..., WhizRouter]:
+    """Build a ``WhizRouter`` on the memory inbox pointed at the fake provider."""
+
+    def build(**kwargs: Any) -> WhizRouter:
+        kwargs.setdefault("inbox", "memory")
+        kwargs.setdefault("api_key", provider.api_key)
+        kwargs.setdefault("base_url", provider.base_url)
+        kwargs.setdefault("shutdown_grace", 5.0)
+        return WhizRouter(**kwargs)
+
+    return build
+
+
+@pytest.fixture
+def serve(
+    aiohttp_client: AiohttpClient,
+) -> Callable[[WhizRouter], Awaitable[BotClient]]:
+    """Start a bot behind a real HTTP test server and return a client for it."""
+
+    async def start(app: WhizRouter) -> BotClient:
+        return await aiohttp_client(app.make_web_app())
+
+    return start

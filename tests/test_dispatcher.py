@@ -1,0 +1,244 @@
+"""Ordering, concurrency, failure isolation, retries, dead letters and draining."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import BotClient, Recorder
+from whizrouter import Context, Message, RetryPolicy, TextMessage, WhizRouter
+from whizrouter.testing import text_callback
+
+Serve = Callable[[WhizRouter], Awaitable[BotClient]]
+MakeApp = Callable[..., WhizRouter]
+FAST_RETRY = RetryPolicy(attempts=2, base=0.01, factor=1.0, max_delay=0.01, max_total=1.0)
+
+
+async def post_texts(client: BotClient, wa_id: str, texts: list[str]) -> None:
+    for text in texts:
+        response = await client.post("/webhook", json=text_callback(text, wa_id=wa_id))
+        assert response.status == 200
+
+
+async def test_one_conversation_runs_in_arrival_order_one_at_a_time(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    app = make_app(concurrency=8)
+    running = 0
+    overlap = 0
+
+    @app.on_message()
+    async def handler(message: TextMessage, ctx: Context) -> None:
+        nonlocal running, overlap
+        running += 1
+        overlap = max(overlap, running)
+        await asyncio.sleep(0)  # give another event of this conversation a chance to interleave
+        await asyncio.sleep(0)
+        running -= 1
+        await recorder.add(message.text.body)
+
+    client = await serve(app)
+    texts = [f"m{i}" for i in range(40)]
+    await post_texts(client, "15550000001", texts)
+    assert await recorder.wait_for(40) == texts
+    assert overlap == 1
+
+
+async def test_conversations_run_concurrently_up_to_the_cap(
+    make_app: MakeApp, serve: Serve
+) -> None:
+    cap = 4
+    app = make_app(concurrency=cap)
+    release = asyncio.Event()
+    active: set[str] = set()
+    peak = 0
+    reached = asyncio.Event()
+
+    @app.on_message()
+    async def handler(message: Message, ctx: Context) -> None:
+        nonlocal peak
+        active.add(ctx.conversation)
+        peak = max(peak, len(active))
+        if len(active) >= cap:
+            reached.set()
+        await release.wait()
+        active.discard(ctx.conversation)
+
+    client = await serve(app)
+    for n in range(10):
+        await post_texts(client, f"1555000{n:04d}", ["hi"])
+    await asyncio.wait_for(reached.wait(), timeout=5)
+    # Let the loop run: nothing beyond the cap may start while all handlers are blocked.
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert peak == cap
+    release.set()
+    assert app.dispatcher is not None
+    dispatcher = app.dispatcher
+    for _ in range(500):
+        if dispatcher.handled == 10:
+            break
+        await asyncio.sleep(0.01)
+    assert dispatcher.handled == 10
+
+
+async def test_slow_conversation_does_not_block_others(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    app = make_app(concurrency=4)
+    gate = asyncio.Event()
+
+    @app.on_message()
+    async def handler(message: TextMessage, ctx: Context) -> None:
+        if ctx.conversation == "15550000001":
+            await gate.wait()
+        await recorder.add(ctx.conversation)
+
+    client = await serve(app)
+    await post_texts(client, "15550000001", ["stuck", "behind"])
+    for n in range(2, 7):
+        await post_texts(client, f"155500000{n:02d}", ["free"])
+    seen = await recorder.wait_for(5)
+    assert "15550000001" not in seen
+    gate.set()
+    assert (await recorder.wait_for(7)).count("15550000001") == 2
+
+
+async def test_failing_handler_is_retried_then_dead_lettered_without_stopping_others(
+    make_app: MakeApp, serve: Serve, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    errors: list[tuple[str, int]] = []
+
+    class ErrorHook:
+        async def on_error(self, event: Any, ctx: Context, exc: BaseException) -> None:
+            errors.append((str(exc), ctx.attempt))
+
+    app = make_app(retry=FAST_RETRY, plugins=[ErrorHook()])
+    attempts: list[int] = []
+
+    @app.on_message(text="poison")
+    async def poison(message: TextMessage, ctx: Context) -> None:
+        attempts.append(ctx.attempt)
+        raise RuntimeError("boom")
+
+    @app.on_message()
+    async def fine(message: TextMessage, ctx: Context) -> None:
+        await recorder.add(message.text.body)
+
+    client = await serve(app)
+    with caplog.at_level(logging.WARNING, logger="whizrouter"):
+        await post_texts(client, "15550000001", ["poison", "after poison"])
+        await post_texts(client, "15550000002", ["other"])
+        seen = await recorder.wait_for(2)
+    assert sorted(seen) == ["after poison", "other"]
+    assert attempts == [1, 2, 3]
+    assert errors == [("boom", 1), ("boom", 2), ("boom", 3)]
+    [letter] = await app.inbox.dead_letters()
+    assert letter.attempts == 3
+    assert letter.handler.endswith("poison")
+    assert "boom" in letter.error
+    assert any("is dead after 3 attempts" in r.getMessage() for r in caplog.records)
+    assert any(letter.key in r.getMessage() for r in caplog.records if "failed" in
+               r.getMessage())
+
+
+async def test_replayed_dead_letter_runs_again(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    app = make_app(retry=RetryPolicy(attempts=0))
+    broken = True
+
+    @app.on_message()
+    async def handler(message: TextMessage, ctx: Context) -> None:
+        if broken:
+            raise ValueError("not yet")
+        await recorder.add((message.text.body, ctx.attempt))
+
+    client = await serve(app)
+    await post_texts(client, "15550000001", ["again"])
+    for _ in range(500):
+        if await app.inbox.dead_letters():
+            break
+        await asyncio.sleep(0.01)
+    [letter] = await app.inbox.dead_letters()
+    broken = False
+    assert await app.inbox.replay([letter.seq]) == 1
+    assert await recorder.wait_for(1) == [("again", 1)]
+
+
+async def test_per_handler_retry_policy_wins(make_app: MakeApp, serve: Serve) -> None:
+    app = make_app(retry=FAST_RETRY)
+    attempts: list[int] = []
+    done = asyncio.Event()
+
+    @app.on_message(retry=RetryPolicy(attempts=0))
+    async def once(message: Message, ctx: Context) -> None:
+        attempts.append(ctx.attempt)
+        done.set()
+        raise RuntimeError("no retry")
+
+    client = await serve(app)
+    await post_texts(client, "15550000001", ["x"])
+    await asyncio.wait_for(done.wait(), timeout=5)
+    for _ in range(500):
+        if await app.inbox.dead_letters():
+            break
+        await asyncio.sleep(0.01)
+    assert attempts == [1]
+
+
+async def test_unhandled_events_are_settled(make_app: MakeApp, serve: Serve) -> None:
+    app = make_app()
+    client = await serve(app)
+    await post_texts(client, "15550000001", ["nobody listens"])
+    for _ in range(500):
+        if app.inbox.backlog() == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert app.inbox.backlog() == 0
+    assert app.dispatcher is not None and app.dispatcher.unhandled == 1
+
+
+async def test_stop_drains_running_handlers(make_app: MakeApp) -> None:
+    app = make_app(shutdown_grace=5.0)
+    started = asyncio.Event()
+    finished: list[str] = []
+
+    @app.on_message()
+    async def slow(message: TextMessage, ctx: Context) -> None:
+        started.set()
+        await asyncio.sleep(0.2)
+        finished.append(message.text.body)
+
+    async with app:
+        await app.feed(text_callback("in flight"))
+        await asyncio.wait_for(started.wait(), timeout=5)
+    assert finished == ["in flight"]
+
+
+async def test_stop_cancels_handlers_after_the_grace_period(
+    make_app: MakeApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(shutdown_grace=0.1)
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    @app.on_message()
+    async def forever(message: Message, ctx: Context) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with caplog.at_level(logging.WARNING, logger="whizrouter"):
+        async with app:
+            await app.feed(text_callback("stuck"))
+            await asyncio.wait_for(started.wait(), timeout=5)
+    assert cancelled.is_set()
+    assert any("grace period" in r.getMessage() for r in caplog.records)

@@ -1,0 +1,29 @@
+"""The front door: exactly these names, each documented."""
+
+from __future__ import annotations
+
+import whizrouter
+
+EXPECTED = {
+    "AudioMessage", "BootstrapError", "ButtonMessage", "ConfigurationError", "Contact",
+    "ContactsMessage", "Context", "ContextKey", "DeadLetter", "DocumentMessage", "F", "Filter",
+    "ImageMessage", "Inbox", "InboxError", "InboxFullError", "InteractiveMessage",
+    "LocationMessage", "MemoryInbox", "Message", "MessageValidationError", "OrderMessage",
+    "Plugin", "PluginError", "ProviderError", "ProviderErrorInfo", "RateLimited", "RawEvent",
+    "ReactionMessage", "RegistrationClosedError", "RetryPolicy", "Router", "Status",
+    "StickerMessage", "StoredEvent", "SystemMessage", "TextMessage", "UnknownMessage",
+    "VideoMessage", "VoiceMessage", "WhizRouter", "WhizardClient", "WhizrouterError",
+    "__version__",
+}
+
+
+def test_all_is_exact_and_sorted() -> None:
+    assert set(whizrouter.__all__) == EXPECTED
+    assert whizrouter.__all__ == sorted(whizrouter.__all__)
+
+
+def test_every_public_name_is_importable_and_documented() -> None:
+    for name in whizrouter.__all__:
+        value = getattr(whizrouter, name)
+        if name != "__version__":
+            assert value.__doc__, f"{name} has no docstring"

@@ -1,0 +1,284 @@
+"""The webhook endpoint over real HTTP: every answer of the README's table."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.conftest import BotClient, Recorder, fixture_bytes
+from whizrouter import Context, Message, Status, TextMessage, WhizRouter
+
+Serve = Callable[[WhizRouter], Awaitable[BotClient]]
+MakeApp = Callable[..., WhizRouter]
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def echo_app(make_app: MakeApp, recorder: Recorder, **kwargs: Any) -> WhizRouter:
+    app = make_app(**kwargs)
+
+    @app.on_message()
+    async def on_message(message: Message, ctx: Context) -> None:
+        await recorder.add(message)
+
+    @app.on_status()
+    async def on_status(status: Status, ctx: Context) -> None:
+        await recorder.add(status)
+
+    @app.on_raw()
+    async def on_raw(raw: dict[str, Any], ctx: Context) -> None:
+        await recorder.add(raw)
+
+    return app
+
+
+@pytest.mark.parametrize("shape", ["onprem", "cloud"])
+async def test_text_callback_reaches_handler_typed(
+    make_app: MakeApp, serve: Serve, recorder: Recorder, shape: str
+) -> None:
+    client = await serve(echo_app(make_app, recorder))
+    response = await client.post("/webhook", data=fixture_bytes(f"{shape}/text.json"))
+    assert response.status == 200
+    [message] = await recorder.wait_for(1)
+    assert isinstance(message, TextMessage)
+    assert message.text.body
+    assert message.shape == shape
+
+
+async def test_batch_delivers_every_event(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    client = await serve(echo_app(make_app, recorder))
+    response = await client.post("/webhook", data=fixture_bytes("cloud/batch_mixed.json"))
+    assert response.status == 200
+    items = await recorder.wait_for(5)
+    assert sum(isinstance(i, Message) for i in items) == 3
+    assert sum(isinstance(i, Status) for i in items) == 2
+
+
+async def test_redelivery_is_acknowledged_and_not_dispatched_twice(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    client = await serve(echo_app(make_app, recorder))
+    body = fixture_bytes("onprem/text.json")
+    for _ in range(3):
+        assert (await client.post("/webhook", data=body)).status == 200
+    # A different event after the redeliveries: once it arrives, the redeliveries had their
+    # chance to be dispatched (one conversation runs in order).
+    other = fixture_bytes("onprem/text_reply_context.json")
+    assert (await client.post("/webhook", data=other)).status == 200
+    items = await recorder.wait_for(2)
+    assert [i.id for i in items] == [
+        orjson.loads(body)["messages"][0]["id"],
+        orjson.loads(other)["messages"][0]["id"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "malformed JSON"),
+        (b"", "malformed JSON"),
+        (b"[1, 2]", "expected a JSON object"),
+        (b'"text"', "expected a JSON object"),
+        (b"\xff\xfe", "malformed JSON"),
+    ],
+)
+async def test_bad_bodies_get_400_with_reason(
+    make_app: MakeApp, serve: Serve, recorder: Recorder, body: bytes, reason: str
+) -> None:
+    client = await serve(echo_app(make_app, recorder))
+    response = await client.post("/webhook", data=body)
+    assert response.status == 400
+    assert reason in (await response.json())["error"]
+
+
+@pytest.mark.parametrize("fixture", ["onprem/unknown.json", "cloud/unsupported.json",
+                                     "cloud/edit.json"])
+async def test_unknown_types_are_acknowledged(
+    make_app: MakeApp, serve: Serve, recorder: Recorder, fixture: str
+) -> None:
+    client = await serve(echo_app(make_app, recorder))
+    assert (await client.post("/webhook", data=fixture_bytes(fixture))).status == 200
+    [message] = await recorder.wait_for(1)
+    assert type(message).__name__ == "UnknownMessage"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"messages": "not a list"},
+        {"messages": [{"id": 5, "from": None}]},
+        {"statuses": [None]},
+        {"object": "whatsapp_business_account", "entry": "nope"},
+        {"hello": "world"},
+    ],
+)
+async def test_unexpected_shapes_go_to_on_raw_with_200(
+    make_app: MakeApp, serve: Serve, recorder: Recorder, payload: dict[str, Any]
+) -> None:
+    client = await serve(echo_app(make_app, recorder))
+    assert (await client.post("/webhook", json=payload)).status == 200
+    [raw] = await recorder.wait_for(1)
+    assert isinstance(raw, dict)
+
+
+@pytest.mark.parametrize("fixture", ["onprem/errors_only.json", "cloud/non_messages_field.json"])
+async def test_non_message_callbacks_reach_on_raw(
+    make_app: MakeApp, serve: Serve, recorder: Recorder, fixture: str
+) -> None:
+    client = await serve(echo_app(make_app, recorder))
+    assert (await client.post("/webhook", data=fixture_bytes(fixture))).status == 200
+    [raw] = await recorder.wait_for(1)
+    assert isinstance(raw, dict)
+    assert "errors" in raw or raw["entry"][0]["changes"][0]["field"] != "messages"
+
+
+async def test_auth_required_when_configured(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    app = echo_app(make_app, recorder, webhook_user="provider", webhook_password="s3cret-pw")
+    client = await serve(app)
+    body = fixture_bytes("onprem/text.json")
+    assert (await client.post("/webhook", data=body)).status == 401
+    wrong = await client.post("/webhook", data=body,
+                              headers={"Authorization": basic("provider", "guess")})
+    assert wrong.status == 401
+    assert wrong.headers["WWW-Authenticate"].startswith("Basic")
+    right = await client.post("/webhook", data=body,
+                              headers={"Authorization": basic("provider", "s3cret-pw")})
+    assert right.status == 200
+    assert len(await recorder.wait_for(1)) == 1
+
+
+async def test_auth_is_checked_before_the_body_is_read(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    app = echo_app(make_app, recorder, webhook_user="provider", webhook_password="pw",
+                   read_timeout=30.0)
+
+    async def never_finishes() -> Any:
+        yield b'{"messages": ['
+        await asyncio.Event().wait()
+
+    client = await serve(app)
+    # The body never completes; a 401 can only come back if auth was checked first.
+    response = await asyncio.wait_for(
+        client.post("/webhook", data=never_finishes()), timeout=5
+    )
+    assert response.status == 401
+
+
+async def test_body_over_limit_gets_413(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    client = await serve(echo_app(make_app, recorder, body_limit=1024))
+    big = orjson.dumps({"messages": [], "padding": "x" * 2048})
+    response = await client.post("/webhook", data=big)
+    assert response.status == 413
+
+    async def chunked() -> Any:
+        for _ in range(4):
+            yield b" " * 512
+
+    response = await client.post("/webhook", data=chunked())
+    assert response.status == 413
+
+
+async def test_default_limit_refuses_12_mb(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    client = await serve(echo_app(make_app, recorder))
+    response = await client.post("/webhook", data=b" " * (12 * 1024 * 1024))
+    assert response.status == 413
+
+
+async def test_limit_holds_when_attached_to_an_app_with_a_small_client_max_size(
+    make_app: MakeApp, aiohttp_client: Any, recorder: Recorder
+) -> None:
+    from aiohttp import web
+
+    web_app = web.Application(client_max_size=1024)
+    echo_app(make_app, recorder).attach(web_app)
+    client = await aiohttp_client(web_app)
+    body = orjson.dumps({"messages": [{"id": "wamid.big", "from": "1555", "type": "text",
+                                       "timestamp": "1", "text": {"body": "x" * 4000}}]})
+    assert (await client.post("/webhook", data=body)).status == 200
+    [message] = await recorder.wait_for(1)
+    assert message.text.body == "x" * 4000
+
+
+async def test_slow_body_gets_408(make_app: MakeApp, serve: Serve, recorder: Recorder) -> None:
+    client = await serve(echo_app(make_app, recorder, read_timeout=0.2))
+
+    async def trickle() -> Any:
+        yield b'{"messages": ['
+        await asyncio.Event().wait()
+
+    response = await asyncio.wait_for(client.post("/webhook", data=trickle()), timeout=5)
+    assert response.status == 408
+
+
+async def test_healthz(make_app: MakeApp, serve: Serve, recorder: Recorder) -> None:
+    client = await serve(echo_app(make_app, recorder))
+    response = await client.get("/healthz")
+    assert response.status == 200
+    report = await response.json()
+    assert report["status"] == "ok"
+    assert report["inbox"] == "memory"
+
+
+async def test_shutting_down_answers_503_with_retry_after(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    app = echo_app(make_app, recorder)
+    client = await serve(app)
+    app.stop_accepting()
+    response = await client.post("/webhook", data=fixture_bytes("onprem/text.json"))
+    assert response.status == 503
+    assert int(response.headers["Retry-After"]) > 0
+    assert (await client.get("/healthz")).status == 503
+
+
+async def test_full_inbox_answers_503(make_app: MakeApp, serve: Serve) -> None:
+    app = make_app(max_backlog=2)
+    gate = asyncio.Event()
+
+    @app.on_message()
+    async def stuck(message: Message, ctx: Context) -> None:
+        await gate.wait()
+
+    client = await serve(app)
+    batch = fixture_bytes("onprem/batch_mixed.json")  # five events: over the bound of two
+    response = await client.post("/webhook", data=batch)
+    assert response.status == 503
+    assert "Retry-After" in response.headers
+    gate.set()
+
+
+async def test_nothing_user_written_runs_before_the_200(
+    make_app: MakeApp, serve: Serve
+) -> None:
+    app = make_app()
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    @app.on_message()
+    async def slow(message: Message, ctx: Context) -> None:
+        started.set()
+        await release.wait()
+
+    client = await serve(app)
+    response = await asyncio.wait_for(
+        client.post("/webhook", data=fixture_bytes("onprem/text.json")), timeout=5
+    )
+    assert response.status == 200
+    await asyncio.wait_for(started.wait(), timeout=5)
+    release.set()

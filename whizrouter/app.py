@@ -1,0 +1,392 @@
+"""``WhizRouter``: composes the receiver, inbox, dispatcher, router, client and plugins.
+
+Lifecycle: ``start`` freezes registration, loads plugins, opens the inbox, runs plugin
+startup hooks, registers the webhook, then starts the dispatcher in its own task, so the app
+can be started and stopped from different tasks (as aiohttp's cleanup context does).
+``stop`` refuses new callbacks (503), drains the dispatcher within the grace period, runs
+plugin shutdown hooks and closes the inbox and client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Literal, final
+
+import orjson
+from aiohttp import web
+
+from whizrouter.backoff import HANDLER_RETRY, RetryPolicy
+from whizrouter.bootstrap import register_webhook
+from whizrouter.client import WhizardClient
+from whizrouter.context import Context
+from whizrouter.dispatcher import Dispatcher
+from whizrouter.errors import RegistrationClosedError, WhizrouterError
+from whizrouter.events import parse_message, parse_status
+from whizrouter.inbox.base import Inbox, StoredEvent
+from whizrouter.inbox.factory import inbox_from_url
+from whizrouter.payloads import split_callback
+from whizrouter.plugins import call_hook, load_plugin, plugin_name
+from whizrouter.receiver import Receiver
+from whizrouter.routing import MessageDecorator, Router, StatusDecorator
+from whizrouter.settings import Settings
+
+log = logging.getLogger("whizrouter")
+
+Role = Literal["all", "receiver", "worker"]
+ROLES: tuple[Role, ...] = ("all", "receiver", "worker")
+
+
+def decode_event(stored: StoredEvent) -> tuple[Any, Any]:
+    """Turn a stored event into ``(typed event, contact)``; raw events stay dicts."""
+    envelope = orjson.loads(stored.body)
+    if stored.kind == "message":
+        message = parse_message(envelope)
+        return message, message.contact
+    if stored.kind == "status":
+        return parse_status(envelope), None
+    return envelope.get("item", envelope), None
+
+
+@final
+class WhizRouter:
+    """A WhatsApp bot: register handlers, then run it standalone, attached, or embedded.
+
+    Every argument left as None is read from the environment (see the README's
+    configuration table), then falls back to its default.
+
+    Args:
+        plugins: plugin names (``"mark-read"``) or plugin objects.
+        inbox: an inbox URL (``"memory"``, ``"sqlite:///inbox.db"``, ``"nats://host:4222"``)
+            or an ``Inbox`` object.
+        api_key: the provider key (``WHIZARD_API_KEY``).
+        base_url: the provider API base URL (``WHIZARD_BASE_URL``).
+        shape: the provider API shape, ``"onprem"`` or ``"cloud"`` (``WHIZARD_API_SHAPE``).
+        webhook_url: public HTTPS URL to register at startup (``WHIZROUTER_WEBHOOK_URL``).
+        webhook_user: Basic auth user for callbacks (``WHIZROUTER_WEBHOOK_USER``).
+        webhook_password: Basic auth password for callbacks (``WHIZROUTER_WEBHOOK_PASSWORD``).
+        concurrency: conversations handled at once (``WHIZROUTER_CONCURRENCY``, 64).
+        max_backlog: unsettled events above which callbacks get 503 (100,000).
+        body_limit: largest callback body in bytes (10 MiB).
+        read_timeout: seconds to receive a body before answering 408 (10).
+        shutdown_grace: seconds running handlers get at shutdown (25).
+        retry: the default retry policy of failing handlers (5 retries, about 15 s).
+        client: a ready ``WhizardClient`` to use instead of building one.
+        role: ``"all"`` (default), ``"receiver"`` (accept and store only) or ``"worker"``
+            (handle only; needs a shared inbox such as NATS).
+    """
+
+    def __init__(
+        self,
+        *,
+        plugins: Sequence[str | object] | None = None,
+        inbox: str | Inbox | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        shape: str | None = None,
+        webhook_url: str | None = None,
+        webhook_user: str | None = None,
+        webhook_password: str | None = None,
+        concurrency: int | None = None,
+        max_backlog: int | None = None,
+        body_limit: int | None = None,
+        read_timeout: float | None = None,
+        shutdown_grace: float | None = None,
+        retry: RetryPolicy | None = None,
+        client: WhizardClient | None = None,
+        role: Role = "all",
+    ) -> None:
+        plugin_names = [p for p in plugins or () if isinstance(p, str)] if plugins else None
+        self.settings = Settings.resolve(
+            api_key=api_key,
+            base_url=base_url,
+            shape=shape,
+            webhook_url=webhook_url,
+            webhook_user=webhook_user,
+            webhook_password=webhook_password,
+            inbox=inbox if isinstance(inbox, str) else None,
+            plugins=plugin_names,
+            concurrency=concurrency,
+            max_backlog=max_backlog,
+            body_limit=body_limit,
+            read_timeout=read_timeout,
+            shutdown_grace=shutdown_grace,
+        )
+        self.router = Router(name="app")
+        self.retry = retry or HANDLER_RETRY
+        self.role: Role = role
+        self._plugin_objects: list[object] = [p for p in plugins or () if not isinstance(p, str)]
+        self._plugins: list[object] = []
+        self._inbox_given = inbox if inbox is not None and not isinstance(inbox, str) else None
+        self._inbox: Inbox | None = None
+        self._client = client
+        self._owns_client = client is None
+        self._dispatcher: Dispatcher | None = None
+        self._dispatch_task: asyncio.Task[None] | None = None
+        self._started = False
+        self._accepting = False
+        self.receiver = Receiver(
+            append=self._append,
+            accepting=lambda: self._accepting,
+            auth_header=self.settings.auth_header,
+            body_limit=self.settings.body_limit,
+            read_timeout=self.settings.read_timeout,
+            health=self.health,
+        )
+
+    # Registration -----------------------------------------------------------------------
+
+    def on_message(self, *predicates: Any, **filters: Any) -> MessageDecorator:
+        """Register a message handler; see ``Router.on_message``."""
+        return self.router.on_message(*predicates, **filters)
+
+    def on_status(self, *predicates: Any, **filters: Any) -> StatusDecorator:
+        """Register a status handler; see ``Router.on_status``."""
+        return self.router.on_status(*predicates, **filters)
+
+    def on_raw(self, *predicates: Any, **filters: Any) -> Any:
+        """Register a handler for raw callbacks; see ``Router.on_raw``."""
+        decorator: Any = self.router.on_raw(*predicates, **filters)
+        return decorator
+
+    def include_router(self, router: Router) -> Router:
+        """Add a router's handlers after the app's own; see ``Router.include_router``."""
+        return self.router.include_router(router)
+
+    def use(self, plugin: object) -> object:
+        """Enable a plugin object; returns it, so ``mark = app.use(MarkRead())`` works."""
+        if self._started:
+            raise RegistrationClosedError(
+                f"app.use({plugin_name(plugin)}) came after the app started; enable plugins "
+                "before `async with app`, `app.run()` or `app.attach()`"
+            )
+        self._plugin_objects.append(plugin)
+        return plugin
+
+    # Parts --------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> WhizardClient:
+        """The provider API client handlers reach as ``ctx.client``."""
+        if self._client is None:
+            self._client = WhizardClient(
+                api_key=self.settings.api_key,
+                base_url=self.settings.base_url,
+                shape=self.settings.shape,
+            )
+        return self._client
+
+    @property
+    def inbox(self) -> Inbox:
+        """The inbox acknowledged events wait in (built from the settings on first use)."""
+        if self._inbox is None:
+            self._inbox = self._inbox_given or inbox_from_url(
+                self.settings.inbox_url, max_backlog=self.settings.max_backlog
+            )
+        return self._inbox
+
+    @property
+    def dispatcher(self) -> Dispatcher | None:
+        """The running dispatcher (None before start, and in the ``receiver`` role)."""
+        return self._dispatcher
+
+    @property
+    def plugins(self) -> list[object]:
+        """The enabled plugin objects, once started."""
+        return list(self._plugins)
+
+    @property
+    def started(self) -> bool:
+        """Whether ``start`` has completed and ``stop`` has not begun."""
+        return self._started
+
+    def health(self) -> dict[str, object]:
+        """The fields ``GET /healthz`` reports."""
+        dispatcher = self._dispatcher
+        return {
+            "status": "ok" if self._started and (self._accepting or self.role == "worker")
+            else "unavailable",
+            "role": self.role,
+            "inbox": self.inbox.description,
+            "backlog": self.inbox.backlog() if self._started else 0,
+            "in_flight": dispatcher.in_flight if dispatcher else 0,
+            "handled": dispatcher.handled if dispatcher else 0,
+            "dead_lettered": dispatcher.dead_lettered if dispatcher else 0,
+        }
+
+    def _make_context(self, stored: StoredEvent, event: Any, contact: Any, attempt: int) -> Context:
+        return Context(
+            event=event,
+            client=self.client,
+            contact=contact,
+            attempt=attempt,
+            conversation=stored.conversation,
+            event_id=stored.key,
+            kind=stored.kind,
+        )
+
+    # Lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the inbox, run plugin startup hooks, register the webhook, start handling.
+
+        Raises:
+            PluginError: a plugin name is unknown.
+            BootstrapError: the webhook could not be registered.
+            ConfigurationError: a setting cannot be used.
+        """
+        if self._started or self._dispatch_task is not None:
+            raise WhizrouterError("this app is already running; start it once")
+        self.router.freeze()
+        self._plugins = [load_plugin(name) for name in self.settings.plugins]
+        self._plugins += self._plugin_objects
+        log.info("role: %s", self.role)
+        log.info(
+            "plugins: %s",
+            ", ".join(plugin_name(p) for p in self._plugins) if self._plugins else "none",
+        )
+        inbox = self.inbox
+        await inbox.open()
+        log.info(
+            "inbox: %s (%s)",
+            inbox.description,
+            "durable: acknowledged events survive a crash" if inbox.durable
+            else "in memory: acknowledged events are lost if the process dies",
+        )
+        try:
+            client = self.client
+            if self.settings.api_key is None or self.settings.base_url is None:
+                missing = [
+                    name
+                    for name, value in (("WHIZARD_API_KEY", self.settings.api_key),
+                                        ("WHIZARD_BASE_URL", self.settings.base_url))
+                    if value is None
+                ]
+                log.warning(
+                    "provider: %s not set; callbacks are received and handled, but replies "
+                    "and mark-read will fail until you set %s",
+                    " and ".join(missing), " and ".join(missing),
+                )
+            else:
+                log.info("provider: %s API at %s", self.settings.shape, self.settings.base_url)
+            await call_hook(self._plugins, "startup", self)
+            if self.settings.webhook_url is not None and self.role != "worker":
+                await register_webhook(client, self.settings)
+            else:
+                log.info("webhook registration: skipped (WHIZROUTER_WEBHOOK_URL is not set)")
+            if self.role != "receiver":
+                self._dispatcher = Dispatcher(
+                    inbox,
+                    self.router,
+                    decode=decode_event,
+                    make_context=self._make_context,
+                    plugins=self._plugins,
+                    concurrency=self.settings.concurrency,
+                    retry=self.retry,
+                )
+                self._dispatch_task = asyncio.create_task(self._dispatcher.run())
+                log.info("dispatcher: up to %d conversations at once", self.settings.concurrency)
+        except BaseException:
+            await self._close_resources()
+            raise
+        self._started = True
+        self._accepting = self.role != "worker"
+
+    def stop_accepting(self) -> None:
+        """Answer new callbacks with 503 from now on (the first step of a shutdown)."""
+        self._accepting = False
+
+    async def stop(self) -> None:
+        """Refuse new callbacks, drain running handlers within the grace period, close."""
+        if not self._started:
+            return
+        self._accepting = False
+        self._started = False
+        dispatcher, task = self._dispatcher, self._dispatch_task
+        if dispatcher is not None and task is not None:
+            left = await dispatcher.drain(self.settings.shutdown_grace)
+            await task
+            left += 0 if self.inbox.durable else self.inbox.backlog() - left
+            if left and self.inbox.durable:
+                log.info("shutdown: %d events left in the inbox for the next start", left)
+            elif left:
+                log.warning("shutdown: dropped %d events (memory inbox)", left)
+        await call_hook(self._plugins, "shutdown", self)
+        await self._close_resources()
+        log.info("stopped")
+
+    async def _close_resources(self) -> None:
+        self._dispatcher = None
+        self._dispatch_task = None
+        if self._inbox is not None:
+            await self._inbox.close()
+        if self._client is not None and self._owns_client:
+            await self._client.close()
+
+    async def __aenter__(self) -> WhizRouter:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # Ways in ----------------------------------------------------------------------------------
+
+    async def _append(self, events: Sequence[Any]) -> int:
+        return await self.inbox.append(events)
+
+    async def feed(self, payload: bytes | str | dict[str, Any]) -> int:
+        """Store a callback body that arrived some other way (a queue, a test).
+
+        Returns:
+            how many of its events were new (redeliveries are dropped).
+
+        Raises:
+            ValueError: the body is not a JSON object.
+            WhizrouterError: the app is not started.
+        """
+        if not self._started:
+            raise WhizrouterError("feed() needs a started app: use it inside `async with app:`")
+        data = orjson.loads(payload) if isinstance(payload, bytes | str) else payload
+        if not isinstance(data, dict):
+            raise ValueError(f"a callback is a JSON object, not {type(data).__name__}")
+        return await self.inbox.append(split_callback(data))
+
+    def attach(
+        self, web_app: web.Application, *, path: str = "/webhook", health_path: str = "/healthz"
+    ) -> None:
+        """Serve the webhook from an existing aiohttp app and tie the lifecycles together.
+
+        The app starts when ``web_app`` starts and drains when it shuts down. In the
+        ``worker`` role only the health check is served.
+        """
+        if self.role != "worker":
+            web_app.router.add_post(path, self.receiver.webhook)
+        if health_path:
+            web_app.router.add_get(health_path, self.receiver.healthz)
+
+        async def lifespan(_: web.Application) -> Any:
+            await self.start()
+            yield
+            await self.stop()
+
+        web_app.cleanup_ctx.append(lifespan)
+
+    def make_web_app(self) -> web.Application:
+        """A fresh aiohttp app serving this bot at ``/webhook`` and ``/healthz``."""
+        web_app = web.Application()
+        self.attach(web_app)
+        return web_app
+
+    def run(self, host: str = "0.0.0.0", port: int = 8080) -> None:
+        """Serve until SIGTERM or SIGINT, then drain and return (see ``whizrouter run``)."""
+        from whizrouter.server import serve_forever
+
+        asyncio.run(serve_forever(self, host=host, port=port))

@@ -1,0 +1,224 @@
+"""The ``whizrouter`` command: run a bot, inspect the inbox, replay dead letters."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from whizrouter.app import ROLES, WhizRouter
+from whizrouter.errors import WhizrouterError
+from whizrouter.inbox.base import Inbox
+from whizrouter.inbox.factory import DEFAULT_INBOX_URL, inbox_from_url
+
+log = logging.getLogger("whizrouter.cli")
+T = TypeVar("T")
+
+_EPILOG = """\
+environment: WHIZARD_API_KEY, WHIZARD_BASE_URL, WHIZARD_API_SHAPE, WHIZROUTER_WEBHOOK_URL,
+WHIZROUTER_WEBHOOK_USER, WHIZROUTER_WEBHOOK_PASSWORD, WHIZROUTER_INBOX, WHIZROUTER_PLUGINS,
+WHIZROUTER_CONCURRENCY (see the README's configuration table)."""
+
+
+class UsageError(Exception):
+    """A command-line argument cannot be used; the message says what to write instead."""
+
+
+def load_app(target: str) -> WhizRouter:
+    """Import ``module:attribute`` (or ``path/to/file.py:attribute``) and return the app.
+
+    The attribute defaults to ``app``; the working directory is importable, as with
+    ``python -m``.
+    """
+    module_name, _, attribute = target.partition(":")
+    attribute = attribute or "app"
+    if not module_name:
+        raise UsageError(f"{target!r} names no module; write MODULE:ATTR, e.g. bot:app")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            if spec is None or spec.loader is None or not path.is_file():
+                raise UsageError(f"no Python file at {module_name!r}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise UsageError(
+            f"cannot import {module_name!r} ({exc}); run from the directory that holds it, "
+            "or give a file path such as bots/echo.py:app"
+        ) from exc
+    app = getattr(module, attribute, None)
+    if not isinstance(app, WhizRouter):
+        raise UsageError(
+            f"{module_name}:{attribute} is {type(app).__name__}, not a WhizRouter; point at the "
+            "object created with `app = WhizRouter(...)`"
+        )
+    return app
+
+
+def _inbox(args: argparse.Namespace) -> Inbox:
+    url = args.inbox or os.environ.get("WHIZROUTER_INBOX") or DEFAULT_INBOX_URL
+    return inbox_from_url(url)
+
+
+async def _with_inbox(args: argparse.Namespace, action: Callable[[Inbox], Awaitable[T]]) -> T:
+    inbox = _inbox(args)
+    await inbox.open()
+    try:
+        return await action(inbox)
+    finally:
+        await inbox.close()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    app = load_app(args.target)
+    app.role = args.role
+    app.run(host=args.host, port=args.port)
+    return 0
+
+
+def _cmd_inbox_stats(args: argparse.Namespace) -> int:
+    async def action(inbox: Inbox) -> dict[str, int]:
+        return await inbox.stats()
+
+    stats = asyncio.run(_with_inbox(args, action))
+    out = sys.stdout
+    out.write(f"inbox: {_inbox(args).description}\n")
+    for state, count in stats.items():
+        out.write(f"{state}: {count}\n")
+    return 0
+
+
+def _cmd_dead_list(args: argparse.Namespace) -> int:
+    async def action(inbox: Inbox) -> list[str]:
+        rows = []
+        for letter in await inbox.dead_letters(limit=args.limit):
+            error = letter.error.replace("\n", " ")[:200]
+            rows.append(
+                f"{letter.seq}\t{letter.key}\t{letter.conversation}\t{letter.handler}\t"
+                f"{letter.attempts}\t{error}"
+            )
+        return rows
+
+    rows = asyncio.run(_with_inbox(args, action))
+    out = sys.stdout
+    if not rows:
+        out.write("no dead letters\n")
+        return 0
+    out.write("id\tevent\tconversation\thandler\tattempts\tlast error\n")
+    for row in rows:
+        out.write(row + "\n")
+    return 0
+
+
+def _cmd_dead_replay(args: argparse.Namespace) -> int:
+    if not args.all and not args.ids:
+        raise UsageError("name dead letter ids to replay (see `whizrouter dead list`) or --all")
+
+    async def action(inbox: Inbox) -> int:
+        return await inbox.replay(None if args.all else args.ids)
+
+    count = asyncio.run(_with_inbox(args, action))
+    sys.stdout.write(f"replayed {count} dead letter(s); a running bot picks them up\n")
+    return 0
+
+
+def _cmd_dead_drop(args: argparse.Namespace) -> int:
+    async def action(inbox: Inbox) -> int:
+        return await inbox.drop(args.ids)
+
+    count = asyncio.run(_with_inbox(args, action))
+    sys.stdout.write(f"dropped {count} dead letter(s)\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``whizrouter`` command."""
+    parser = argparse.ArgumentParser(
+        prog="whizrouter",
+        description="Run a WhatsApp bot built with whizrouter, and inspect its inbox.",
+        epilog=_EPILOG,
+    )
+    parser.add_argument(
+        "--log-level", default=os.environ.get("WHIZROUTER_LOG_LEVEL", "INFO"),
+        help="logging level: DEBUG, INFO (default), WARNING, ERROR",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run", help="serve a bot's webhook and handle its events",
+        description="Serve POST /webhook and GET /healthz for the app at MODULE:ATTR; "
+        "SIGTERM or SIGINT drains running handlers and exits 0.", epilog=_EPILOG,
+    )
+    run.add_argument("target", metavar="MODULE:ATTR",
+                     help="where the app is, e.g. bot:app or path/to/bot.py:app")
+    run.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
+    run.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
+    run.add_argument("--role", choices=ROLES, default="all",
+                     help="all: receive and handle (default); receiver: only accept and store; "
+                     "worker: only handle (needs a shared inbox such as nats://)")
+    run.set_defaults(func=_cmd_run)
+
+    inbox_help = "inbox URL (default: WHIZROUTER_INBOX, else " + DEFAULT_INBOX_URL + ")"
+    inbox = commands.add_parser("inbox", help="inspect the inbox",
+                                description="Inspect the inbox a bot stores events in.")
+    inbox_commands = inbox.add_subparsers(dest="inbox_command", metavar="ACTION", required=True)
+    stats = inbox_commands.add_parser("stats", help="print event counts by state",
+                                      description="Print event counts by state.")
+    stats.add_argument("--inbox", help=inbox_help)
+    stats.set_defaults(func=_cmd_inbox_stats)
+
+    dead = commands.add_parser(
+        "dead", help="list, replay or drop dead letters",
+        description="Dead letters are events whose handler kept failing; they are kept until "
+        "you replay or drop them. Works while the bot runs.",
+    )
+    dead_commands = dead.add_subparsers(dest="dead_command", metavar="ACTION", required=True)
+    listing = dead_commands.add_parser(
+        "list", help="one line per dead letter",
+        description="One line per dead letter: id, event, conversation, handler, attempts, "
+        "last error.")
+    listing.add_argument("--inbox", help=inbox_help)
+    listing.add_argument("--limit", type=int, default=100, help="most lines to print (100)")
+    listing.set_defaults(func=_cmd_dead_list)
+    replay = dead_commands.add_parser(
+        "replay", help="hand dead letters to the handlers again",
+        description="Put dead letters back in the inbox with a fresh attempt count.")
+    replay.add_argument("ids", nargs="*", type=int, metavar="ID", help="ids from `dead list`")
+    replay.add_argument("--all", action="store_true", help="replay every dead letter")
+    replay.add_argument("--inbox", help=inbox_help)
+    replay.set_defaults(func=_cmd_dead_replay)
+    drop = dead_commands.add_parser("drop", help="delete dead letters for good",
+                                    description="Delete dead letters for good.")
+    drop.add_argument("ids", nargs="+", type=int, metavar="ID", help="ids from `dead list`")
+    drop.add_argument("--inbox", help=inbox_help)
+    drop.set_defaults(func=_cmd_dead_drop)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``whizrouter`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = getattr(logging, str(args.log_level).upper(), None)
+    if not isinstance(level, int):
+        parser.error(f"--log-level {args.log_level!r} is not a logging level")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.func(args)
+    except (UsageError, WhizrouterError) as exc:
+        log.error("%s", exc)
+        return 2 if isinstance(exc, UsageError) else 1
+    return code

@@ -1,0 +1,274 @@
+"""The dispatcher: from the inbox to the handlers, in conversation order.
+
+One anyio task group holds a claim loop, a fixed pool of ``concurrency`` workers and an ack
+flusher. Claimed events wait in one lane per conversation; a lane is on the ready queue or in
+exactly one worker's hands, never both, so events of a conversation run one after another in
+arrival order while different conversations run concurrently. A lane that stays busy yields
+its worker after a few events so one chatty conversation cannot starve the others. A failing
+handler is retried with backoff inside its lane (keeping the order), then dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from whizrouter.backoff import HANDLER_RETRY, RetryPolicy
+from whizrouter.context import Context
+from whizrouter.inbox.base import Inbox, StoredEvent
+from whizrouter.plugins import call_hook
+from whizrouter.routing import HandlerSpec, Router
+
+log = logging.getLogger("whizrouter.dispatcher")
+
+#: Events a worker handles from one lane before it lets other lanes go first.
+LANE_TURN = 8
+
+Decoder = Callable[[StoredEvent], tuple[Any, Any]]
+ContextFactory = Callable[[StoredEvent, Any, Any, int], Context]
+
+
+class Dispatcher:
+    """Claims events from an inbox and runs the matching handlers.
+
+    Args:
+        inbox: where events wait.
+        router: the root router handlers are resolved from.
+        decode: turns a stored event into ``(typed event, contact)``.
+        make_context: builds the ``Context`` for an event, its contact and the attempt number.
+        plugins: objects with optional hooks (see ``whizrouter.plugins``).
+        concurrency: how many conversations are handled at once.
+        retry: the default retry policy for failing handlers.
+        max_claimed: most events held in memory (claimed, not yet settled) at once.
+    """
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        router: Router,
+        *,
+        decode: Decoder,
+        make_context: ContextFactory,
+        plugins: list[object],
+        concurrency: int = 64,
+        retry: RetryPolicy = HANDLER_RETRY,
+        max_claimed: int | None = None,
+    ) -> None:
+        self._inbox = inbox
+        self._router = router
+        self._decode = decode
+        self._make_context = make_context
+        self._plugins = plugins
+        self._concurrency = concurrency
+        self._retry = retry
+        self._max_claimed = max_claimed or max(1024, concurrency * 16)
+        self._lanes: dict[str, deque[StoredEvent]] = {}
+        self._claimed = 0
+        self._room = anyio.Event()
+        self._acks: list[int] = []
+        self._ack_wakeup = anyio.Event()
+        self._stopping = False
+        self._stop_event = anyio.Event()
+        self._intake_scope = anyio.CancelScope()
+        self._worker_scope = anyio.CancelScope()
+        self._workers_done = anyio.Event()
+        self._flusher_done = anyio.Event()
+        self._ready_send: MemoryObjectSendStream[str]
+        self._ready_receive: MemoryObjectReceiveStream[str]
+        self._ready_send, self._ready_receive = anyio.create_memory_object_stream[str](math.inf)
+        #: Counters for logs, health checks and tests.
+        self.handled = 0
+        self.failed_attempts = 0
+        self.dead_lettered = 0
+        self.unhandled = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Events claimed from the inbox and not yet settled."""
+        return self._claimed
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Claim and handle events until ``drain`` has finished; use with ``TaskGroup.start``."""
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._claim_loop)
+            group.start_soon(self._run_workers)
+            group.start_soon(self._flush_acks)
+            task_status.started()
+
+    async def _claim_loop(self) -> None:
+        with self._intake_scope:
+            while True:
+                while self._claimed >= self._max_claimed:
+                    self._room = anyio.Event()
+                    await self._room.wait()
+                batch = await self._inbox.claim(min(256, self._max_claimed - self._claimed))
+                for event in batch:
+                    self._enqueue(event)
+
+    def _enqueue(self, event: StoredEvent) -> None:
+        self._claimed += 1
+        lane = self._lanes.get(event.conversation)
+        if lane is None:
+            self._lanes[event.conversation] = deque((event,))
+            self._ready_send.send_nowait(event.conversation)
+        else:
+            lane.append(event)
+
+    async def _run_workers(self) -> None:
+        with self._worker_scope:
+            async with anyio.create_task_group() as workers:
+                for _ in range(self._concurrency):
+                    workers.start_soon(self._worker)
+        self._workers_done.set()
+        self._ack_wakeup.set()
+
+    def _leaving_now(self) -> bool:
+        # A durable inbox keeps what was not started for the next start; a memory inbox
+        # would lose it, so its workers keep going until the grace period ends.
+        return self._stopping and self._inbox.durable
+
+    async def _worker(self) -> None:
+        async for conversation in self._ready_receive:
+            if self._leaving_now():
+                return
+            lane = self._lanes[conversation]
+            for _ in range(LANE_TURN):
+                if not lane or self._leaving_now():
+                    break
+                await self._handle(lane.popleft())
+            if self._leaving_now():
+                return
+            if lane:
+                self._ready_send.send_nowait(conversation)
+                continue
+            del self._lanes[conversation]
+            if self._stopping and not self._lanes:
+                self._ready_send.close()
+
+    async def drain(self, grace: float) -> int:
+        """Stop intake, give running handlers ``grace`` seconds to finish, then stop.
+
+        Returns:
+            claimed events left unhandled: a durable inbox replays them at the next start,
+            a memory inbox loses them.
+        """
+        self._stopping = True
+        self._stop_event.set()
+        self._intake_scope.cancel()
+        if self._inbox.durable or not self._lanes:
+            self._ready_send.close()
+        with anyio.move_on_after(grace):
+            await self._workers_done.wait()
+        if not self._workers_done.is_set():
+            log.warning("handlers still running after the %.0f s grace period; cancelling", grace)
+            self._worker_scope.cancel()
+            await self._workers_done.wait()
+        await self._flusher_done.wait()
+        return self._claimed
+
+    def _settled(self, seq: int, *, ack: bool) -> None:
+        self._claimed -= 1
+        if ack:
+            self._acks.append(seq)
+            self._ack_wakeup.set()
+        if not self._room.is_set():
+            self._room.set()
+
+    async def _flush_acks(self) -> None:
+        # One ack call at a time: acks that arrive meanwhile form the next batch.
+        while True:
+            if not self._acks:
+                if self._workers_done.is_set():
+                    self._flusher_done.set()
+                    return
+                self._ack_wakeup = anyio.Event()
+                await self._ack_wakeup.wait()
+                continue
+            batch, self._acks = self._acks, []
+            try:
+                await self._inbox.ack(batch)
+            except Exception:
+                # Unsettled means replayed after a restart: a duplicate, never a loss.
+                log.exception("could not settle %d handled events in the inbox", len(batch))
+
+    async def _handle(self, stored: StoredEvent) -> None:
+        try:
+            event, contact = self._decode(stored)
+        except Exception:
+            log.exception("event %s could not be decoded; dead-lettering it", stored.key)
+            await self._dead(stored, "<decode>", stored.attempts + 1, "could not decode event")
+            return
+        spec = self._router.resolve(stored.kind, event)
+        if spec is None:
+            self.unhandled += 1
+            log.debug("no handler wants %s event %s; settling it", stored.kind, stored.key)
+            self._settled(stored.seq, ack=True)
+            return
+        await self._run_handler(stored, spec, event, contact)
+
+    async def _run_handler(
+        self, stored: StoredEvent, spec: HandlerSpec, event: Any, contact: Any
+    ) -> None:
+        policy = spec.retry or self._retry
+        attempt = stored.attempts + 1
+        failures = 0
+        waited = 0.0
+        ctx = self._make_context(stored, event, contact, attempt)
+        ctx.handler = spec.name
+        while True:
+            try:
+                await call_hook(self._plugins, "before_handle", event, ctx)
+                await spec.callback(event, ctx)
+            except Exception as exc:
+                failures += 1
+                self.failed_attempts += 1
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "handler %s failed on event %s (attempt %d): %s",
+                    spec.name, stored.key, attempt, error, exc_info=exc,
+                )
+                await call_hook(self._plugins, "on_error", event, ctx, exc)
+                pause = policy.delay(failures)
+                if not policy.allows(failures, waited, pause):
+                    await self._dead(stored, spec.name, attempt, error)
+                    return
+                try:
+                    await self._inbox.record_attempt(stored.seq, attempt, error)
+                except Exception:
+                    log.exception("could not record the failed attempt of event %s", stored.key)
+                waited += pause
+                if self._inbox.durable:
+                    with anyio.move_on_after(pause):
+                        await self._stop_event.wait()
+                else:
+                    await anyio.sleep(pause)
+                if self._leaving_now():
+                    return  # stays pending in the durable inbox, retried after the restart
+                attempt += 1
+                ctx.attempt = attempt
+                continue
+            await call_hook(self._plugins, "after_handle", event, ctx)
+            self.handled += 1
+            self._settled(stored.seq, ack=True)
+            return
+
+    async def _dead(self, stored: StoredEvent, handler: str, attempts: int, error: str) -> None:
+        try:
+            await self._inbox.dead(stored.seq, handler=handler, attempts=attempts, error=error)
+        except Exception:
+            log.exception("could not dead-letter event %s; it stays pending", stored.key)
+        else:
+            self.dead_lettered += 1
+            log.error(
+                "event %s of conversation %s is dead after %d attempts in %s: %s; inspect it "
+                "with `whizrouter dead list`, replay it with `whizrouter dead replay %d`",
+                stored.key, stored.conversation, attempts, handler, error, stored.seq,
+            )
+        self._settled(stored.seq, ack=False)

@@ -1,0 +1,98 @@
+"""Filters: which events a handler wants.
+
+A filter is a predicate over the typed event. Keyword shortcuts on the decorators build them
+(``type=``, ``status=``, ``text=``, ``from_=``); any callable taking the event and returning a
+bool works as a positional predicate; ``Filter`` objects compose with ``&``, ``|`` and ``~``::
+
+    @app.on_message(F.type("text") & ~F.from_("15551230001"))
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+Predicate = Callable[[Any], bool]
+
+
+class Filter:
+    """A named predicate over an event that composes with ``&``, ``|`` and ``~``."""
+
+    __slots__ = ("_description", "_predicate")
+
+    def __init__(self, predicate: Predicate, description: str = "") -> None:
+        self._predicate = predicate
+        self._description = description or getattr(predicate, "__name__", "predicate")
+
+    def __call__(self, event: Any) -> bool:
+        """Whether ``event`` passes; a predicate that raises counts as no match."""
+        try:
+            return bool(self._predicate(event))
+        except Exception:
+            return False
+
+    def __and__(self, other: Predicate) -> Filter:
+        right = as_filter(other)
+        return Filter(lambda e: self(e) and right(e), f"({self} & {right})")
+
+    def __or__(self, other: Predicate) -> Filter:
+        right = as_filter(other)
+        return Filter(lambda e: self(e) or right(e), f"({self} | {right})")
+
+    def __invert__(self) -> Filter:
+        return Filter(lambda e: not self(e), f"~{self}")
+
+    def __str__(self) -> str:
+        return self._description
+
+    def __repr__(self) -> str:
+        return f"Filter({self._description})"
+
+
+def as_filter(predicate: Predicate) -> Filter:
+    """Wrap a plain callable as a ``Filter`` (a ``Filter`` is returned as is)."""
+    return predicate if isinstance(predicate, Filter) else Filter(predicate)
+
+
+def _choices(value: str | Iterable[str]) -> frozenset[str]:
+    return frozenset([value]) if isinstance(value, str) else frozenset(value)
+
+
+class F:
+    """Ready-made filters; each matches on one attribute of the event."""
+
+    @staticmethod
+    def type(value: str | Iterable[str]) -> Filter:
+        """Messages of one type (``"text"``) or any of several (``["image", "video"]``)."""
+        wanted = _choices(value)
+        return Filter(lambda e: getattr(e, "type", None) in wanted, f"type in {sorted(wanted)}")
+
+    @staticmethod
+    def status(value: str | Iterable[str]) -> Filter:
+        """Statuses with one value (``"failed"``) or any of several."""
+        wanted = _choices(value)
+        return Filter(lambda e: getattr(e, "status", None) in wanted, f"status in {sorted(wanted)}")
+
+    @staticmethod
+    def from_(value: str | Iterable[str]) -> Filter:
+        """Messages from one sender (``wa_id``) or any of several."""
+        wanted = _choices(value)
+        return Filter(lambda e: getattr(e, "from_", None) in wanted, f"from_ in {sorted(wanted)}")
+
+    @staticmethod
+    def text(value: str | re.Pattern[str]) -> Filter:
+        """Text messages whose body equals a string, or matches a compiled regex (``search``)."""
+
+        def body(event: Any) -> str | None:
+            text = getattr(event, "text", None)
+            result = getattr(text, "body", None)
+            return result if isinstance(result, str) else None
+
+        if isinstance(value, re.Pattern):
+            pattern = value
+            return Filter(
+                lambda e: (b := body(e)) is not None and pattern.search(b) is not None,
+                f"text ~ {pattern.pattern!r}",
+            )
+        return Filter(lambda e: body(e) == value, f"text == {value!r}")

@@ -1,0 +1,140 @@
+"""The webhook endpoint: acknowledge a callback only once its events are stored.
+
+``POST /webhook`` checks auth (before reading the body), enforces its own body limit and read
+deadline (also when mounted in someone else's aiohttp app, whose ``client_max_size`` it does
+not rely on), parses with orjson, splits the callback into events, appends them to the inbox
+and answers 200. Nothing user-written runs before the 200. ``GET /healthz`` reports liveness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import orjson
+from aiohttp import web
+
+from whizrouter.errors import InboxFullError
+from whizrouter.inbox.base import RawEvent
+from whizrouter.payloads import split_callback
+
+log = logging.getLogger("whizrouter.receiver")
+
+_JSON = "application/json"
+#: Seconds the provider is asked to wait before resending when we cannot store right now.
+RETRY_AFTER_SECONDS = 5
+
+
+def _answer(status: int, reason: str, **headers: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=orjson.dumps({"error": reason}) if status != 200 else b'{"ok":true}',
+        content_type=_JSON,
+        headers=headers or None,
+    )
+
+
+class BodyTooLargeError(Exception):
+    """The body passed the configured limit while being read."""
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """Read the whole request body, refusing more than ``limit`` bytes.
+
+    Raises:
+        BodyTooLargeError: the body (declared or actual) is larger than ``limit``.
+        asyncio.IncompleteReadError: the client sent less than it declared.
+    """
+    declared = request.content_length
+    if declared is not None:
+        if declared > limit:
+            raise BodyTooLargeError
+        return await request.content.readexactly(declared)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError
+        chunks.append(chunk)
+
+
+class Receiver:
+    """The aiohttp handlers of the webhook and the health check.
+
+    Args:
+        append: stores events; returns how many were new (``Inbox.append``).
+        accepting: whether the app takes callbacks now (False before start and while stopping).
+        auth_header: the exact ``Authorization`` value required, or None for no auth.
+        body_limit: the largest body accepted, in bytes (413 above).
+        read_timeout: seconds to receive the whole body (408 after).
+        health: returns the health report's fields.
+    """
+
+    def __init__(
+        self,
+        *,
+        append: Callable[[Sequence[RawEvent]], Awaitable[int]],
+        accepting: Callable[[], bool],
+        auth_header: str | None,
+        body_limit: int,
+        read_timeout: float,
+        health: Callable[[], dict[str, object]],
+    ) -> None:
+        self._append = append
+        self._accepting = accepting
+        self._auth = auth_header.encode() if auth_header else None
+        self._body_limit = body_limit
+        self._read_timeout = read_timeout
+        self._health = health
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        """Handle ``POST /webhook``."""
+        if not self._accepting():
+            return _answer(503, "not accepting callbacks right now (starting or shutting "
+                           "down); retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+        if self._auth is not None:
+            given = request.headers.get("Authorization", "").encode()
+            # Constant-time comparison, so the password cannot be guessed byte by byte.
+            if not hmac.compare_digest(given, self._auth):
+                return _answer(401, "missing or wrong Authorization header",
+                               **{"WWW-Authenticate": 'Basic realm="whizrouter"'})
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                body = await read_body(request, self._body_limit)
+        except BodyTooLargeError:
+            return _answer(413, f"body larger than {self._body_limit} bytes")
+        except TimeoutError:
+            return _answer(408, f"body not received within {self._read_timeout:g} s")
+        except asyncio.IncompleteReadError:
+            return _answer(400, "body shorter than its Content-Length")
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _answer(400, f"malformed JSON: {exc}")
+        if not isinstance(payload, dict):
+            return _answer(400, f"expected a JSON object, got {type(payload).__name__}")
+        events = split_callback(payload)
+        try:
+            await self._append(events)
+        except InboxFullError as exc:
+            log.warning("inbox full, answering 503: %s", exc)
+            return _answer(503, "inbox full; retry later",
+                           **{"Retry-After": str(max(1, round(exc.retry_after)))})
+        except Exception:
+            # Never 200 for an event we did not store; 503 makes the provider resend it.
+            log.exception("could not store a callback of %d events; answering 503", len(events))
+            return _answer(503, "could not store the callback; retry later",
+                           **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return web.Response(body=b'{"ok":true}', content_type=_JSON)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """Handle ``GET /healthz``: 200 while accepting callbacks, 503 otherwise."""
+        report = self._health()
+        status = 200 if report.get("status") == "ok" else 503
+        return web.Response(status=status, body=orjson.dumps(report), content_type=_JSON)

@@ -1,0 +1,43 @@
+"""The standalone process: serve the app, and drain on SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from whizrouter.app import WhizRouter
+
+log = logging.getLogger("whizrouter.server")
+
+
+async def serve_forever(app: WhizRouter, *, host: str, port: int) -> None:
+    """Serve ``app`` on ``host:port`` until SIGTERM or SIGINT, then shut down cleanly.
+
+    Shutdown order: new callbacks get 503, the listening socket closes, requests in progress
+    finish (their events are stored), then running handlers get the grace period.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = web.AppRunner(app.make_web_app(), handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        log.info(
+            "listening on http://%s:%d (%s)", host, port,
+            "health check only" if app.role == "worker" else "webhook at POST /webhook",
+        )
+        await stop.wait()
+        log.info("signal received: refusing new callbacks and draining")
+        app.stop_accepting()
+    finally:
+        await runner.cleanup()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
