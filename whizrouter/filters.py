@@ -64,9 +64,18 @@ class F:
 
     @staticmethod
     def type(value: str | Iterable[str]) -> Filter:
-        """Messages of one type (``"text"``) or any of several (``["image", "video"]``)."""
+        """Messages of one type (``"text"``) or any of several (``["image", "video"]``).
+
+        A message whose payload did not validate (an ``UnknownMessage`` with reason
+        ``invalid``) does not match its nominal type, so a handler for ``"interactive"`` never
+        meets an interactive message without its ``interactive`` object.
+        """
         wanted = _choices(value)
-        return Filter(lambda e: getattr(e, "type", None) in wanted, f"type in {sorted(wanted)}")
+        return Filter(
+            lambda e: getattr(e, "type", None) in wanted
+            and getattr(e, "reason", None) != "invalid",
+            f"type in {sorted(wanted)}",
+        )
 
     @staticmethod
     def status(value: str | Iterable[str]) -> Filter:
