@@ -1,0 +1,898 @@
+"""The Whizard provider API client: send messages, mark them read, configure the webhook.
+
+One :class:`WhizardClient` speaks either API shape (PROVIDER.md §3, §4):
+
+* ``onprem`` (the Whizard docs): ``POST {base}/v1/messages``; mark read with
+  ``PUT {base}/v1/messages/{id}`` ``{"status": "read"}``;
+* ``cloud``: ``POST {base}/messages`` with ``"messaging_product": "whatsapp"``; mark read with
+  ``POST {base}/messages`` ``{"messaging_product": "whatsapp", "status": "read", "message_id"}``.
+
+Both read and write the webhook configuration at ``{base}/v1/configs/webhook``.
+
+Messages are checked before they leave (:class:`~whizrouter.errors.MessageValidationError`, and
+nothing is sent); every error answer becomes one :class:`~whizrouter.errors.ProviderError` or
+:class:`~whizrouter.errors.RateLimited` (see :mod:`whizrouter.client_errors`); transient errors
+are retried with the shared :class:`~whizrouter.backoff.RetryPolicy`, honouring ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Final, Literal, NamedTuple, Self
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+import orjson
+from pydantic import SecretStr
+
+from whizrouter.backoff import CLIENT_RETRY, RetryPolicy
+from whizrouter.client_errors import ErrorInfo, error_from_response, error_without_answer
+from whizrouter.errors import ConfigurationError, MessageValidationError, ProviderError
+
+__all__ = ["API_KEY_ENV", "BASE_URL_ENV", "KEY_HEADER", "SHAPE_ENV", "ApiShape", "WhizardClient"]
+
+logger = logging.getLogger("whizrouter.client")
+
+#: The two API shapes the client speaks.
+ApiShape = Literal["onprem", "cloud"]
+#: Environment variable holding the provider key.
+API_KEY_ENV: Final = "WHIZARD_API_KEY"
+#: Environment variable holding the provider API base URL.
+BASE_URL_ENV: Final = "WHIZARD_BASE_URL"
+#: Environment variable choosing the API shape (``onprem`` by default).
+SHAPE_ENV: Final = "WHIZARD_API_SHAPE"
+#: The request header that carries the key.
+KEY_HEADER: Final = "WHIZARD-KEY"
+
+_SHAPES: Final = ("onprem", "cloud")
+_WEBHOOK_PATH: Final = "/v1/configs/webhook"
+_MEDIA_KINDS: Final = ("image", "video", "audio", "document", "sticker")
+
+# Limits of the WhatsApp Business API; breaking one gets a 400 from the provider anyway.
+TEXT_MAX: Final = 4096
+CAPTION_MAX: Final = 1024
+INTERACTIVE_BODY_MAX: Final = 1024
+HEADER_MAX: Final = 60
+FOOTER_MAX: Final = 60
+BUTTONS_MAX: Final = 3
+BUTTON_TITLE_MAX: Final = 20
+BUTTON_ID_MAX: Final = 256
+LIST_ROWS_MAX: Final = 10
+LIST_BUTTON_MAX: Final = 20
+ROW_TITLE_MAX: Final = 24
+ROW_DESCRIPTION_MAX: Final = 72
+ROW_ID_MAX: Final = 200
+SECTION_TITLE_MAX: Final = 24
+
+
+class _Answer(NamedTuple):
+    status: int
+    data: Any
+
+
+def _invalid(message: str) -> MessageValidationError:
+    return MessageValidationError(message + "; nothing was sent")
+
+
+def _require_text(value: str, what: str, limit: int) -> None:
+    if not value or not value.strip():
+        raise _invalid(f"{what} is empty")
+    if len(value) > limit:
+        raise _invalid(f"{what} has {len(value)} characters; the limit is {limit}")
+
+
+def _optional_text(value: str | None, what: str, limit: int) -> None:
+    if value is not None:
+        _require_text(value, what, limit)
+
+
+def _resolve_shape(shape: str | None) -> ApiShape:
+    if shape is None:
+        value = os.environ.get(SHAPE_ENV, "").strip().lower() or "onprem"
+        source = SHAPE_ENV
+    else:
+        value, source = shape, "shape"
+    if value == "onprem":
+        return "onprem"
+    if value == "cloud":
+        return "cloud"
+    raise ConfigurationError(
+        f"{source} must be one of {', '.join(repr(s) for s in _SHAPES)}, not {value!r}"
+    )
+
+
+class WhizardClient:
+    """Async client of the Whizard (360dialog-style) WhatsApp Business API.
+
+    Use it as an async context manager, or call :meth:`close` when done::
+
+        async with WhizardClient() as client:          # key, URL and shape from the environment
+            message_id = await client.send_text("4915112345678", "hello")
+
+    A client without a key or base URL can be built (a bot must start without them); the first
+    API call then raises :class:`~whizrouter.errors.ConfigurationError` naming the variable to
+    set. The key is kept as a :class:`pydantic.SecretStr` and never appears in ``repr``, in
+    exception messages or in log lines.
+
+    Transient errors (429, 5xx, 555, timeouts, connection errors, provider rate limits, also
+    those sent as a 400) are retried with ``retry`` and a ``Retry-After`` is honoured: when the
+    provider asks for a longer wait than the policy's ``max_delay``, the client gives up at once
+    and raises :class:`~whizrouter.errors.RateLimited` carrying that ``retry_after``. Because a
+    timed-out request may still have reached the provider, a send retried after a timeout can
+    deliver the message twice; pass ``retry=RetryPolicy(attempts=0)`` where that is worse than
+    a lost message.
+
+    Args:
+        api_key: the provider key, sent as the ``WHIZARD-KEY`` header; default
+            ``WHIZARD_API_KEY``.
+        base_url: the API base URL, such as ``https://waba.example.com``; default
+            ``WHIZARD_BASE_URL``.
+        shape: ``"onprem"`` or ``"cloud"``; default ``WHIZARD_API_SHAPE``, else ``"onprem"``.
+        timeout: seconds allowed for each HTTP request (each retry gets its own).
+        retry: the retry policy; default :data:`whizrouter.backoff.CLIENT_RETRY`.
+        session: an aiohttp session to use; the client never closes a session it was given.
+            Without one, the client creates its own on the first call and closes it in
+            :meth:`close`.
+
+    Raises:
+        ConfigurationError: ``shape`` or ``WHIZARD_API_SHAPE`` is neither ``onprem`` nor
+            ``cloud``, or ``timeout`` is not a positive number.
+    """
+
+    def __init__(
+        self,
+        api_key: str | SecretStr | None = None,
+        base_url: str | None = None,
+        shape: ApiShape | None = None,
+        *,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        if api_key is None:
+            api_key = os.environ.get(API_KEY_ENV) or None
+        self._api_key = SecretStr(api_key) if isinstance(api_key, str) else api_key
+        if base_url is None:
+            base_url = os.environ.get(BASE_URL_ENV, "").strip() or None
+        self._base_url = base_url.rstrip("/") if base_url is not None else None
+        self._shape = _resolve_shape(shape)
+        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+            raise ConfigurationError(
+                f"timeout must be a positive number of seconds, not {timeout!r}"
+            )
+        self._timeout_seconds = float(timeout)
+        self._timeout = aiohttp.ClientTimeout(total=self._timeout_seconds)
+        self._retry = retry if retry is not None else CLIENT_RETRY
+        self._session = session
+        self._owns_session = session is None
+        self._messages_path = "/v1/messages" if self._shape == "onprem" else "/messages"
+        self._resolved: tuple[str, dict[str, str], str] | None = None
+
+    @property
+    def shape(self) -> ApiShape:
+        """The API shape this client speaks: ``"onprem"`` or ``"cloud"``."""
+        return self._shape
+
+    @property
+    def base_url(self) -> str | None:
+        """The API base URL without a trailing slash, or ``None`` when none is configured."""
+        return self._base_url
+
+    def __repr__(self) -> str:
+        key = "'**********'" if self._api_key is not None else "None"
+        return (
+            f"WhizardClient(base_url={self._base_url!r}, shape={self._shape!r}, api_key={key}, "
+            f"timeout={self._timeout_seconds!r})"
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session the client created; a session passed in is left open.
+
+        The client stays usable: a later call opens a new session.
+        """
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    # ------------------------------------------------------------------ transport
+
+    def _settings(self) -> tuple[str, dict[str, str], str]:
+        """Base URL, headers and key, checked once, at the first call."""
+        if self._resolved is not None:
+            return self._resolved
+        key = self._api_key.get_secret_value() if self._api_key is not None else ""
+        if not key.strip():
+            raise ConfigurationError(
+                f"no provider API key: set {API_KEY_ENV} or pass api_key= to WhizardClient"
+            )
+        if any(ch in key for ch in "\r\n\x00"):
+            raise ConfigurationError(f"the API key ({API_KEY_ENV}) contains a line break")
+        if not self._base_url:
+            raise ConfigurationError(
+                f"no provider base URL: set {BASE_URL_ENV} or pass base_url= to WhizardClient"
+            )
+        parts = urlsplit(self._base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigurationError(
+                f"the provider base URL ({BASE_URL_ENV} or base_url=) must be an http(s) URL "
+                f"such as https://waba.example.com, not {self._base_url!r}"
+            )
+        headers = {
+            KEY_HEADER: key,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        self._resolved = (self._base_url, headers, key)
+        return self._resolved
+
+    def _http(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None:
+            session = self._session = aiohttp.ClientSession()
+            self._owns_session = True
+        return session
+
+    async def _attempt(
+        self, method: str, url: str, data: bytes | None, headers: dict[str, str], key: str
+    ) -> _Answer | ErrorInfo:
+        """One HTTP exchange: the decoded answer, or what went wrong."""
+        try:
+            async with self._http().request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+                status = response.status
+                if 200 <= status < 300:
+                    try:
+                        return _Answer(status, orjson.loads(body) if body.strip() else None)
+                    except orjson.JSONDecodeError:
+                        return _Answer(status, None)
+                return error_from_response(
+                    status, response.reason, body, response.headers, secret=key
+                )
+        except TimeoutError as exc:
+            return error_without_answer(
+                f"no answer within {self._timeout_seconds:g} s (timeout)",
+                retryable=True,
+                cause=exc,
+                hint="the provider may have received the request anyway",
+            )
+        except aiohttp.InvalidURL as exc:
+            raise ConfigurationError(
+                f"the request URL is not valid: check {BASE_URL_ENV} ({self._base_url!r})"
+            ) from exc
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            return error_without_answer(
+                f"connection failed: {exc}",
+                retryable=True,
+                cause=exc,
+                hint=f"check {BASE_URL_ENV} and the network",
+            )
+        except aiohttp.ClientError as exc:
+            return error_without_answer(f"request failed: {exc}", retryable=False, cause=exc)
+
+    async def _request(self, method: str, path: str, payload: Any = None) -> _Answer:
+        """Send one request with the retry rule; raise the typed error when it fails for good."""
+        base, headers, key = self._settings()
+        url = base + path
+        data = orjson.dumps(payload) if payload is not None else None
+        policy = self._retry
+        retry = 0
+        waited = 0.0
+        while True:
+            outcome = await self._attempt(method, url, data, headers, key)
+            if isinstance(outcome, _Answer):
+                return outcome
+            if outcome.retryable:
+                retry += 1
+                pause = policy.delay(retry, outcome.retry_after)
+                too_long = (
+                    outcome.retry_after is not None and outcome.retry_after > policy.max_delay
+                )
+                if not too_long and policy.allows(retry, waited, pause):
+                    logger.warning(
+                        "%s %s failed (%s); retry %d of %d in %.2f s",
+                        method,
+                        path,
+                        _describe(outcome),
+                        retry,
+                        policy.attempts,
+                        pause,
+                    )
+                    await asyncio.sleep(pause)
+                    waited += pause
+                    continue
+            raise outcome.to_exception() from outcome.cause
+
+    async def _post_message(self, body: dict[str, Any]) -> str:
+        answer = await self._request("POST", self._messages_path, body)
+        data = answer.data
+        messages = data.get("messages") if isinstance(data, dict) else None
+        if isinstance(messages, list) and messages and isinstance(messages[0], dict):
+            message_id = messages[0].get("id")
+            if isinstance(message_id, str) and message_id:
+                return message_id
+        raise ProviderError(
+            answer.status,
+            "the provider accepted the message but its answer carries no message id",
+            raw=data,
+        )
+
+    def _envelope(self, to: str, kind: str, content: Any, reply_to: str | None) -> dict[str, Any]:
+        if not isinstance(to, str) or not to.strip():
+            raise _invalid("the recipient `to` is empty")
+        if self._shape == "cloud":
+            body: dict[str, Any] = {
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": to,
+                "type": kind,
+                kind: content,
+            }
+            if reply_to:
+                body["context"] = {"message_id": reply_to}
+            return body
+        # The on-premises API has no quoted replies: reply_to is dropped there (documented).
+        return {"recipient_type": "individual", "to": to, "type": kind, kind: content}
+
+    # ------------------------------------------------------------------ sending
+
+    async def send(self, payload: Mapping[str, Any]) -> str:
+        """Send a message body as given: the escape hatch for anything the helpers lack.
+
+        Only the envelope keys of the configured shape are filled in when missing
+        (``recipient_type``, and ``messaging_product`` on Cloud); nothing is validated.
+        Retried after a timeout, a send can deliver the message twice.
+
+        Args:
+            payload: the whole message object, e.g.
+                ``{"to": "4915112345678", "type": "text", "text": {"body": "hi"}}``.
+
+        Returns:
+            The new message's id, which later statuses carry.
+
+        Raises:
+            ConfigurationError: the key or base URL is missing.
+            RateLimited: the provider kept rate limiting us.
+            ProviderError: the provider refused the message, or failed after all retries.
+        """
+        body = dict(payload)
+        if self._shape == "cloud":
+            body.setdefault("messaging_product", "whatsapp")
+        body.setdefault("recipient_type", "individual")
+        return await self._post_message(body)
+
+    async def send_text(
+        self, to: str, body: str, *, preview_url: bool = False, reply_to: str | None = None
+    ) -> str:
+        """Send a text message.
+
+        Retried after a timeout, a send can deliver the message twice.
+
+        Args:
+            to: the recipient's WhatsApp id (digits, as in the callback's ``wa_id``).
+            body: the text, 1 to 4096 characters.
+            preview_url: ask WhatsApp to render a preview of the first URL in ``body``.
+            reply_to: quote this message id (Cloud only; ignored by the on-premises API).
+
+        Returns:
+            The new message's id.
+
+        Raises:
+            MessageValidationError: ``to`` or ``body`` is empty, or ``body`` is too long.
+            ConfigurationError: the key or base URL is missing.
+            RateLimited: the provider kept rate limiting us.
+            ProviderError: the provider refused the message, or failed after all retries.
+        """
+        _require_text(body, "the text body", TEXT_MAX)
+        if self._shape == "cloud":
+            content: dict[str, Any] = {"body": body, "preview_url": preview_url}
+            return await self._post_message(self._envelope(to, "text", content, reply_to))
+        message = self._envelope(to, "text", {"body": body}, reply_to)
+        message["preview_url"] = preview_url
+        return await self._post_message(message)
+
+    async def _send_media(
+        self,
+        kind: str,
+        to: str,
+        id: str | None,
+        link: str | None,
+        caption: str | None,
+        filename: str | None,
+        reply_to: str | None,
+    ) -> str:
+        if (id is None) == (link is None):
+            which = "both" if id is not None else "neither"
+            raise _invalid(
+                f"send_{kind} needs exactly one of id= (an uploaded media id) or link= "
+                f"(a public https URL), got {which}"
+            )
+        if id is not None and not id.strip():
+            raise _invalid(f"the {kind} id is empty")
+        if link is not None and not link.strip():
+            raise _invalid(f"the {kind} link is empty")
+        content: dict[str, Any] = {"id": id} if id is not None else {"link": link}
+        if caption is not None:
+            if kind in ("audio", "sticker"):
+                raise _invalid(f"{kind} messages cannot carry a caption")
+            _require_text(caption, f"the {kind} caption", CAPTION_MAX)
+            content["caption"] = caption
+        if filename is not None:
+            content["filename"] = filename
+        return await self._post_message(self._envelope(to, kind, content, reply_to))
+
+    async def send_image(
+        self,
+        to: str,
+        *,
+        id: str | None = None,
+        link: str | None = None,
+        caption: str | None = None,
+        reply_to: str | None = None,
+    ) -> str:
+        """Send an image by media ``id`` or ``link`` (exactly one), with an optional caption.
+
+        Arguments, result and errors as in :meth:`send_document` (without ``filename``).
+        Retried after a timeout, a send can deliver the message twice.
+        """
+        return await self._send_media("image", to, id, link, caption, None, reply_to)
+
+    async def send_video(
+        self,
+        to: str,
+        *,
+        id: str | None = None,
+        link: str | None = None,
+        caption: str | None = None,
+        reply_to: str | None = None,
+    ) -> str:
+        """Send a video by media ``id`` or ``link`` (exactly one), with an optional caption.
+
+        Arguments, result and errors as in :meth:`send_document` (without ``filename``).
+        Retried after a timeout, a send can deliver the message twice.
+        """
+        return await self._send_media("video", to, id, link, caption, None, reply_to)
+
+    async def send_audio(
+        self,
+        to: str,
+        *,
+        id: str | None = None,
+        link: str | None = None,
+        caption: str | None = None,
+        reply_to: str | None = None,
+    ) -> str:
+        """Send an audio file by media ``id`` or ``link`` (exactly one).
+
+        Audio cannot carry a caption: passing one raises ``MessageValidationError``. Arguments,
+        result and errors otherwise as in :meth:`send_document`. Retried after a timeout, a send
+        can deliver the message twice.
+        """
+        return await self._send_media("audio", to, id, link, caption, None, reply_to)
+
+    async def send_document(
+        self,
+        to: str,
+        *,
+        id: str | None = None,
+        link: str | None = None,
+        caption: str | None = None,
+        filename: str | None = None,
+        reply_to: str | None = None,
+    ) -> str:
+        """Send a document, by uploaded media ``id`` or by ``link`` (exactly one).
+
+        Retried after a timeout, a send can deliver the message twice.
+
+        Args:
+            to: the recipient's WhatsApp id.
+            id: a media id from the provider's media upload.
+            link: a public https URL the provider downloads.
+            caption: text shown with the document, up to 1024 characters.
+            filename: the file name the recipient sees.
+            reply_to: quote this message id (Cloud only; ignored by the on-premises API).
+
+        Returns:
+            The new message's id.
+
+        Raises:
+            MessageValidationError: both or neither of ``id``/``link``, or an empty field.
+            ConfigurationError: the key or base URL is missing.
+            ProviderError: the provider refused the message, or failed after all retries.
+        """
+        return await self._send_media("document", to, id, link, caption, filename, reply_to)
+
+    async def send_sticker(
+        self,
+        to: str,
+        *,
+        id: str | None = None,
+        link: str | None = None,
+        caption: str | None = None,
+        reply_to: str | None = None,
+    ) -> str:
+        """Send a sticker (a webp image) by media ``id`` or ``link`` (exactly one).
+
+        Stickers cannot carry a caption: passing one raises ``MessageValidationError``.
+        Arguments, result and errors otherwise as in :meth:`send_document`. Retried after a
+        timeout, a send can deliver the message twice.
+        """
+        return await self._send_media("sticker", to, id, link, caption, None, reply_to)
+
+    async def send_location(
+        self,
+        to: str,
+        latitude: float,
+        longitude: float,
+        *,
+        name: str | None = None,
+        address: str | None = None,
+        reply_to: str | None = None,
+    ) -> str:
+        """Send a location pin.
+
+        Retried after a timeout, a send can deliver the message twice.
+
+        Args:
+            to: the recipient's WhatsApp id.
+            latitude: degrees, -90 to 90.
+            longitude: degrees, -180 to 180.
+            name: the place's name.
+            address: the place's address.
+            reply_to: quote this message id (Cloud only; ignored by the on-premises API).
+
+        Returns:
+            The new message's id.
+
+        Raises:
+            MessageValidationError: a coordinate is out of range, or ``to`` is empty.
+            ConfigurationError: the key or base URL is missing.
+            ProviderError: the provider refused the message, or failed after all retries.
+        """
+        for value, what, limit in ((latitude, "latitude", 90), (longitude, "longitude", 180)):
+            if not (
+                isinstance(value, int | float) and math.isfinite(value) and -limit <= value <= limit
+            ):
+                raise _invalid(f"{what} must be a number from -{limit} to {limit}, not {value!r}")
+        content: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
+        if name is not None:
+            content["name"] = name
+        if address is not None:
+            content["address"] = address
+        return await self._post_message(self._envelope(to, "location", content, reply_to))
+
+    async def send_contacts(
+        self, to: str, contacts: list[dict[str, Any]], *, reply_to: str | None = None
+    ) -> str:
+        """Send one or more contact cards.
+
+        Retried after a timeout, a send can deliver the message twice.
+
+        Args:
+            to: the recipient's WhatsApp id.
+            contacts: contact objects as the API defines them, e.g.
+                ``{"name": {"formatted_name": "Ana", "first_name": "Ana"},
+                "phones": [{"phone": "+15551230001", "type": "CELL"}]}``.
+            reply_to: quote this message id (Cloud only; ignored by the on-premises API).
+
+        Returns:
+            The new message's id.
+
+        Raises:
+            MessageValidationError: ``contacts`` is empty or holds something else than objects.
+            ConfigurationError: the key or base URL is missing.
+            ProviderError: the provider refused the message, or failed after all retries.
+        """
+        if not contacts:
+            raise _invalid("contacts is empty")
+        if not all(isinstance(card, dict) for card in contacts):
+            raise _invalid("every contact must be a dict (a contact object)")
+        return await self._post_message(self._envelope(to, "contacts", list(contacts), reply_to))
+
+    async def send_template(
+        self,
+        to: str,
+        *,
+        name: str,
+        language: str,
+        components: Sequence[dict[str, Any]] | None = None,
+        namespace: str | None = None,
+        reply_to: str | None = None,
+    ) -> str:
+        """Send an approved template message (the only kind allowed outside the 24-hour window).
+
+        On-premises bodies carry ``namespace`` and ``language: {"policy": "deterministic",
+        "code"}``; Cloud bodies carry neither ``namespace`` nor ``policy``.
+        Retried after a timeout, a send can deliver the message twice.
+
+        Args:
+            to: the recipient's WhatsApp id.
+            name: the template's name.
+            language: its language code, such as ``"en"`` or ``"de"``.
+            components: the parameters, e.g. ``[{"type": "body", "parameters": [{"type":
+                "text", "text": "42"}]}]``.
+            namespace: the template namespace (on-premises; ignored by Cloud).
+            reply_to: quote this message id (Cloud only; ignored by the on-premises API).
+
+        Returns:
+            The new message's id.
+
+        Raises:
+            MessageValidationError: ``name`` or ``language`` is empty.
+            ConfigurationError: the key or base URL is missing.
+            ProviderError: the provider refused the message (a 2000-series code or 132xxx for
+                template errors), or failed after all retries.
+        """
+        _require_text(name, "the template name", 512)
+        _require_text(language, "the template language", 15)
+        template: dict[str, Any] = {"name": name}
+        if self._shape == "cloud":
+            template["language"] = {"code": language}
+        else:
+            if namespace is not None:
+                template["namespace"] = namespace
+            template["language"] = {"policy": "deterministic", "code": language}
+        if components is not None:
+            template["components"] = list(components)
+        return await self._post_message(self._envelope(to, "template", template, reply_to))
+
+    @staticmethod
+    def _decorate(
+        interactive: dict[str, Any], header: str | None, footer: str | None
+    ) -> dict[str, Any]:
+        _optional_text(header, "the header", HEADER_MAX)
+        _optional_text(footer, "the footer", FOOTER_MAX)
+        if header is not None:
+            interactive["header"] = {"type": "text", "text": header}
+        if footer is not None:
+            interactive["footer"] = {"text": footer}
+        return interactive
+
+    async def send_buttons(
+        self,
+        to: str,
+        body: str,
+        buttons: Sequence[tuple[str, str]],
+        *,
+        header: str | None = None,
+        footer: str | None = None,
+        reply_to: str | None = None,
+    ) -> str:
+        """Send a message with up to three reply buttons.
+
+        The customer's tap arrives as an ``interactive`` message with ``button_reply`` carrying
+        the button's id. Retried after a timeout, a send can deliver the message twice.
+
+        Args:
+            to: the recipient's WhatsApp id.
+            body: the message text, up to 1024 characters.
+            buttons: 1 to 3 ``(id, title)`` pairs; ids unique, titles up to 20 characters.
+            header: a text header, up to 60 characters.
+            footer: a footer, up to 60 characters.
+            reply_to: quote this message id (Cloud only; ignored by the on-premises API).
+
+        Returns:
+            The new message's id.
+
+        Raises:
+            MessageValidationError: no or too many buttons, a duplicate id, a title too long.
+            ConfigurationError: the key or base URL is missing.
+            ProviderError: the provider refused the message, or failed after all retries.
+        """
+        _require_text(body, "the body", INTERACTIVE_BODY_MAX)
+        if not 1 <= len(buttons) <= BUTTONS_MAX:
+            raise _invalid(f"send_buttons takes 1 to {BUTTONS_MAX} buttons, got {len(buttons)}")
+        seen: set[str] = set()
+        rendered: list[dict[str, Any]] = []
+        for button_id, title in buttons:
+            _require_text(button_id, "a button id", BUTTON_ID_MAX)
+            _require_text(title, f"the title of button {button_id!r}", BUTTON_TITLE_MAX)
+            if button_id in seen:
+                raise _invalid(f"the button id {button_id!r} is used twice")
+            seen.add(button_id)
+            rendered.append({"type": "reply", "reply": {"id": button_id, "title": title}})
+        interactive = {"type": "button", "body": {"text": body}, "action": {"buttons": rendered}}
+        content = self._decorate(interactive, header, footer)
+        return await self._post_message(self._envelope(to, "interactive", content, reply_to))
+
+    async def send_list(
+        self,
+        to: str,
+        body: str,
+        *,
+        button: str,
+        sections: Sequence[Mapping[str, Any]],
+        header: str | None = None,
+        footer: str | None = None,
+        reply_to: str | None = None,
+    ) -> str:
+        """Send a list message: a button that opens sections of selectable rows.
+
+        The customer's choice arrives as an ``interactive`` message with ``list_reply`` carrying
+        the row's id. Retried after a timeout, a send can deliver the message twice.
+
+        Args:
+            to: the recipient's WhatsApp id.
+            body: the message text, up to 1024 characters.
+            button: the label of the button that opens the list, up to 20 characters.
+            sections: ``{"title": ..., "rows": [{"id", "title", "description"?}]}`` objects;
+                at most 10 rows in all, row ids unique, row titles up to 24 characters,
+                descriptions up to 72; a title is required once there are several sections.
+            header: a text header, up to 60 characters.
+            footer: a footer, up to 60 characters.
+            reply_to: quote this message id (Cloud only; ignored by the on-premises API).
+
+        Returns:
+            The new message's id.
+
+        Raises:
+            MessageValidationError: no sections or rows, more than 10 rows, a label or title
+                too long, a duplicate row id.
+            ConfigurationError: the key or base URL is missing.
+            ProviderError: the provider refused the message, or failed after all retries.
+        """
+        _require_text(body, "the body", INTERACTIVE_BODY_MAX)
+        _require_text(button, "the list button label", LIST_BUTTON_MAX)
+        if not sections:
+            raise _invalid("a list needs at least one section")
+        rendered = [_render_section(section, len(sections) > 1) for section in sections]
+        rows = [row["id"] for section in rendered for row in section["rows"]]
+        if len(rows) > LIST_ROWS_MAX:
+            raise _invalid(f"a list holds at most {LIST_ROWS_MAX} rows in all, got {len(rows)}")
+        duplicates = sorted({row for row in rows if rows.count(row) > 1})
+        if duplicates:
+            raise _invalid(f"row ids must be unique; used twice: {', '.join(duplicates)}")
+        interactive = {
+            "type": "list",
+            "body": {"text": body},
+            "action": {"button": button, "sections": rendered},
+        }
+        content = self._decorate(interactive, header, footer)
+        return await self._post_message(self._envelope(to, "interactive", content, reply_to))
+
+    async def send_reaction(self, to: str, message_id: str, emoji: str) -> str:
+        """React to a message with an emoji; an empty ``emoji`` removes the reaction.
+
+        Args:
+            to: the WhatsApp id of the chat the message belongs to.
+            message_id: the message to react to.
+            emoji: one emoji, or ``""`` to remove our reaction.
+
+        Returns:
+            The id of the reaction message.
+
+        Raises:
+            MessageValidationError: ``to`` or ``message_id`` is empty.
+            ConfigurationError: the key or base URL is missing.
+            ProviderError: the provider refused the reaction, or failed after all retries.
+        """
+        if not message_id or not message_id.strip():
+            raise _invalid("the message id to react to is empty")
+        content = {"message_id": message_id, "emoji": emoji}
+        return await self._post_message(self._envelope(to, "reaction", content, None))
+
+    # ------------------------------------------------------------------ other calls
+
+    async def mark_read(self, message_id: str) -> None:
+        """Mark a message the customer sent as read (blue ticks).
+
+        On Cloud this also marks the earlier messages of that chat read.
+
+        Args:
+            message_id: the id of an inbound message.
+
+        Raises:
+            MessageValidationError: ``message_id`` is empty.
+            ConfigurationError: the key or base URL is missing.
+            ProviderError: the provider refused (an unknown id is not retried), or failed after
+                all retries.
+        """
+        if not message_id or not message_id.strip():
+            raise _invalid("the message id to mark read is empty")
+        if self._shape == "cloud":
+            body = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
+            await self._request("POST", "/messages", body)
+        else:
+            path = "/v1/messages/" + quote(message_id, safe="")
+            await self._request("PUT", path, {"status": "read"})
+
+    async def get_webhook(self) -> dict[str, Any]:
+        """Read the webhook configuration: ``{"url": ..., "headers": {...}}`` as stored.
+
+        Returns:
+            The provider's answer as a dict (empty when it sent no body).
+
+        Raises:
+            ConfigurationError: the key or base URL is missing.
+            ProviderError: the provider refused, or failed after all retries.
+        """
+        answer = await self._request("GET", _WEBHOOK_PATH)
+        if answer.data is None:
+            return {}
+        if not isinstance(answer.data, dict):
+            raise ProviderError(
+                answer.status, "the webhook configuration is not a JSON object", raw=answer.data
+            )
+        return answer.data
+
+    async def set_webhook(self, url: str, headers: dict[str, str] | None = None) -> None:
+        """Register the URL the provider posts callbacks to.
+
+        Args:
+            url: the public https URL of the webhook.
+            headers: static headers the provider sends with every callback (such as
+                ``{"Authorization": "Basic ..."}``); left out of the request when ``None``.
+
+        Raises:
+            ConfigurationError: ``url`` is empty, or the key or base URL is missing.
+            ProviderError: the provider refused the URL, or failed after all retries.
+        """
+        if not url or not url.strip():
+            raise ConfigurationError("set_webhook needs a non-empty url")
+        body: dict[str, Any] = {"url": url}
+        if headers is not None:
+            body["headers"] = dict(headers)
+        await self._request("POST", _WEBHOOK_PATH, body)
+
+
+def _render_section(section: Mapping[str, Any], title_required: bool) -> dict[str, Any]:
+    title = section.get("title")
+    if title is not None or title_required:
+        _require_text(title if isinstance(title, str) else "", "a section title", SECTION_TITLE_MAX)
+    rows = section.get("rows")
+    if not isinstance(rows, Sequence) or isinstance(rows, str) or not rows:
+        raise _invalid(f"section {title!r} has no rows")
+    rendered_rows: list[dict[str, Any]] = []
+    for row in rows:
+        if not isinstance(row, Mapping):
+            raise _invalid(f"rows must be dicts with id and title, got {row!r}")
+        row_id, row_title = row.get("id"), row.get("title")
+        if not isinstance(row_id, str) or not isinstance(row_title, str):
+            raise _invalid(f"every row needs a string id and title, got {dict(row)!r}")
+        _require_text(row_id, "a row id", ROW_ID_MAX)
+        _require_text(row_title, f"the title of row {row_id!r}", ROW_TITLE_MAX)
+        rendered: dict[str, Any] = {"id": row_id, "title": row_title}
+        description = row.get("description")
+        if description is not None:
+            _require_text(
+                str(description), f"the description of row {row_id!r}", ROW_DESCRIPTION_MAX
+            )
+            rendered["description"] = description
+        rendered_rows.append(rendered)
+    out: dict[str, Any] = {"rows": rendered_rows}
+    if title is not None:
+        out = {"title": title, "rows": rendered_rows}
+    return out
+
+
+def _describe(error: ErrorInfo) -> str:
+    """A short description of a failed attempt for the retry log line (never the key)."""
+    if error.http_code == 0:
+        return error.developer_message
+    code = f" code {error.code}" if error.code is not None else ""
+    message = error.developer_message
+    if len(message) > 120:
+        message = message[:119] + "…"
+    return f"HTTP {error.http_code}{code}: {message}"
