@@ -41,4 +41,4 @@ async def main() -> list[str]:
 
 if __name__ == "__main__":
     for line in asyncio.run(main()):
-        print(line)  # noqa: T201 - an example's output
+        print(line)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -196,7 +197,7 @@ async def test_default_limit_refuses_12_mb(
     make_app: MakeApp, serve: Serve, recorder: Recorder
 ) -> None:
     client = await serve(echo_app(make_app, recorder))
-    response = await client.post("/webhook", data=b" " * (12 * 1024 * 1024))
+    response = await client.post("/webhook", data=io.BytesIO(b" " * (12 * 1024 * 1024)))
     assert response.status == 413
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Literal, final
 
@@ -30,7 +30,7 @@ from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, load_plugin, plugin_name
 from whizrouter.receiver import Receiver
-from whizrouter.routing import MessageDecorator, Router, StatusDecorator
+from whizrouter.routing import MessageDecorator, RawHandlerT, Router, StatusDecorator
 from whizrouter.settings import Settings
 
 log = logging.getLogger("whizrouter")
@@ -146,10 +146,11 @@ class WhizRouter:
         """Register a status handler; see ``Router.on_status``."""
         return self.router.on_status(*predicates, **filters)
 
-    def on_raw(self, *predicates: Any, **filters: Any) -> Any:
+    def on_raw(
+        self, *predicates: Any, retry: RetryPolicy | None = None
+    ) -> Callable[[RawHandlerT], RawHandlerT]:
         """Register a handler for raw callbacks; see ``Router.on_raw``."""
-        decorator: Any = self.router.on_raw(*predicates, **filters)
-        return decorator
+        return self.router.on_raw(*predicates, retry=retry)
 
     def include_router(self, router: Router) -> Router:
         """Add a router's handlers after the app's own; see ``Router.include_router``."""

@@ -122,10 +122,11 @@ class Dispatcher:
             lane.append(event)
 
     async def _run_workers(self) -> None:
-        with self._worker_scope:
+        with self._worker_scope, self._ready_receive:
             async with anyio.create_task_group() as workers:
                 for _ in range(self._concurrency):
                     workers.start_soon(self._worker)
+        self._ready_send.close()
         self._workers_done.set()
         self._ack_wakeup.set()
 

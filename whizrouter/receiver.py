@@ -51,7 +51,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     if declared is not None:
         if declared > limit:
             raise BodyTooLargeError
-        return await request.content.readexactly(declared)
+        return await request.content.readexactly(declared) if declared else b""
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -417,7 +417,7 @@ class FakeProvider:
     async def wait_for(
         self,
         predicate_or_count: Callable[[RecordedCall], bool] | int,
-        timeout: float = 5.0,  # noqa: ASYNC109 - the documented test-kit API
+        timeout: float = 5.0,
         *,
         count: int = 1,
     ) -> list[RecordedCall]:

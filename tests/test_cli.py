@@ -1,0 +1,97 @@
+"""The ``whizrouter`` command: help texts, errors, and a real bot process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.conftest import fixture_bytes
+from tests.process import ROOT, BotProcess
+from whizrouter.cli import main
+from whizrouter.testing import FakeProvider, text_callback
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["run"], ["inbox"], ["inbox", "stats"], ["dead"], ["dead", "list"],
+     ["dead", "replay"], ["dead", "drop"]],
+)
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: whizrouter" in out
+    assert len(out.splitlines()) > 3
+
+
+def test_python_dash_m_works() -> None:
+    result = subprocess.run([sys.executable, "-m", "whizrouter", "--help"],
+                            capture_output=True, text=True, check=False, cwd=ROOT)
+    assert result.returncode == 0
+    assert "run" in result.stdout
+
+
+def test_bad_target_says_what_to_write(caplog: pytest.LogCaptureFixture) -> None:
+    assert main(["run", "no_such_module_here:app"]) == 2
+    assert "cannot import" in caplog.text
+    assert main(["run", "tests.conftest:Recorder"]) == 2
+    assert "not a WhizRouter" in caplog.text
+
+
+def test_bad_environment_value_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("WHIZROUTER_CONCURRENCY", "lots")
+    sys.modules.pop("tests.bots.slow_bot", None)
+    assert main(["run", "tests.bots.slow_bot:app"]) == 1
+    assert "WHIZROUTER_CONCURRENCY='lots' is not a whole number" in caplog.text
+
+
+def test_unknown_plugin_fails_listing_installed(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("WHIZROUTER_PLUGINS", "mark-raed")
+    monkeypatch.setenv("WHIZROUTER_INBOX", "memory")
+    sys.modules.pop("tests.bots.slow_bot", None)
+    assert main(["run", "tests.bots.slow_bot:app", "--port", "0"]) == 1
+    assert "no plugin named 'mark-raed'" in caplog.text
+    assert "mark-read" in caplog.text
+
+
+@pytest.mark.slow
+async def test_bot_process_serves_replies_and_drains_on_sigterm(tmp_path: Path) -> None:
+    async with FakeProvider() as provider:
+        bot = BotProcess("tests.bots.slow_bot:app", {
+            "WHIZARD_API_KEY": provider.api_key,
+            "WHIZARD_BASE_URL": provider.base_url,
+            "WHIZROUTER_INBOX": f"sqlite:///{tmp_path / 'inbox.db'}",
+            "SLOW_BOT_WORK_SECONDS": "1.0",
+        })
+        await bot.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.post(bot.url + "/webhook",
+                                        json=text_callback("job", wa_id="15550000001")) as r:
+                    assert r.status == 200
+                async with session.post(bot.url + "/webhook",
+                                        data=fixture_bytes("cloud/text.json")) as r:
+                    assert r.status == 200
+                async with session.post(bot.url + "/webhook", data=b"{oops") as r:
+                    assert r.status == 400
+            await provider.wait_for(
+                lambda c: c.json is not None and c.json.get("text", {}).get("body") == "started job"
+            )
+            bot.signal()  # SIGTERM while the handler is running
+            assert await bot.wait() == 0
+        finally:
+            output = await bot.stop()
+        bodies = [c.json["text"]["body"] for c in provider.sent if c.json]
+        assert "done job" in bodies, output
+        for line in ("role: all", "plugins: none", "inbox: sqlite", "listening on",
+                     "webhook registration: skipped", "stopped"):
+            assert line in output, output
