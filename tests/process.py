@@ -27,9 +27,9 @@ class BotProcess:
     """A ``python -m whizrouter run TARGET`` child process on a free port."""
 
     def __init__(self, target: str, env: Mapping[str, str], *, cwd: Path = ROOT,
-                 args: tuple[str, ...] = ()) -> None:
+                 args: tuple[str, ...] = (), port: int | None = None) -> None:
         self.target = target
-        self.port = free_port()
+        self.port = port or free_port()
         self.env = {**os.environ, **env}
         self.cwd = cwd
         self.args = args

@@ -73,6 +73,7 @@ class Dispatcher:
         self._claimed = 0
         self._room = anyio.Event()
         self._acks: list[int] = []
+        self._acks_committed = anyio.Event()
         self._ack_wakeup = anyio.Event()
         self._stopping = False
         self._stop_event = anyio.Event()
@@ -174,13 +175,20 @@ class Dispatcher:
         await self._flusher_done.wait()
         return self._claimed
 
-    def _settled(self, seq: int, *, ack: bool) -> None:
+    async def _settle(self, seq: int, *, ack: bool) -> None:
+        """Release the event's slot; for an ack, return once the inbox has recorded it.
+
+        Waiting for the (batched) ack before the worker takes its next event bounds what a
+        crash can replay twice to the events in the workers' hands: at most ``concurrency``.
+        """
         self._claimed -= 1
-        if ack:
-            self._acks.append(seq)
-            self._ack_wakeup.set()
         if not self._room.is_set():
             self._room.set()
+        if ack:
+            self._acks.append(seq)
+            committed = self._acks_committed
+            self._ack_wakeup.set()
+            await committed.wait()
 
     async def _flush_acks(self) -> None:
         # One ack call at a time: acks that arrive meanwhile form the next batch.
@@ -193,11 +201,14 @@ class Dispatcher:
                 await self._ack_wakeup.wait()
                 continue
             batch, self._acks = self._acks, []
+            committed, self._acks_committed = self._acks_committed, anyio.Event()
             try:
                 await self._inbox.ack(batch)
             except Exception:
                 # Unsettled means replayed after a restart: a duplicate, never a loss.
                 log.exception("could not settle %d handled events in the inbox", len(batch))
+            finally:
+                committed.set()
 
     async def _handle(self, stored: StoredEvent) -> None:
         try:
@@ -210,7 +221,7 @@ class Dispatcher:
         if spec is None:
             self.unhandled += 1
             log.debug("no handler wants %s event %s; settling it", stored.kind, stored.key)
-            self._settled(stored.seq, ack=True)
+            await self._settle(stored.seq, ack=True)
             return
         await self._run_handler(stored, spec, event, contact)
 
@@ -257,7 +268,7 @@ class Dispatcher:
                 continue
             await call_hook(self._plugins, "after_handle", event, ctx)
             self.handled += 1
-            self._settled(stored.seq, ack=True)
+            await self._settle(stored.seq, ack=True)
             return
 
     async def _dead(self, stored: StoredEvent, handler: str, attempts: int, error: str) -> None:
@@ -272,4 +283,4 @@ class Dispatcher:
                 "with `whizrouter dead list`, replay it with `whizrouter dead replay %d`",
                 stored.key, stored.conversation, attempts, handler, error, stored.seq,
             )
-        self._settled(stored.seq, ack=False)
+        await self._settle(stored.seq, ack=False)
