@@ -166,6 +166,22 @@ class WhizRouter:
         self._plugin_objects.append(plugin)
         return plugin
 
+    def replace_parts(
+        self, *, client: WhizardClient | None = None, inbox: Inbox | None = None
+    ) -> None:
+        """Swap the provider client or the inbox before start (tests, custom wiring).
+
+        A client given here is closed by the app at shutdown.
+        """
+        if self._started:
+            raise RegistrationClosedError("replace_parts() came after the app started")
+        if client is not None:
+            self._client = client
+            self._owns_client = True
+        if inbox is not None:
+            self._inbox_given = inbox
+            self._inbox = None
+
     # Parts --------------------------------------------------------------------------------
 
     @property
@@ -257,14 +273,17 @@ class WhizRouter:
             else "in memory: acknowledged events are lost if the process dies",
         )
         try:
+            configured_client = self._client is not None
             client = self.client
-            if self.settings.api_key is None or self.settings.base_url is None:
-                missing = [
-                    name
-                    for name, value in (("WHIZARD_API_KEY", self.settings.api_key),
-                                        ("WHIZARD_BASE_URL", self.settings.base_url))
-                    if value is None
-                ]
+            missing = [
+                name
+                for name, value in (("WHIZARD_API_KEY", self.settings.api_key),
+                                    ("WHIZARD_BASE_URL", self.settings.base_url))
+                if value is None
+            ]
+            if configured_client:
+                log.info("provider: %s API at %s (client given)", client.shape, client.base_url)
+            elif missing:
                 log.warning(
                     "provider: %s not set; callbacks are received and handled, but replies "
                     "and mark-read will fail until you set %s",

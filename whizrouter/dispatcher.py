@@ -74,6 +74,7 @@ class Dispatcher:
         self._room = anyio.Event()
         self._acks: list[int] = []
         self._acks_committed = anyio.Event()
+        self._idle = anyio.Event()
         self._ack_wakeup = anyio.Event()
         self._stopping = False
         self._stop_event = anyio.Event()
@@ -189,6 +190,15 @@ class Dispatcher:
             committed = self._acks_committed
             self._ack_wakeup.set()
             await committed.wait()
+        if self._claimed == 0 and self._inbox.backlog() == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until every event stored so far has been settled (handled, unwanted or dead)."""
+        while self._claimed or self._inbox.backlog():
+            if self._idle.is_set():
+                self._idle = anyio.Event()
+            await self._idle.wait()
 
     async def _flush_acks(self) -> None:
         # One ack call at a time: acks that arrive meanwhile form the next batch.

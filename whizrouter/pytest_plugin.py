@@ -6,7 +6,9 @@ so the fixtures are available in every test suite of a project that installs whi
 * ``fake_provider``: a started :class:`~whizrouter.testing.FakeProvider` (on-premises shape),
   closed after the test;
 * ``whizard_client``: a :class:`~whizrouter.client.WhizardClient` pointed at ``fake_provider``,
-  with its key, its shape and quick test retries.
+  with its key, its shape and quick test retries;
+* ``bot_tester``: a factory that runs a whole bot against its own fake provider over real
+  HTTP (:class:`~whizrouter.bot_tester.BotTester`) and stops it after the test.
 
 Both are async fixtures: they need an asyncio test runner such as pytest-aiohttp or
 pytest-asyncio. When pytest-asyncio is installed its fixture decorator is used, so they also
@@ -15,12 +17,14 @@ work in its strict mode; this module itself imports neither, so loading the plug
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
+    from whizrouter.app import WhizRouter
+    from whizrouter.bot_tester import BotTester
     from whizrouter.client import WhizardClient
     from whizrouter.testing import FakeProvider
 
@@ -50,3 +54,24 @@ async def whizard_client(fake_provider: FakeProvider) -> AsyncIterator[WhizardCl
     """A :class:`~whizrouter.client.WhizardClient` talking to ``fake_provider``."""
     async with fake_provider.client() as client:
         yield client
+
+
+@_fixture
+async def bot_tester() -> AsyncIterator[Callable[..., Awaitable[BotTester]]]:
+    """A factory: ``bot = await bot_tester(app)`` runs ``app`` against a fake provider.
+
+    Every bot started through it is stopped (drained) after the test.
+    """
+    from whizrouter.bot_tester import BotTester
+
+    started: list[BotTester] = []
+
+    async def start(app: WhizRouter, **options: Any) -> BotTester:
+        tester = BotTester(app, **options)
+        await tester.start()
+        started.append(tester)
+        return tester
+
+    yield start
+    for tester in reversed(started):
+        await tester.close()

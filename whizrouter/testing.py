@@ -840,3 +840,12 @@ def status_callback(
         item["errors"] = [dict(error) for error in errors]
     value: dict[str, Any] = {"statuses": [item]}
     return _cloud_envelope(value) if shape == "cloud" else value
+
+
+def __getattr__(name: str) -> Any:
+    # BotTester needs the app, which needs this module's neighbours: import it on first use.
+    if name == "BotTester":
+        from whizrouter.bot_tester import BotTester
+
+        return BotTester
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
