@@ -1,0 +1,86 @@
+"""The delivery promise on the durable default inbox, through the real webhook.
+
+Redeliveries (also across a restart) reach the handlers once; a poison event is
+dead-lettered while everything else keeps flowing, and a replay after the fix runs it once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from tests.conftest import AiohttpClient
+from whizrouter import Context, RetryPolicy, TextMessage, WhizRouter
+from whizrouter.inbox.factory import inbox_from_url
+from whizrouter.testing import FakeProvider, text_callback
+
+QUICK = RetryPolicy(attempts=3, base=0.01, factor=2.0, max_delay=0.05, max_total=1.0)
+
+
+def counting_bot(db: Path, seen: Counter[str]) -> WhizRouter:
+    app = WhizRouter(retry=QUICK)
+
+    @app.on_message(type="text")
+    async def count(message: TextMessage, ctx: Context) -> None:
+        seen[message.id] += 1
+
+    return app
+
+
+async def test_redeliveries_across_a_restart_dispatch_once(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    db = tmp_path / "inbox.db"
+    seen: Counter[str] = Counter()
+    callbacks = [text_callback(f"m{n}", wa_id=f"1555000{n % 7:04d}") for n in range(60)]
+    async with FakeProvider() as provider:
+        for round_ in range(3):  # three process lifetimes on one database
+            app = counting_bot(db, seen)
+            app.replace_parts(client=provider.client(), inbox=inbox_from_url(f"sqlite:///{db}"))
+            client = await aiohttp_client(app.make_web_app())
+            for body in callbacks:  # every callback again, as a provider retry would
+                assert (await client.post("/webhook", json=body)).status == 200
+            assert app.dispatcher is not None
+            await app.dispatcher.wait_idle()
+            await client.close()  # a clean stop; the next round is a new process lifetime
+            assert len(seen) == 60, f"round {round_}"
+    assert set(seen.values()) == {1}
+
+
+async def test_poison_event_is_dead_lettered_while_others_flow_then_replayed_once(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "inbox.db"
+    fixed = False
+    handled: Counter[str] = Counter()
+    app = WhizRouter(retry=QUICK)
+
+    @app.on_message(type="text")
+    async def handler(message: TextMessage, ctx: Context) -> None:
+        if message.text.body == "poison" and not fixed:
+            raise RuntimeError("cannot parse this order")
+        handled[message.text.body] += 1
+
+    async with FakeProvider() as provider:
+        app.replace_parts(client=provider.client(), inbox=inbox_from_url(f"sqlite:///{db}"))
+        async with app:
+            await app.feed(text_callback("poison", wa_id="15550000000"))
+            await app.feed(text_callback("after poison", wa_id="15550000000"))
+            for n in range(1, 51):
+                await app.feed(text_callback(f"other {n}", wa_id=f"155500{n:05d}"))
+            assert app.dispatcher is not None
+            await app.dispatcher.wait_idle()
+            assert handled["after poison"] == 1
+            assert sum(handled[f"other {n}"] for n in range(1, 51)) == 50
+            [letter] = await app.inbox.dead_letters()
+            assert letter.attempts == QUICK.attempts + 1
+            assert "cannot parse this order" in letter.error
+            assert letter.handler.endswith("handler")
+            fixed = True
+            assert await app.inbox.replay([letter.seq]) == 1
+            await app.dispatcher.wait_idle()
+            assert handled["poison"] == 1
+            assert await app.inbox.dead_letters() == []
+            stats = await app.inbox.stats()
+            assert stats["pending"] == 0
+            assert stats["dead"] == 0
