@@ -1,0 +1,1029 @@
+"""The ``nats`` inbox: JetStream storage shared by many receivers and workers on many machines.
+
+What lives on the server (``S`` is the ``stream`` setting, ``WHIZROUTER`` by default)::
+
+    stream S           work queue, file storage, discard new; subjects S.events.<p>
+                       where p = crc32(conversation) % partitions
+      consumer p<p>    one durable pull consumer per partition, explicit acks
+    stream S_DEAD      dead letters on subject S.dead (limits retention)
+    KV S_SEEN          dedupe keys (sha256 of the event key), TTL = dedupe_seconds
+    KV S_LEASES        p.<p> = the worker fetching partition p, w.<worker> = its heartbeat;
+                       TTL = lease_ttl
+
+Order per conversation across workers: a conversation always maps to the same partition, and a
+partition is fetched only by the worker that holds its lease. Workers heartbeat, count each
+other, and each aims at ``ceil(partitions / workers)`` leases, giving up the extra ones when a
+worker joins and taking free ones when a worker's leases expire. A worker that takes over a
+partition hands nothing out until every message another worker still holds has been settled or
+redelivered to it (the consumer's ack-pending count equals what it holds itself), then hands
+them out oldest first: so a killed worker's events come back in order before newer ones. The
+price is latency on takeover: up to ``lease_ttl`` to notice a dead worker plus ``ack_wait``
+until JetStream redelivers what it held. Workers keep held events alive with in-progress acks,
+so a slow handler is never redelivered elsewhere while it runs.
+
+``claim`` starts all of this lazily: a receiver that only appends never fetches or heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import heapq
+import logging
+import math
+import os
+import re
+import secrets
+import socket
+import ssl
+import time
+import zlib
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.kv import KeyValue
+
+from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
+from whizrouter.inbox.base import (
+    DEFAULT_DEDUPE_SECONDS,
+    DeadLetter,
+    EventKind,
+    RawEvent,
+    StoredEvent,
+)
+
+logger = logging.getLogger(__name__)
+
+H_KIND, H_KEY, H_CONVERSATION = "Whiz-Kind", "Whiz-Key", "Whiz-Conversation"
+H_SEQ = "Whiz-Seq"
+H_HANDLER, H_ATTEMPTS, H_ERROR = "Whiz-Handler", "Whiz-Attempts", "Whiz-Error"
+MSG_ID = "Nats-Msg-Id"
+
+_KINDS = ("message", "status", "raw")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+#: JetStream API error codes for a stream refusing writes at its limits (discard new).
+_FULL_CODES = {10047, 10077, 10078}
+#: How long a busy fetch may linger for more messages once none are left.
+_BURST_LINGER = 0.05
+_FETCH_BATCH = 64
+_PREFETCH = 512
+_BACKLOG_REFRESH = 1.0
+_QUIET = 0.1
+_STALE = 5.0
+_SETTLE_TIMEOUT = 5.0
+_MAX_ERROR_CHARS = 8000
+
+_URL_OPTIONS = {
+    "stream": str,
+    "partitions": int,
+    "replicas": int,
+    "max_bytes": int,
+    "max_msgs": int,
+    "duplicate_window": float,
+    "ack_wait": float,
+    "lease_ttl": float,
+    "max_ack_pending": int,
+}
+_CONNECT_OPTIONS = {
+    "name": ("name", str),
+    "creds": ("user_credentials", str),
+    "nkey": ("nkeys_seed", str),
+    "tls_hostname": ("tls_hostname", str),
+    "reconnect": ("allow_reconnect", bool),
+    "max_reconnect_attempts": ("max_reconnect_attempts", int),
+    "reconnect_time_wait": ("reconnect_time_wait", float),
+    "connect_timeout": ("connect_timeout", float),
+}
+_TLS_OPTIONS = ("tls_ca", "tls_cert", "tls_key")
+
+
+def _header(value: str) -> str:
+    # Header values must not carry CR/LF (an error text might); percent-encoding keeps them safe.
+    return quote(value, safe=":/=@+,;!*'()")
+
+
+def _redact(server: str) -> str:
+    parts = urlsplit(server)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def _convert(setting: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+        return kind(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"WHIZROUTER_INBOX: {setting}={raw!r} is not a valid {kind.__name__}"
+        ) from None
+
+
+@dataclass(slots=True)
+class _Held:
+    """A message this process received and has not settled."""
+
+    msg: Msg
+    event: StoredEvent
+    partition: int
+    claimed: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class _Partition:
+    """A partition this worker holds the lease of."""
+
+    index: int
+    revision: int
+    renewed_at: float  # monotonic time at which the last successful lease write was sent
+    sub: JetStreamContext.PullSubscription
+    gated: bool = True
+    active: bool = True
+    buffer: list[int] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+class NatsInbox:
+    """An inbox on NATS JetStream: many receivers append, many workers claim, order holds.
+
+    Build it with ``from_url`` (what ``WHIZROUTER_INBOX`` does) or directly.
+
+    Args:
+        servers: NATS server URLs; credentials in a URL are passed to the client, never logged.
+        stream: name of the events stream; also names the dead-letter stream and KV buckets.
+        partitions: ordering partitions; fixed once the stream exists.
+        replicas: JetStream replicas for the streams and buckets (1, or 3 on a cluster).
+        max_bytes: size bound of the events stream (-1: the account's limit); past it
+            ``append`` raises ``InboxFullError``, nothing acknowledged is ever discarded.
+        max_msgs: message-count bound of the events stream (-1: none).
+        duplicate_window: JetStream's own dedupe window in seconds (``Nats-Msg-Id``).
+        ack_wait: seconds after which JetStream redelivers an event whose worker went silent.
+        lease_ttl: seconds after which a silent worker's partitions may be taken over.
+        max_ack_pending: unsettled events one partition may have out at once.
+        connect_options: extra keyword arguments for ``nats.connect``.
+        max_backlog: unsettled events above which ``append`` refuses with ``InboxFullError``.
+        dedupe_seconds: how long a dedupe key is remembered.
+    """
+
+    durable = True
+
+    def __init__(
+        self,
+        servers: Sequence[str] = ("nats://127.0.0.1:4222",),
+        *,
+        stream: str = "WHIZROUTER",
+        partitions: int = 16,
+        replicas: int = 1,
+        max_bytes: int = -1,
+        max_msgs: int = -1,
+        duplicate_window: float = 120.0,
+        ack_wait: float = 30.0,
+        lease_ttl: float = 10.0,
+        max_ack_pending: int = 1000,
+        connect_options: Mapping[str, Any] | None = None,
+        max_backlog: int = 100_000,
+        dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS,
+    ) -> None:
+        if not servers:
+            raise ConfigurationError("WHIZROUTER_INBOX: the NATS URL names no server")
+        if not _NAME_RE.match(stream):
+            raise ConfigurationError(
+                f"WHIZROUTER_INBOX: stream={stream!r} may only hold letters, digits, - and _"
+            )
+        if not 1 <= partitions <= 4096:
+            raise ConfigurationError("WHIZROUTER_INBOX: partitions must be between 1 and 4096")
+        if min(ack_wait, lease_ttl, duplicate_window, dedupe_seconds) <= 0:
+            raise ConfigurationError(
+                "WHIZROUTER_INBOX: ack_wait, lease_ttl, duplicate_window and the dedupe window "
+                "must be positive"
+            )
+        self._servers = list(servers)
+        self._stream = stream
+        self._partitions = partitions
+        self._replicas = replicas
+        self._max_bytes = max_bytes
+        self._max_msgs = max_msgs
+        self._duplicate_window = duplicate_window
+        self._ack_wait = ack_wait
+        self._lease_ttl = lease_ttl
+        self._max_ack_pending = max_ack_pending
+        self._connect_options = dict(connect_options or {})
+        self._max_backlog = max_backlog
+        self._dedupe_seconds = dedupe_seconds
+        self._tick = lease_ttl / 4
+        self._fetch_timeout = min(2.0, lease_ttl / 4)
+        try:
+            self.description = ",".join(_redact(s) for s in self._servers) + f"?stream={stream}"
+        except ValueError as exc:  # a port that is not a number
+            raise ConfigurationError(
+                f"WHIZROUTER_INBOX: malformed NATS server URL: {exc}"
+            ) from None
+        self._dead_stream = f"{stream}_DEAD"
+        self._seen_bucket = f"{stream}_SEEN"
+        self._lease_bucket = f"{stream}_LEASES"
+        self._worker_id = "-".join(
+            (
+                re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40],
+                str(os.getpid()),
+                secrets.token_hex(4),
+            )
+        )
+        self._nc: Client | None = None
+        self._jsc: JetStreamContext | None = None
+        self._reset_runtime()
+
+    def _reset_runtime(self) -> None:
+        self._held: dict[int, _Held] = {}
+        self._ready: list[int] = []  # a heap of seqs: each claim hands out the oldest
+        self._owned: dict[int, _Partition] = {}
+        self._wakeup = asyncio.Event()
+        self._space = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._counted = 0
+        self._counted_at = 0.0
+        self._net = 0
+        self._net_when_counted = 0
+        self._last_change = 0.0
+        self._last_keepalive = time.monotonic()
+        self._closed = False
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        max_backlog: int = 100_000,
+        dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS,
+    ) -> NatsInbox:
+        """Build from ``nats://[user:pass@]host:4222[,nats://host2:4222][?option=value&...]``.
+
+        Options: ``stream``, ``partitions``, ``replicas``, ``max_bytes``, ``max_msgs``,
+        ``duplicate_window``, ``ack_wait``, ``lease_ttl``, ``max_ack_pending`` (see the class),
+        and for the connection ``name``, ``creds`` (a .creds file), ``nkey`` (a seed file),
+        ``tls_ca``, ``tls_cert``, ``tls_key``, ``tls_hostname``, ``reconnect``,
+        ``max_reconnect_attempts``, ``reconnect_time_wait``, ``connect_timeout``.
+
+        Raises:
+            ConfigurationError: an option is unknown or malformed.
+        """
+        base, _, query = url.partition("?")
+        scheme = base.split("://", 1)[0] if "://" in base else "nats"
+        servers = [
+            s if "://" in s else f"{scheme}://{s}"
+            for s in (part.strip() for part in base.split(","))
+            if s
+        ]
+        settings: dict[str, Any] = {}
+        connect: dict[str, Any] = {}
+        tls: dict[str, str] = {}
+        for name, raw in parse_qsl(query, keep_blank_values=True):
+            if name in _URL_OPTIONS:
+                settings[name] = _convert(name, raw, _URL_OPTIONS[name])
+            elif name in _CONNECT_OPTIONS:
+                option, kind = _CONNECT_OPTIONS[name]
+                connect[option] = _convert(name, raw, kind)
+            elif name in _TLS_OPTIONS:
+                tls[name] = raw
+            else:
+                known = sorted([*_URL_OPTIONS, *_CONNECT_OPTIONS, *_TLS_OPTIONS])
+                raise ConfigurationError(
+                    f"WHIZROUTER_INBOX: unknown NATS option {name!r}; known: {', '.join(known)}"
+                )
+        if tls:
+            try:
+                context = ssl.create_default_context(cafile=tls.get("tls_ca"))
+                if "tls_cert" in tls:
+                    context.load_cert_chain(tls["tls_cert"], tls.get("tls_key"))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigurationError(f"WHIZROUTER_INBOX: cannot load TLS files: {exc}") from exc
+            connect["tls"] = context
+        return cls(
+            servers,
+            connect_options=connect,
+            max_backlog=max_backlog,
+            dedupe_seconds=dedupe_seconds,
+            **settings,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def _js(self) -> JetStreamContext:
+        return self._require_open()
+
+    def _require_open(self) -> JetStreamContext:
+        if self._jsc is None or self._closed:
+            raise InboxError(f"the NATS inbox {self.description} is not open; call open() first")
+        return self._jsc
+
+    async def open(self) -> None:
+        """Connect, and create (or check) the streams and buckets; fetch nothing yet.
+
+        Raises:
+            ConfigurationError: the stream exists with another partition count.
+            InboxError: NATS could not be reached or refused to create the streams.
+        """
+        self._reset_runtime()
+        options: dict[str, Any] = {
+            "name": "whizrouter",
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+            **self._connect_options,
+        }
+        # Once running, reconnect for as long as it takes (-1); but a server that is not
+        # there at start fails the start after a few tries instead of hanging it.
+        running_attempts = options.pop("max_reconnect_attempts", -1)
+        self._nc = Client()
+        try:
+            await self._nc.connect(
+                self._servers,
+                max_reconnect_attempts=running_attempts if 0 < running_attempts < 3 else 3,
+                **options,
+            )
+            self._nc.options["max_reconnect_attempts"] = running_attempts
+            self._jsc = self._nc.jetstream()
+            await self._ensure_streams()
+        except (nats.errors.Error, OSError) as exc:
+            await self._abandon()
+            raise InboxError(f"cannot open the NATS inbox {self.description}: {exc}") from exc
+        except BaseException:
+            await self._abandon()
+            raise
+        with contextlib.suppress(nats.errors.Error):
+            await self._count_backlog(force=True)
+        self._spawn(self._count_backlog_forever())
+
+    async def _abandon(self) -> None:
+        self._closed = True
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+        self._nc = self._jsc = None
+
+    async def _ensure_streams(self) -> None:
+        js = self._js
+        partitions = str(self._partitions)
+        try:
+            info = await js.stream_info(self._stream)
+        except nats.js.errors.NotFoundError:
+            info = await js.add_stream(
+                api.StreamConfig(
+                    name=self._stream,
+                    description="whizrouter events",
+                    subjects=[f"{self._stream}.events.*"],
+                    retention=api.RetentionPolicy.WORK_QUEUE,
+                    storage=api.StorageType.FILE,
+                    # Refuse new events at the limit rather than drop acknowledged ones.
+                    discard=api.DiscardPolicy.NEW,
+                    max_bytes=self._max_bytes,
+                    max_msgs=self._max_msgs,
+                    num_replicas=self._replicas,
+                    # Never longer than the dedupe window: a key must be forgotten in time.
+                    duplicate_window=min(self._duplicate_window, self._dedupe_seconds),
+                    metadata={"whizrouter.partitions": partitions},
+                )
+            )
+        found = (info.config.metadata or {}).get("whizrouter.partitions")
+        if found != partitions:
+            made = f"was made with partitions={found}" if found else "was not made by whizrouter"
+            raise ConfigurationError(
+                f"the NATS stream {self._stream} {made}, the URL says partitions={partitions}; "
+                "changing it would break per-conversation order. Use the same value, or "
+                "another stream= once the old one is drained"
+            )
+        with contextlib.suppress(nats.js.errors.BadRequestError):  # exists, maybe other limits
+            await js.add_stream(
+                api.StreamConfig(
+                    name=self._dead_stream,
+                    description="whizrouter dead letters",
+                    subjects=[f"{self._stream}.dead"],
+                    storage=api.StorageType.FILE,
+                    discard=api.DiscardPolicy.NEW,
+                    num_replicas=self._replicas,
+                    duplicate_window=120.0,
+                )
+            )
+        self._seen = await self._bucket(self._seen_bucket, self._dedupe_seconds)
+        self._leases = await self._bucket(self._lease_bucket, self._lease_ttl)
+
+    async def _bucket(self, name: str, ttl: float) -> KeyValue:
+        js = self._js
+        try:
+            kv = await js.key_value(name)
+        except nats.js.errors.BucketNotFoundError:
+            return await js.create_key_value(
+                api.KeyValueConfig(bucket=name, ttl=ttl, replicas=self._replicas, direct=True)
+            )
+        status = await kv.status()
+        if status.ttl is not None and abs(status.ttl - ttl) > 0.001:
+            logger.warning(
+                "NATS bucket %s keeps keys %.1f s, this process asked for %.1f s; the bucket wins",
+                name,
+                status.ttl,
+                ttl,
+            )
+        return kv
+
+    async def close(self) -> None:
+        """Stop fetching, hand unsettled events back to JetStream, release leases, drain."""
+        if self._nc is None or self._closed:
+            return
+        # Flags as well as cancellation: asyncio.wait_for in Python 3.11 can swallow a
+        # cancellation that races with a message arriving, and a loop must still end.
+        self._stopping = True
+        for part in self._owned.values():
+            part.active = False
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            # Nak'd events (ascending, so they come back in order) go to the next owner now,
+            # not after ack_wait. Bounded: a dead server must not hang shutdown.
+            await asyncio.wait_for(self._hand_back(), timeout=max(2.0, self._tick))
+        self._closed = True
+        self._wakeup.set()
+        nc, self._nc, self._jsc = self._nc, None, None
+        try:
+            await nc.drain()  # flushes the naks and progress acks sent without a reply
+        except Exception:  # already closed or reconnecting: close is all that is left
+            with contextlib.suppress(Exception):
+                await nc.close()
+
+    async def _hand_back(self) -> None:
+        for part in list(self._owned.values()):
+            with contextlib.suppress(nats.errors.Error):
+                await part.sub.unsubscribe()
+        for seq in sorted(self._held):
+            with contextlib.suppress(nats.errors.Error):
+                await self._held[seq].msg.nak()
+        self._held.clear()
+        self._ready.clear()
+        if self._worker is not None:
+            for part in list(self._owned.values()):
+                await self._release_lease(part)
+            await self._js.purge_stream(
+                f"KV_{self._lease_bucket}", subject=f"$KV.{self._lease_bucket}.w.{self._worker_id}"
+            )
+        self._owned.clear()
+
+    async def _on_error(self, exc: Exception) -> None:
+        logger.warning("NATS inbox %s: %s", self.description, exc)
+
+    async def _on_disconnected(self) -> None:
+        if self._closed:
+            return
+        logger.warning("NATS inbox %s: disconnected, reconnecting", self.description)
+
+    async def _on_reconnected(self) -> None:
+        logger.info("NATS inbox %s: reconnected", self.description)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    @property
+    def owned_partitions(self) -> tuple[int, ...]:
+        """The partitions this process fetches right now (empty until ``claim`` is called)."""
+        return tuple(sorted(self._owned))
+
+    def _partition_of(self, conversation: str) -> int:
+        # crc32, not hash(): every process must map a conversation to the same partition.
+        return zlib.crc32(conversation.encode()) % self._partitions
+
+    async def append(self, events: Sequence[RawEvent]) -> int:
+        """Publish new events and wait for JetStream to store them; see ``Inbox.append``.
+
+        Events are published one after the other in their order, so seqs follow arrival.
+        Publish first, remember the key second: a crash in between leaves the event stored
+        and its key unremembered, so a provider retry inside ``duplicate_window`` is dropped by
+        JetStream (same ``Nats-Msg-Id``) and a later one is at worst dispatched twice. The
+        other order could lose an event for good (key remembered, event never stored).
+        JetStream cannot take back a stored event: when a publish fails, the ones before it
+        stay stored and remembered, none after it is sent, and the provider's retry (the
+        append raised) stores the rest in order.
+
+        Raises:
+            InboxFullError: the backlog or the stream's limits are reached; nothing was stored.
+            InboxError: NATS failed; the provider's retry completes the append.
+        """
+        js = self._js
+        if self.backlog() + len(events) > self._max_backlog:
+            raise InboxFullError(
+                f"the NATS inbox holds about {self.backlog()} unsettled events (bound "
+                f"{self._max_backlog}); the provider will retry, or raise max_backlog"
+            )
+        batch: list[tuple[RawEvent, str]] = []
+        for event in events:
+            digest = hashlib.sha256(event.key.encode()).hexdigest()
+            if all(digest != d for _, d in batch):
+                batch.append((event, digest))
+        seen = await asyncio.gather(*(self._was_seen(d) for _, d in batch), return_exceptions=True)
+        fresh: list[tuple[RawEvent, str, dict[str, str]]] = []
+        for (event, digest), known in zip(batch, seen, strict=True):
+            if isinstance(known, BaseException):
+                raise InboxError(f"cannot check dedupe keys in NATS: {known}") from known
+            if not known:
+                fresh.append((event, digest, self._event_headers(event)))
+        self._check_sizes(fresh)
+        stored: list[str] = []
+        new = 0
+        failure: BaseException | None = None
+        for event, digest, headers in fresh:
+            subject = f"{self._stream}.events.{self._partition_of(event.conversation)}"
+            try:
+                ack = await js.publish(subject, event.body, headers=headers)
+            except (nats.errors.Error, OSError) as exc:
+                failure = exc
+                break
+            stored.append(digest)
+            new += 0 if ack.duplicate else 1
+        self._changed_backlog(new)
+        now = repr(time.time()).encode()
+        remembered = await asyncio.gather(
+            *(self._seen.put(d, now) for d in stored), return_exceptions=True
+        )
+        failure = failure or next((r for r in remembered if isinstance(r, BaseException)), None)
+        if failure is None:
+            return new
+        if isinstance(failure, nats.js.errors.APIError) and (
+            failure.err_code in _FULL_CODES or "maximum" in (failure.description or "")
+        ):
+            raise InboxFullError(
+                f"the NATS stream {self._stream} is at its limits ({failure.description}); "
+                "the provider will retry, or raise max_bytes/max_msgs"
+            ) from failure
+        raise InboxError(f"NATS did not store the events: {failure!r}") from failure
+
+    def _event_headers(self, event: RawEvent | StoredEvent | DeadLetter) -> dict[str, str]:
+        return {
+            MSG_ID: _header(event.key),
+            H_KIND: event.kind,
+            H_KEY: _header(event.key),
+            H_CONVERSATION: _header(event.conversation),
+        }
+
+    def _check_sizes(self, fresh: list[tuple[RawEvent, str, dict[str, str]]]) -> None:
+        # The server counts headers too and drops the connection past its limit.
+        limit = self._nc.max_payload if self._nc is not None else 0
+        for event, _, headers in fresh:
+            size = len(event.body) + 12 + sum(len(k) + len(v) + 4 for k, v in headers.items())
+            if size > limit:
+                raise InboxError(
+                    f"event {event.key!r} takes {size} bytes, over the NATS server's "
+                    f"max_payload of {limit}; raise max_payload in the server configuration"
+                )
+
+    async def _was_seen(self, digest: str) -> bool:
+        try:
+            entry = await self._seen.get(digest)
+        except nats.js.errors.KeyNotFoundError:
+            return False
+        # The bucket drops keys only about a second late; the stored time is exact.
+        try:
+            return time.time() - float(entry.value or b"0") < self._dedupe_seconds
+        except ValueError:
+            return True
+
+    def backlog(self) -> int:
+        """The stream's unsettled events at the last quiet count, plus this process' changes.
+
+        Counted on the server about every second, so it covers every receiver and worker;
+        exact when this process is the only one.
+        """
+        return max(0, self._counted + self._net - self._net_when_counted)
+
+    def _changed_backlog(self, delta: int) -> None:
+        self._net += delta
+        self._last_change = time.monotonic()
+
+    async def _count_backlog(self, *, force: bool = False) -> None:
+        sent = time.monotonic()
+        info = await self._js.stream_info(self._stream)
+        # A count taken while this process was appending or settling may or may not include
+        # that change; take it only when quiet (or when it would otherwise get old).
+        now = time.monotonic()
+        if force or self._last_change < sent - _QUIET or now - self._counted_at > _STALE:
+            self._counted = info.state.messages
+            self._net_when_counted = self._net
+            self._counted_at = now
+
+    async def _count_backlog_forever(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(_BACKLOG_REFRESH)
+            with contextlib.suppress(nats.errors.Error, InboxError):
+                await self._count_backlog()
+
+    # -- handing out -----------------------------------------------------------------------
+
+    async def claim(self, limit: int) -> list[StoredEvent]:
+        """Wait for events of partitions this worker leases; see ``Inbox.claim``.
+
+        The first call makes this process a worker: it starts heartbeats, leases and fetches.
+        """
+        self._require_open()
+        if self._worker is None:
+            self._worker = self._spawn(self._work())
+        while True:
+            while not self._ready:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            batch: list[StoredEvent] = []
+            while self._ready and len(batch) < limit:
+                held = self._held.get(heapq.heappop(self._ready))
+                if held is not None and not held.claimed:
+                    held.claimed = True
+                    batch.append(held.event)
+            if len(self._ready) < _PREFETCH:
+                self._space.set()
+            if batch:
+                return batch
+
+    def _make_ready(self, seqs: Iterable[int]) -> None:
+        for seq in seqs:
+            heapq.heappush(self._ready, seq)
+        self._wakeup.set()
+
+    async def ack(self, seqs: Sequence[int]) -> None:
+        """Settle events, and return once JetStream confirmed it (they never come back)."""
+        await self._settle(seqs, Msg.Ack.Ack)
+
+    async def record_attempt(self, seq: int, attempts: int, error: str) -> None:
+        """Tell JetStream the event is still being worked on, so it is not redelivered."""
+        held = self._held.get(seq)
+        if held is not None:
+            try:
+                await held.msg.in_progress()
+            except nats.errors.Error as exc:
+                raise InboxError(f"cannot reach NATS: {exc}") from exc
+
+    async def dead(self, seq: int, *, handler: str, attempts: int, error: str) -> None:
+        """Store the event in the dead-letter stream, then terminate its delivery."""
+        held = self._held.get(seq)
+        if held is None:
+            return
+        event = held.event
+        headers = {
+            **self._event_headers(event),
+            # Two workers settling the same delivery leave one dead letter.
+            MSG_ID: f"dead:{seq}",
+            H_SEQ: str(seq),
+            H_HANDLER: _header(handler),
+            H_ATTEMPTS: str(attempts),
+            # The end of a traceback says the most.
+            H_ERROR: _header(
+                error if len(error) <= _MAX_ERROR_CHARS else "…" + error[-_MAX_ERROR_CHARS:]
+            ),
+        }
+        try:
+            await self._js.publish(f"{self._stream}.dead", event.body, headers=headers)
+        except nats.errors.Error as exc:
+            # Hand it back rather than keep it claimed forever: it comes round again later.
+            self._held.pop(seq, None)
+            with contextlib.suppress(nats.errors.Error):
+                await held.msg.nak(delay=self._ack_wait)
+            raise InboxError(f"cannot store dead letter {seq} in NATS: {exc}") from exc
+        await self._settle([seq], Msg.Ack.Term)
+
+    async def _settle(self, seqs: Sequence[int], verdict: bytes) -> None:
+        nc = self._nc
+        held = [h for h in (self._held.pop(seq, None) for seq in seqs) if h is not None]
+        if nc is None or not held:
+            return
+        replies = await asyncio.gather(
+            *(nc.request(h.msg.reply, verdict, timeout=_SETTLE_TIMEOUT) for h in held),
+            return_exceptions=True,
+        )
+        self._changed_backlog(-len(held))
+        failed = [r for r in replies if isinstance(r, BaseException)]
+        if failed:
+            raise InboxError(
+                f"NATS did not confirm settling {len(failed)} of {len(held)} events "
+                f"({failed[0]!r}); JetStream redelivers them after ack_wait"
+            ) from failed[0]
+
+    # -- the worker: heartbeats, leases, fetches ------------------------------------------
+
+    def _spawn(self, loop: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(loop)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _work(self) -> None:
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                await self._balance()
+                if started - self._last_keepalive >= self._ack_wait / 3:
+                    self._last_keepalive = started
+                    for held in list(self._held.values()):
+                        await held.msg.in_progress()
+            except (nats.errors.Error, InboxError, OSError) as exc:
+                logger.warning("NATS inbox %s: worker step failed: %s", self.description, exc)
+            except Exception:  # a bug must not silently stop heartbeats and leases
+                logger.exception("NATS inbox %s: worker step failed", self.description)
+            await asyncio.sleep(max(0.0, self._tick - (time.monotonic() - started)))
+
+    def _score(self, partition: int) -> int:
+        # Rendezvous hashing: each worker prefers its own spread of partitions.
+        digest = hashlib.blake2b(f"{self._worker_id}/{partition}".encode(), digest_size=8)
+        return int.from_bytes(digest.digest(), "big")
+
+    async def _balance(self) -> None:
+        kv, bucket = self._leases, self._lease_bucket
+        await kv.put(f"w.{self._worker_id}", f"{socket.gethostname()} pid {os.getpid()}".encode())
+        renewed = await asyncio.gather(
+            *(self._renew(p) for p in list(self._owned.values())), return_exceptions=True
+        )
+        for failure in renewed:
+            if isinstance(failure, BaseException):
+                raise failure
+        info = await self._js.stream_info(f"KV_{bucket}", subjects_filter=f"$KV.{bucket}.>")
+        subjects = info.state.subjects or {}
+        workers = sum(1 for s in subjects if s.startswith(f"$KV.{bucket}.w."))
+        taken = {int(s.rsplit(".", 1)[1]) for s in subjects if s.startswith(f"$KV.{bucket}.p.")}
+        target = math.ceil(self._partitions / max(1, workers))
+        owned = sorted(self._owned.values(), key=lambda p: self._score(p.index))
+        if len(owned) > target:
+            extra = owned[: len(owned) - target]  # the ones this worker prefers least
+            await asyncio.gather(*(self._give_up(p, lost=False) for p in extra))
+            return
+        free = sorted(
+            (p for p in range(self._partitions) if p not in taken and p not in self._owned),
+            key=self._score,
+            reverse=True,
+        )
+        for partition in free:
+            if len(self._owned) >= target:
+                break
+            await self._acquire(partition)
+
+    async def _acquire(self, index: int) -> None:
+        sent = time.monotonic()
+        try:
+            revision = await self._leases.create(f"p.{index}", self._worker_id.encode())
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return  # another worker was faster
+        consumer = f"p{index}"
+        try:
+            await self._js.add_consumer(
+                self._stream,
+                api.ConsumerConfig(
+                    name=consumer,
+                    durable_name=consumer,
+                    filter_subject=f"{self._stream}.events.{index}",
+                    ack_policy=api.AckPolicy.EXPLICIT,
+                    ack_wait=self._ack_wait,
+                    # Unlimited: past a server-side limit a work-queue event would sit
+                    # unsettled and unseen; the dispatcher dead-letters by attempts instead.
+                    max_deliver=-1,
+                    max_ack_pending=self._max_ack_pending,
+                ),
+            )
+            sub = await self._js.pull_subscribe_bind(durable=consumer, stream=self._stream)
+        except nats.errors.Error:
+            await self._js.purge_stream(
+                f"KV_{self._lease_bucket}", subject=f"$KV.{self._lease_bucket}.p.{index}"
+            )
+            raise
+        part = _Partition(index=index, revision=revision, renewed_at=sent, sub=sub)
+        self._owned[index] = part
+        part.task = self._spawn(self._fetch(part))
+        logger.info(
+            "NATS inbox %s: worker %s took partition %d", self.description, self._worker_id, index
+        )
+
+    async def _renew(self, part: _Partition) -> None:
+        sent = time.monotonic()
+        try:
+            part.revision = await self._leases.update(
+                f"p.{part.index}", self._worker_id.encode(), last=part.revision
+            )
+            part.renewed_at = sent
+        except nats.js.errors.KeyWrongLastSequenceError:
+            logger.warning(
+                "NATS inbox %s: lost the lease of partition %d", self.description, part.index
+            )
+            await self._give_up(part, lost=True)
+        except nats.errors.Error:
+            if not self._lease_fresh(part, 0.0):
+                await self._give_up(part, lost=True)
+            raise
+
+    def _lease_fresh(self, part: _Partition, ahead: float) -> bool:
+        # The server's TTL counts from when it stored the write, which is after we sent it.
+        return time.monotonic() + ahead < part.renewed_at + self._lease_ttl * 0.9
+
+    async def _give_up(self, part: _Partition, *, lost: bool) -> None:
+        part.active = False
+        self._owned.pop(part.index, None)
+        if part.task is not None:
+            await asyncio.gather(part.task, return_exceptions=True)
+        with contextlib.suppress(nats.errors.Error):
+            await part.sub.unsubscribe()
+        # Claimed events stay ours until settled; the next owner waits for them.
+        unclaimed = sorted(
+            seq for seq, h in self._held.items() if h.partition == part.index and not h.claimed
+        )
+        for seq in unclaimed:
+            await self._held.pop(seq).msg.nak()
+        if unclaimed:
+            self._ready = [s for s in self._ready if s in self._held]
+            heapq.heapify(self._ready)
+        if not lost:
+            await self._release_lease(part)
+            logger.info(
+                "NATS inbox %s: worker %s gave partition %d up",
+                self.description,
+                self._worker_id,
+                part.index,
+            )
+
+    async def _release_lease(self, part: _Partition) -> None:
+        # A purge leaves no delete marker, so others see the partition free at once; only
+        # while our lease is surely alive, else we could purge the next owner's lease.
+        if self._lease_fresh(part, 0.0):
+            await self._js.purge_stream(
+                f"KV_{self._lease_bucket}", subject=f"$KV.{self._lease_bucket}.p.{part.index}"
+            )
+
+    async def _fetch(self, part: _Partition) -> None:
+        busy = False
+        while part.active and not self._stopping:
+            if not self._lease_fresh(part, self._fetch_timeout):
+                await asyncio.sleep(self._tick)  # the worker renews the lease or gives it up
+                continue
+            if not part.gated and len(self._ready) >= _PREFETCH:
+                self._space.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._space.wait(), self._fetch_timeout)
+                continue
+            try:
+                # A lingering batch fetch waits for a full batch: linger for one message
+                # when idle, and take whatever is there (briefly) while busy.
+                if busy:
+                    msgs = await part.sub.fetch(_FETCH_BATCH, timeout=_BURST_LINGER)
+                else:
+                    msgs = await part.sub.fetch(1, timeout=self._fetch_timeout)
+            except TimeoutError:
+                msgs = []
+            except nats.errors.Error as exc:
+                logger.warning(
+                    "NATS inbox %s: fetch from partition %d failed: %s",
+                    self.description,
+                    part.index,
+                    exc,
+                )
+                await asyncio.sleep(self._tick)
+                continue
+            except Exception:  # a bug must not silently stop this partition
+                logger.exception("NATS inbox %s: fetch loop failed", self.description)
+                await asyncio.sleep(self._tick)
+                continue
+            busy = bool(msgs)
+            for msg in msgs:
+                self._receive(part, msg)
+            if part.gated:
+                await self._open_gate(part)
+
+    def _receive(self, part: _Partition, msg: Msg) -> None:
+        meta = msg.metadata
+        seq = meta.sequence.stream
+        held = self._held.get(seq)
+        if held is not None:
+            held.msg = msg  # redelivered while still ours: settle through the newest delivery
+            return
+        headers = msg.headers or {}
+        kind = headers.get(H_KIND, "raw")
+        event = StoredEvent(
+            seq=seq,
+            kind=cast(EventKind, kind if kind in _KINDS else "raw"),
+            key=unquote(headers.get(H_KEY, "")),
+            conversation=unquote(headers.get(H_CONVERSATION, "")),
+            body=msg.data,
+            attempts=meta.num_delivered - 1,
+            received_at=meta.timestamp.timestamp(),
+        )
+        self._held[seq] = _Held(msg=msg, event=event, partition=part.index)
+        if part.gated:
+            part.buffer.append(seq)
+        else:
+            self._make_ready([seq])
+
+    async def _open_gate(self, part: _Partition) -> None:
+        # Only this partition's fetch loop adds to what we hold of it, so counting after the
+        # reply can only undercount: the gate never opens while another worker holds events.
+        try:
+            info = await self._js.consumer_info(self._stream, f"p{part.index}")
+        except nats.errors.Error:
+            return
+        mine = sum(1 for h in self._held.values() if h.partition == part.index)
+        if (cast(api.ConsumerInfo, info).num_ack_pending or 0) > mine:
+            return
+        part.gated = False
+        self._make_ready(seq for seq in part.buffer if seq in self._held)
+        part.buffer.clear()
+
+    # -- counts and dead letters -----------------------------------------------------------
+
+    async def stats(self) -> dict[str, int]:
+        """Counts from the server: ``pending`` (stored, unsettled), ``dead``, ``seen``."""
+        js = self._js
+        try:
+            events, dead, seen = await asyncio.gather(
+                js.stream_info(self._stream),
+                js.stream_info(self._dead_stream),
+                js.stream_info(f"KV_{self._seen_bucket}"),
+            )
+        except nats.errors.Error as exc:
+            raise InboxError(f"cannot read counts from NATS: {exc}") from exc
+        return {
+            "pending": events.state.messages,
+            "dead": dead.state.messages,
+            "seen": seen.state.messages,
+        }
+
+    async def _scan_dead(self, limit: int | None = None) -> list[tuple[int, DeadLetter]]:
+        letters: list[tuple[int, DeadLetter]] = []
+        cursor = 1
+        while limit is None or len(letters) < limit:
+            try:
+                raw = await self._js.get_msg(
+                    self._dead_stream, seq=cursor, subject=f"{self._stream}.dead", next=True
+                )
+            except nats.js.errors.NotFoundError:
+                break
+            except nats.errors.Error as exc:
+                raise InboxError(f"cannot read dead letters from NATS: {exc}") from exc
+            headers: dict[str, str] = raw.headers or {}
+            kind = headers.get(H_KIND, "raw")
+            letter = DeadLetter(
+                seq=int(headers.get(H_SEQ, "0")),
+                kind=cast(EventKind, kind if kind in _KINDS else "raw"),
+                key=unquote(headers.get(H_KEY, "")),
+                conversation=unquote(headers.get(H_CONVERSATION, "")),
+                body=raw.data or b"",
+                handler=unquote(headers.get(H_HANDLER, "")),
+                attempts=int(headers.get(H_ATTEMPTS, "0")),
+                error=unquote(headers.get(H_ERROR, "")),
+                died_at=raw.time.timestamp() if raw.time else 0.0,
+            )
+            letters.append((cast(int, raw.seq), letter))
+            cursor = cast(int, raw.seq) + 1
+        return letters
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest dead letters; works from any process, workers running or not."""
+        return [letter for _, letter in await self._scan_dead(limit)]
+
+    async def replay(self, seqs: Sequence[int] | None = None) -> int:
+        """Publish dead letters as new events (all when ``seqs`` is None), then delete them."""
+        wanted = None if seqs is None else set(seqs)
+        replayed = 0
+        for dead_seq, letter in await self._scan_dead():
+            if wanted is not None and letter.seq not in wanted:
+                continue
+            headers = {
+                **self._event_headers(letter),
+                # Not the event key (JetStream would drop it as a duplicate), but stable per
+                # dead letter, so a replay retried after a crash does not publish it twice.
+                MSG_ID: _header(f"{letter.key}#replay{dead_seq}"),
+            }
+            subject = f"{self._stream}.events.{self._partition_of(letter.conversation)}"
+            try:
+                await self._js.publish(subject, letter.body, headers=headers)
+                await self._js.delete_msg(self._dead_stream, dead_seq)
+            except nats.errors.Error as exc:
+                raise InboxError(f"cannot replay dead letter {letter.seq}: {exc}") from exc
+            replayed += 1
+            self._changed_backlog(1)
+        return replayed
+
+    async def drop(self, seqs: Sequence[int]) -> int:
+        """Delete dead letters for good."""
+        wanted = set(seqs)
+        dropped = 0
+        for dead_seq, letter in await self._scan_dead():
+            if letter.seq in wanted:
+                try:
+                    await self._js.delete_msg(self._dead_stream, dead_seq)
+                except nats.errors.Error as exc:
+                    raise InboxError(f"cannot drop dead letter {letter.seq}: {exc}") from exc
+                dropped += 1
+        return dropped
