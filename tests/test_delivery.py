@@ -6,6 +6,7 @@ dead-lettered while everything else keeps flowing, and a replay after the fix ru
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from pathlib import Path
 
@@ -84,3 +85,35 @@ async def test_poison_event_is_dead_lettered_while_others_flow_then_replayed_onc
             stats = await app.inbox.stats()
             assert stats["pending"] == 0
             assert stats["dead"] == 0
+
+
+async def test_an_event_interrupted_more_often_than_the_budget_is_dead_lettered(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "inbox.db"
+    runs: list[int] = []
+    async with FakeProvider() as provider:
+        for lifetime in range(3):
+            app = WhizRouter(retry=RetryPolicy(attempts=1), shutdown_grace=0.05)
+            started = asyncio.Event()
+
+            @app.on_message(type="text")
+            async def hangs(
+                message: TextMessage, ctx: Context, started: asyncio.Event = started
+            ) -> None:
+                runs.append(ctx.attempt)
+                started.set()
+                await asyncio.Event().wait()  # never finishes: every stop interrupts it
+
+            app.replace_parts(client=provider.client(), inbox=inbox_from_url(f"sqlite:///{db}"))
+            async with app:
+                if lifetime == 0:
+                    await app.feed(text_callback("stuck", wa_id="15550000001"))
+                if lifetime < 2:
+                    await asyncio.wait_for(started.wait(), timeout=5)
+                else:
+                    assert app.dispatcher is not None
+                    await app.dispatcher.wait_idle()
+                    [letter] = await app.inbox.dead_letters()
+                    assert "started 2 times without finishing" in letter.error
+    assert runs == [1, 2]

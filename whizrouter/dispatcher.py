@@ -240,7 +240,16 @@ class Dispatcher:
     ) -> None:
         policy = spec.retry or self._retry
         attempt = stored.attempts + 1
-        failures = 0
+        # Runs before a restart count against the budget, so an event that kills the process
+        # (a crash loop) ends up dead instead of being replayed forever.
+        failures = stored.attempts
+        if failures > policy.attempts:
+            await self._dead(
+                stored, spec.name, stored.attempts,
+                f"started {stored.attempts} times without finishing (the process stopped "
+                "while handling it each time)",
+            )
+            return
         waited = 0.0
         ctx = self._make_context(stored, event, contact, attempt)
         ctx.handler = spec.name
