@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import BotClient, Recorder
-from whizrouter import Context, Message, RetryPolicy, TextMessage, WhizRouter
+from whizrouter import (
+    ConfigurationError,
+    Context,
+    Message,
+    ProviderError,
+    RetryPolicy,
+    TextMessage,
+    WhizRouter,
+)
 from whizrouter.testing import text_callback
 
 Serve = Callable[[WhizRouter], Awaitable[BotClient]]
@@ -78,12 +86,8 @@ async def test_conversations_run_concurrently_up_to_the_cap(
     assert peak == cap
     release.set()
     assert app.dispatcher is not None
-    dispatcher = app.dispatcher
-    for _ in range(500):
-        if dispatcher.handled == 10:
-            break
-        await asyncio.sleep(0.01)
-    assert dispatcher.handled == 10
+    await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
+    assert app.dispatcher.handled == 10
 
 
 async def test_slow_conversation_does_not_block_others(
@@ -160,10 +164,8 @@ async def test_replayed_dead_letter_runs_again(
 
     client = await serve(app)
     await post_texts(client, "15550000001", ["again"])
-    for _ in range(500):
-        if await app.inbox.dead_letters():
-            break
-        await asyncio.sleep(0.01)
+    assert app.dispatcher is not None
+    await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
     [letter] = await app.inbox.dead_letters()
     broken = False
     assert await app.inbox.replay([letter.seq]) == 1
@@ -184,21 +186,18 @@ async def test_per_handler_retry_policy_wins(make_app: MakeApp, serve: Serve) ->
     client = await serve(app)
     await post_texts(client, "15550000001", ["x"])
     await asyncio.wait_for(done.wait(), timeout=5)
-    for _ in range(500):
-        if await app.inbox.dead_letters():
-            break
-        await asyncio.sleep(0.01)
+    assert app.dispatcher is not None
+    await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
     assert attempts == [1]
+    assert len(await app.inbox.dead_letters()) == 1
 
 
 async def test_unhandled_events_are_settled(make_app: MakeApp, serve: Serve) -> None:
     app = make_app()
     client = await serve(app)
     await post_texts(client, "15550000001", ["nobody listens"])
-    for _ in range(500):
-        if app.inbox.backlog() == 0:
-            break
-        await asyncio.sleep(0.01)
+    assert app.dispatcher is not None
+    await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
     assert app.inbox.backlog() == 0
     assert app.dispatcher is not None and app.dispatcher.unhandled == 1
 
@@ -242,3 +241,49 @@ async def test_stop_cancels_handlers_after_the_grace_period(
             await asyncio.wait_for(started.wait(), timeout=5)
     assert cancelled.is_set()
     assert any("grace period" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConfigurationError("no provider API key: set WHIZARD_API_KEY"),
+        ProviderError(400, "Parameter value is not valid", code=131009),
+    ],
+    ids=["missing-setting", "invalid-parameter"],
+)
+async def test_errors_that_cannot_heal_are_dead_lettered_at_once(
+    make_app: MakeApp, serve: Serve, error: Exception
+) -> None:
+    app = make_app(retry=FAST_RETRY)
+    attempts: list[int] = []
+
+    @app.on_message()
+    async def handler(message: Message, ctx: Context) -> None:
+        attempts.append(ctx.attempt)
+        raise error
+
+    client = await serve(app)
+    await post_texts(client, "15550000001", ["x"])
+    assert app.dispatcher is not None
+    await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
+    [letter] = await app.inbox.dead_letters()
+    assert attempts == [1]
+    assert str(error) in letter.error
+
+
+async def test_a_transient_provider_error_is_retried(make_app: MakeApp, serve: Serve) -> None:
+    app = make_app(retry=FAST_RETRY)
+    attempts: list[int] = []
+
+    @app.on_message()
+    async def handler(message: Message, ctx: Context) -> None:
+        attempts.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise ProviderError(503, "restarting", retryable=True)
+
+    client = await serve(app)
+    await post_texts(client, "15550000001", ["x"])
+    assert app.dispatcher is not None
+    await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
+    assert attempts == [1, 2]
+    assert await app.inbox.dead_letters() == []

@@ -22,6 +22,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from whizrouter.backoff import HANDLER_RETRY, RetryPolicy
 from whizrouter.context import Context
+from whizrouter.errors import ConfigurationError, MessageValidationError, ProviderError
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.plugins import call_hook
 from whizrouter.routing import HandlerSpec, Router
@@ -33,6 +34,18 @@ LANE_TURN = 8
 
 Decoder = Callable[[StoredEvent], tuple[Any, Any]]
 ContextFactory = Callable[[StoredEvent, Any, Any, int], Context]
+
+
+def worth_retrying(exc: BaseException) -> bool:
+    """Whether running the handler again could succeed.
+
+    A missing setting, a message the provider would refuse, or a provider error that is not
+    transient (a bad parameter, outside the 24-hour window) fails the same way every time, so
+    such an event is dead-lettered at once; fix the cause, then ``whizrouter dead replay``.
+    """
+    if isinstance(exc, ConfigurationError | MessageValidationError):
+        return False
+    return not (isinstance(exc, ProviderError) and not exc.retryable)
 
 
 class Dispatcher:
@@ -261,15 +274,21 @@ class Dispatcher:
                 failures += 1
                 self.failed_attempts += 1
                 error = f"{type(exc).__name__}: {exc}"
-                log.warning(
-                    "handler %s failed on event %s (attempt %d): %s",
-                    spec.name, stored.key, attempt, error, exc_info=exc,
-                )
                 await call_hook(self._plugins, "on_error", event, ctx, exc)
                 pause = policy.delay(failures)
-                if not policy.allows(failures, waited, pause):
+                if not worth_retrying(exc) or not policy.allows(failures, waited, pause):
+                    log.error(
+                        "handler %s failed on event %s (attempt %d%s): %s",
+                        spec.name, stored.key, attempt,
+                        "" if worth_retrying(exc) else ", not worth retrying", error,
+                        exc_info=exc,
+                    )
                     await self._dead(stored, spec.name, attempt, error)
                     return
+                log.warning(
+                    "handler %s failed on event %s (attempt %d), retrying in %.1f s: %s",
+                    spec.name, stored.key, attempt, pause, error,
+                )
                 try:
                     await self._inbox.record_attempt(stored.seq, attempt, error)
                 except Exception:
