@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 
 import anyio
 
@@ -70,23 +71,26 @@ class MemoryInbox:
             if event.key in self._seen or event.key in batch_keys:
                 continue
             batch_keys.add(event.key)
-            self._seq += 1
-            self._ready.append(
-                StoredEvent(
-                    seq=self._seq,
-                    kind=event.kind,
-                    key=event.key,
-                    conversation=event.conversation,
-                    body=event.body,
-                    received_at=now,
-                )
-            )
+            self._queue(event, now)
             stored += 1
         for key in batch_keys:
             self._seen[key] = now
         if stored:
             self._wakeup.set()
         return stored
+
+    def _queue(self, event: RawEvent, now: float) -> None:
+        self._seq += 1
+        self._ready.append(
+            StoredEvent(
+                seq=self._seq,
+                kind=event.kind,
+                key=event.key,
+                conversation=event.conversation,
+                body=event.body,
+                received_at=now,
+            )
+        )
 
     async def claim(self, limit: int) -> list[StoredEvent]:
         """Wait for ready events and hand out up to ``limit`` of them in arrival order."""
@@ -110,15 +114,7 @@ class MemoryInbox:
         """Keep the attempt count on the claimed event."""
         event = self._claimed.get(seq)
         if event is not None:
-            self._claimed[seq] = StoredEvent(
-                seq=event.seq,
-                kind=event.kind,
-                key=event.key,
-                conversation=event.conversation,
-                body=event.body,
-                attempts=attempts,
-                received_at=event.received_at,
-            )
+            self._claimed[seq] = replace(event, attempts=attempts)
 
     async def dead(self, seq: int, *, handler: str, attempts: int, error: str) -> None:
         """Move a claimed event to the dead letters."""
@@ -159,17 +155,7 @@ class MemoryInbox:
         now = time.time()
         for seq in chosen:
             letter = self._dead.pop(seq)
-            self._seq += 1
-            self._ready.append(
-                StoredEvent(
-                    seq=self._seq,
-                    kind=letter.kind,
-                    key=letter.key,
-                    conversation=letter.conversation,
-                    body=letter.body,
-                    received_at=now,
-                )
-            )
+            self._queue(RawEvent(letter.kind, letter.key, letter.conversation, letter.body), now)
         if chosen:
             self._wakeup.set()
         return len(chosen)
