@@ -1,0 +1,89 @@
+"""Settings from arguments and the environment; secrets stay out of reprs and logs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from tests.conftest import BotClient
+from whizrouter import ConfigurationError, RetryPolicy, WhizRouter
+from whizrouter.settings import Settings
+from whizrouter.testing import FakeProvider, text_callback
+
+MakeApp = Callable[..., WhizRouter]
+
+
+def test_environment_fills_what_arguments_leave_out() -> None:
+    env = {
+        "WHIZARD_API_KEY": "env-key", "WHIZARD_BASE_URL": "https://api.example.com",
+        "WHIZARD_API_SHAPE": "cloud", "WHIZROUTER_INBOX": "memory",
+        "WHIZROUTER_PLUGINS": "mark-read, audit", "WHIZROUTER_CONCURRENCY": "8",
+        "WHIZROUTER_WEBHOOK_URL": "https://bot.example.com/hook",
+        "WHIZROUTER_WEBHOOK_USER": "u", "WHIZROUTER_WEBHOOK_PASSWORD": "p",
+    }
+    settings = Settings.resolve(env=env, concurrency=16)
+    assert settings.api_key is not None
+    assert settings.api_key.get_secret_value() == "env-key"
+    assert settings.shape == "cloud"
+    assert settings.plugins == ("mark-read", "audit")
+    assert settings.concurrency == 16  # the argument wins
+    assert settings.inbox_url == "memory"
+    assert settings.auth_header == "Basic dTpw"
+
+
+def test_defaults() -> None:
+    settings = Settings.resolve(env={})
+    assert settings.inbox_url == "sqlite:///whizrouter-inbox.db"
+    assert settings.shape == "onprem"
+    assert settings.concurrency == 64
+    assert settings.body_limit == 10 * 1024 * 1024
+    assert settings.auth_header is None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WHIZARD_API_SHAPE": "graph"}, "WHIZARD_API_SHAPE='graph' is not known"),
+        ({"WHIZROUTER_CONCURRENCY": "0"}, "must be at least 1"),
+        ({"WHIZROUTER_MAX_BACKLOG": "many"}, "WHIZROUTER_MAX_BACKLOG='many'"),
+        ({"WHIZROUTER_WEBHOOK_USER": "only-user"}, "set both WHIZROUTER_WEBHOOK_USER"),
+        ({"WHIZROUTER_WEBHOOK_URL": "http://x.example.com"}, "must be an https:// URL"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):
+        Settings.resolve(env=env)
+
+
+def test_bad_inbox_url_says_what_to_write() -> None:
+    app = WhizRouter(inbox="postgres://db")
+    with pytest.raises(ConfigurationError, match="use 'memory'"):
+        _ = app.inbox
+
+
+async def test_secrets_never_appear_in_reprs_or_logs(
+    make_app: MakeApp, serve: Callable[[WhizRouter], Awaitable[BotClient]],
+    provider: FakeProvider,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    password = "pw-Zq81-never-log"
+    app = make_app(webhook_user="whizard", webhook_password=password,
+                   webhook_url="https://bot.example.com/hook", retry=RetryPolicy(attempts=1))
+
+    @app.on_message()
+    async def reply(message: object, ctx: object) -> None:
+        raise RuntimeError("boom")
+
+    with caplog.at_level(logging.DEBUG):
+        client = await serve(app)
+        await client.post("/webhook", json=text_callback("x"),
+                          headers={"Authorization": app.settings.auth_header or ""})
+        assert app.dispatcher is not None
+        await app.dispatcher.wait_idle()
+        await client.close()
+    texts = caplog.text + repr(app.settings) + repr(app.client) + str(app.settings)
+    assert password not in texts
+    assert provider.api_key not in texts
+    assert (app.settings.auth_header or "x")[6:] not in texts  # the base64 credentials
