@@ -152,8 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
     )
     parser.add_argument(
-        "--log-level", default=os.environ.get("WHIZROUTER_LOG_LEVEL", "INFO"),
-        help="logging level: DEBUG, INFO (default), WARNING, ERROR",
+        "--log-level", default=os.environ.get("WHIZROUTER_LOG_LEVEL"),
+        help="logging level: DEBUG, INFO, WARNING, ERROR (default: INFO for run, WARNING "
+        "for the inspection commands; also WHIZROUTER_LOG_LEVEL)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -212,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``whizrouter`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = getattr(logging, str(args.log_level).upper(), None)
+    default_level = "INFO" if args.command == "run" else "WARNING"
+    level = getattr(logging, str(args.log_level or default_level).upper(), None)
     if not isinstance(level, int):
         parser.error(f"--log-level {args.log_level!r} is not a logging level")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
