@@ -4,13 +4,10 @@ A 200 from the receiver means the events are committed to the file: they survive
 being killed (WAL with ``synchronous=normal``) or, with ``?synchronous=full``, a power loss.
 Whatever was not settled when the process stopped is handed out again after the next start.
 
-Threads: one writer thread owns the connection that reads and writes. Every operation is a
-job on its queue; the writer takes all queued jobs, runs them in one transaction and commits
-once (group commit), so a burst of concurrent requests shares one commit. If a job fails, the
-group runs again with one SAVEPOINT per job, so that job fails alone. Callers await an
-asyncio future that the writer resolves with ``loop.call_soon_threadsafe``; no sqlite call
-ever runs on the event loop thread. A second thread checkpoints the WAL into the database file
-in the background, so no commit waits for those fsyncs.
+Threads (``whizrouter.inbox.sqlite_writer``): one writer thread owns the connection that reads
+and writes. Every operation is a job on its queue, and jobs queued together share one
+commit (group commit). No sqlite call ever runs on the event loop thread. A second thread
+checkpoints the WAL into the database file in the background.
 
 Schema (``PRAGMA user_version`` 1)::
 
@@ -22,23 +19,22 @@ Schema (``PRAGMA user_version`` 1)::
 Settled events are deleted; the dedupe window lives in ``seen``. ``AUTOINCREMENT`` keeps seqs
 from ever being reused, which the in-memory claim cursor relies on.
 
-One process consumes a file (calls ``claim``); others (``whizrouter dead list|replay``) may
-open it at the same time to inspect, replay and drop dead letters.
+One process consumes a file (calls ``claim``): the first claim takes an exclusive ``flock`` on
+``<db>.lock`` and holds it until ``close``; a second consumer's claim fails with an
+``InboxError`` saying so. The kernel drops the lock when the process dies, even by SIGKILL.
+Others that never claim (``whizrouter dead list|replay|drop``, ``whizrouter inbox stats``, a
+receiver-only process) take no lock and may open the file at any time.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import parse_qsl
 
 import anyio
@@ -46,6 +42,7 @@ import orjson
 
 from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
 from whizrouter.inbox.base import DEFAULT_DEDUPE_SECONDS, DeadLetter, RawEvent, StoredEvent
+from whizrouter.inbox.sqlite_writer import ConsumerLock, Writer
 
 logger = logging.getLogger(__name__)
 
@@ -117,57 +114,10 @@ _DEAD_LETTERS = (
 )
 _PRUNE = "DELETE FROM seen WHERE key IN (SELECT key FROM seen WHERE at < ? ORDER BY at LIMIT ?)"
 _PRUNE_BATCH = 1000
-# The writer only checkpoints itself (stalling its callers) if the WAL outgrows this many
-# pages; normally a background thread copies it into the database file first.
-_WAL_PAGES_FALLBACK = 8000
-_CHECKPOINT_PAUSE = 0.2
-_MAX_GROUP = 1024
 _MAX_ROWS = 128  # events per INSERT statement
 
 _EventRow = tuple[str, str, str, float, bytes]
 _Claimed = tuple[list[StoredEvent], int | None, int, int]
-
-
-class _Job(Generic[_T]):
-    """One caller's operation, run by the writer thread inside the current group."""
-
-    __slots__ = (
-        "batch", "error", "fn", "future", "loop", "on_abandon", "on_commit", "readonly", "result"
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        fn: Callable[[sqlite3.Connection], _T],
-        on_commit: Callable[[_T], None] | None,
-        on_abandon: Callable[[_T], None] | None,
-        readonly: bool,
-        batch: list[RawEvent] | None,
-    ) -> None:
-        self.fn = fn
-        self.on_commit = on_commit  # writer thread, after the commit
-        self.on_abandon = on_abandon  # loop thread, when the caller was cancelled meanwhile
-        self.readonly = readonly
-        self.batch = batch  # the events of an append, merged with the group's other appends
-        self.loop = asyncio.get_running_loop()
-        self.future: asyncio.Future[_T] = self.loop.create_future()
-        self.result: _T | None = None
-        self.error: BaseException | None = None
-
-
-class _Signal:
-    """A future for the loop thread that the writer thread resolves."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.future: asyncio.Future[None] = self.loop.create_future()
-
-    def resolve(self, error: BaseException | None = None) -> None:
-        """Resolve from the writer thread."""
-        self.loop.call_soon_threadsafe(_resolve, self.future, None, error)
-
-
-class _Stop(_Signal):
-    """Queued last: the writer finishes the jobs before it, closes the connection, exits."""
 
 
 class SqliteInbox:
@@ -190,8 +140,6 @@ class SqliteInbox:
         durable: always True.
         path: the database file, absolute.
         synchronous: ``normal`` or ``full``.
-        commits: transactions committed for callers since ``open``; with many concurrent
-            callers this grows much slower than the number of calls (group commit).
     """
 
     durable: bool = True
@@ -226,7 +174,6 @@ class SqliteInbox:
             )
         suffix = "?synchronous=full" if synchronous == "full" else ""
         self.description = f"sqlite:///{path}{suffix}"
-        self.commits = 0
         self.path = Path(path).absolute()
         self.synchronous: Synchronous = synchronous
         self._max_backlog = max_backlog
@@ -234,11 +181,8 @@ class SqliteInbox:
         self._prune_interval = prune_interval
         self._poll_interval = poll_interval
         self._busy_timeout = busy_timeout
-        self._queue: queue.SimpleQueue[_Job[Any] | _Stop] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._checkpoint_due = threading.Event()
-        self._checkpoint_stop = threading.Event()
-        self._closing = False
+        self._writer: Writer | None = None  # a new one at each open
+        self._consumer = ConsumerLock(self.path)
         self._wakeup = anyio.Event()
         self._stash: list[StoredEvent] = []
         self._claiming = anyio.Lock()
@@ -321,6 +265,15 @@ class SqliteInbox:
         inbox.description = url
         return inbox
 
+    @property
+    def commits(self) -> int:
+        """Transactions committed for callers since ``open``.
+
+        With many concurrent callers this grows much slower than the number of calls (group
+        commit).
+        """
+        return 0 if self._writer is None else self._writer.commits
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -329,257 +282,52 @@ class SqliteInbox:
         Raises:
             InboxError: the file cannot be opened or was written by a newer whizrouter.
         """
-        if self._thread is not None:
+        if self._writer is not None and self._writer.running:
             return
-        self._queue = queue.SimpleQueue()
-        self._closing = False
         self._wakeup = anyio.Event()
         self._stash = []
         self._claiming = anyio.Lock()
-        self._cursor = self._writes = self._claim_mark = self.commits = 0
+        self._cursor = self._writes = self._claim_mark = 0
         self._recovered = False
-        ready = _Signal()
-        self._thread = threading.Thread(
-            target=self._writer_main, args=(ready,), name="whizrouter-inbox", daemon=True
+        self._writer = Writer(
+            self.description,
+            self.path,
+            synchronous=self.synchronous,
+            busy_timeout=self._busy_timeout,
+            statements=_MAX_ROWS + 64,
+            prepare=self._prepare,
+            insert=self._insert,
+            prune=self._prune,
+            prune_interval=self._prune_interval,
+            after_settle=self._wake_claim,
         )
-        self._thread.start()
-        try:
-            await ready.future
-        except BaseException:
-            await self._join()
-            raise
+        await self._writer.start()
 
     async def close(self) -> None:
-        """Finish the queued work, then stop the writer; unsettled events stay in the file."""
-        if self._thread is None:
-            return
-        if not self._closing:
-            self._closing = True
-            self._wakeup.set()
-            stop = _Stop()
-            self._queue.put(stop)
-            await stop.future
-        await self._join()
+        """Finish the queued work, then stop the writer; unsettled events stay in the file.
 
-    async def _join(self) -> None:
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            await anyio.to_thread.run_sync(thread.join)
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,
-                cached_statements=_MAX_ROWS + 64,
-            )
-        except sqlite3.Error as exc:
-            raise InboxError(
-                f"cannot open the sqlite inbox {self.path}: {exc}; check that the directory "
-                "exists and is writable, or set WHIZROUTER_INBOX"
-            ) from exc
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode != "wal":
-                logger.warning(
-                    "sqlite inbox %s runs in journal mode %r, not WAL (a network file "
-                    "system?): still durable, but readers and the writer block each other",
-                    self.path,
-                    mode,
-                )
-            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
-            conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_PAGES_FALLBACK}")
-            # Dedupe keys land on random pages of a large index: cache more than the 2 MB default.
-            conn.execute("PRAGMA cache_size = -16384")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > _SCHEMA_VERSION:
-                raise InboxError(
-                    f"the sqlite inbox {self.path} has schema version {version}, written by "
-                    "a newer whizrouter; upgrade whizrouter or point WHIZROUTER_INBOX elsewhere"
-                )
-            conn.executescript(_SCHEMA)
-            self._backlog = _scalar(conn, _COUNT_PENDING)
-            self._data_version = _scalar(conn, "PRAGMA data_version")
-        except BaseException as exc:
-            conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise InboxError(f"cannot use the sqlite inbox {self.path}: {exc}") from exc
-            raise
-        return conn
-
-    # -- the writer thread -----------------------------------------------------------------
-
-    def _writer_main(self, ready: _Signal) -> None:
-        try:
-            conn = self._connect()
-        except BaseException as exc:
-            ready.resolve(exc)
-            return
-        logger.info("sqlite inbox %s open: %d events pending", self.description, self._backlog)
-        ready.resolve()
-        next_prune = time.monotonic() + self._prune_interval
-        stop: _Stop | None = None
-        get, get_nowait = self._queue.get, self._queue.get_nowait
-        checkpointer = threading.Thread(
-            target=self._checkpoint_main, name="whizrouter-inbox-checkpoint", daemon=True
-        )
-        self._checkpoint_due.clear()
-        self._checkpoint_stop.clear()
-        checkpointer.start()
-        try:
-            while stop is None:
-                try:
-                    item = get(timeout=max(0.0, next_prune - time.monotonic()))
-                except queue.Empty:
-                    next_prune = self._prune(conn)
-                    continue
-                jobs: list[_Job[Any]] = []
-                while True:
-                    if isinstance(item, _Stop):
-                        stop = item
-                        break
-                    jobs.append(item)
-                    if len(jobs) >= _MAX_GROUP:
-                        break
-                    try:
-                        item = get_nowait()
-                    except queue.Empty:
-                        break
-                if jobs:
-                    self._run_group(conn, jobs)
-                if stop is None and time.monotonic() >= next_prune:
-                    next_prune = self._prune(conn)
-        except Exception:
-            logger.exception("sqlite inbox %s: the writer thread failed", self.description)
-            self._closing = True
-        finally:
-            self._checkpoint_stop.set()
-            self._checkpoint_due.set()
-            checkpointer.join()
-            conn.close()  # the last connection: checkpoints and removes the WAL
-            self._fail_queued()
-            if stop is not None:
-                stop.resolve()
-
-    def _checkpoint_main(self) -> None:
-        """Copy committed pages from the WAL into the database file, off the commit path.
-
-        A checkpoint fsyncs the file; done by the writer, it would hold up every caller of
-        the group for that long. A PASSIVE checkpoint on its own connection does not block
-        the writer.
+        Also gives up the claim on the file, if ``claim`` took it.
         """
-        try:
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
-        except sqlite3.Error as exc:  # the writer's own fallback checkpoints still run
-            logger.warning("sqlite inbox %s: no background checkpoints: %s", self.description, exc)
+        writer = self._writer
+        if writer is None or not writer.running:
             return
-        try:
-            while True:
-                self._checkpoint_due.wait()
-                if self._checkpoint_stop.is_set():
-                    return
-                self._checkpoint_due.clear()
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error as exc:
-                    logger.warning("sqlite inbox %s: checkpoint failed: %s", self.description, exc)
-                self._checkpoint_stop.wait(_CHECKPOINT_PAUSE)
-        finally:
-            conn.close()
+        self._wakeup.set()  # a waiting claim sees the writer stopping and fails
+        await writer.stop()
+        if self._consumer.held:
+            await anyio.to_thread.run_sync(self._consumer.release)
 
-    def _fail_queued(self) -> None:
-        """Answer jobs that can no longer run (only left after a writer failure)."""
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(item, _Stop):
-                item.resolve()
-            else:
-                item.error = InboxError(f"the sqlite inbox {self.description} stopped")
-                self._answer([item])
-
-    def _run_group(self, conn: sqlite3.Connection, jobs: list[_Job[Any]]) -> None:
-        """Run queued jobs in one transaction and commit once, then answer their callers."""
-        try:
-            self._run_together(conn, jobs)
-        except Exception as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, _JobFailed) and len(jobs) > 1:
-                for job in jobs:
-                    job.result = job.error = None
-                self._run_isolated(conn, jobs)
-            else:  # one job, or BEGIN/COMMIT failed (busy, disk full): all of them fail
-                if not isinstance(exc, _JobFailed):
-                    logger.error("sqlite inbox %s: commit failed: %s", self.description, exc)
-                cause = exc.__cause__ if isinstance(exc, _JobFailed) else exc
-                for job in jobs:
-                    job.error = _as_inbox_error(cause)
-        for job in jobs:
-            if job.error is None and job.on_commit is not None:
-                job.on_commit(job.result)
-        self._answer(jobs)
-
-    def _run_together(self, conn: sqlite3.Connection, jobs: list[_Job[Any]]) -> None:
-        """The fast path: no savepoints, and all appends of the group merged into one."""
-        conn.execute("BEGIN" if all(job.readonly for job in jobs) else "BEGIN IMMEDIATE")
-        try:
-            appends = [job for job in jobs if job.batch is not None]
-            if appends:
-                counts = self._insert(conn, [job.batch for job in appends if job.batch])
-                for job, count in zip(appends, counts, strict=True):
-                    job.result = count
-            for job in jobs:
-                if job.batch is None:
-                    job.result = job.fn(conn)
-        except Exception as exc:
-            raise _JobFailed from exc
-        conn.execute("COMMIT")
-        self.commits += 1
-        self._checkpoint_due.set()
-
-    def _run_isolated(self, conn: sqlite3.Connection, jobs: list[_Job[Any]]) -> None:
-        """The path after a failure: each job in its own savepoint, so it fails alone."""
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for job in jobs:
-                conn.execute("SAVEPOINT job")
-                try:
-                    job.result = job.fn(conn)
-                except Exception as exc:
-                    job.error = _as_inbox_error(exc)
-                    conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-            conn.execute("COMMIT")
-            self.commits += 1
-            self._checkpoint_due.set()
-        except sqlite3.Error as exc:
-            logger.error("sqlite inbox %s: commit failed: %s", self.description, exc)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for job in jobs:
-                if job.error is None:
-                    job.error = _as_inbox_error(exc)
-
-    def _answer(self, jobs: list[_Job[Any]]) -> None:
-        loops = {job.loop for job in jobs}
-        for loop in loops:
-            mine = jobs if len(loops) == 1 else [job for job in jobs if job.loop is loop]
-            # RuntimeError: that loop is closed, so nobody waits for these results.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._settle, mine)
-
-    def _settle(self, jobs: list[_Job[Any]]) -> None:
-        """On the loop: hand each caller its result, and wake ``claim`` for new events."""
-        for job in jobs:
-            if job.future.cancelled() and job.error is None and job.on_abandon is not None:
-                job.on_abandon(job.result)
-            _resolve(job.future, job.result, job.error)
-        if self._writes > self._claim_mark or self._stash:
-            self._wakeup.set()
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """On the writer thread, once connected: check the schema version, create the tables."""
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > _SCHEMA_VERSION:
+            raise InboxError(
+                f"the sqlite inbox {self.path} has schema version {version}, written by "
+                "a newer whizrouter; upgrade whizrouter or point WHIZROUTER_INBOX elsewhere"
+            )
+        conn.executescript(_SCHEMA)
+        self._backlog = _scalar(conn, _COUNT_PENDING)
+        self._data_version = _scalar(conn, "PRAGMA data_version")
+        logger.info("sqlite inbox %s open: %d events pending", self.description, self._backlog)
 
     def _prune(self, conn: sqlite3.Connection) -> float:
         """Forget one batch of expired dedupe keys; return when to prune next."""
@@ -607,11 +355,16 @@ class SqliteInbox:
         on_abandon: Callable[[_T], None] | None = None,
         batch: list[RawEvent] | None = None,
     ) -> _T:
-        if self._thread is None or self._closing:
+        if self._writer is None:
             raise InboxError(f"the sqlite inbox {self.description} is not open")
-        job = _Job(fn, on_commit, on_abandon, readonly, batch)
-        self._queue.put(job)
-        return await job.future
+        return await self._writer.submit(
+            fn, on_commit, readonly=readonly, on_abandon=on_abandon, batch=batch
+        )
+
+    def _wake_claim(self) -> None:
+        """After the writer answered a group: wake ``claim`` if it may find new events."""
+        if self._writes > self._claim_mark or self._stash:
+            self._wakeup.set()
 
     # -- the Inbox protocol ----------------------------------------------------------------
 
@@ -678,8 +431,12 @@ class SqliteInbox:
         ``StoredEvent.attempts`` counts handler runs that may have started, including one for
         an event that was in flight when the previous process stopped.
 
+        The first claim takes the file for this inbox until ``close`` (see the module
+        docstring): a second consumer of the same file would handle every event twice.
+
         Raises:
-            InboxError: the inbox is not open (or was closed while waiting).
+            InboxError: the inbox is not open (or was closed while waiting), or another
+                process (or another inbox in this one) already consumes the file.
         """
         if limit < 1:
             raise ValueError(f"claim(limit={limit}) needs a positive limit")
@@ -694,7 +451,7 @@ class SqliteInbox:
                         self._claimed,
                         on_abandon=self._stash_back,
                     )
-                elif self._closing:
+                elif self._writer is None or self._writer.stopping:
                     raise InboxError(f"the sqlite inbox {self.description} is not open")
                 look = False
                 if self._stash:  # older than anything a later claim finds: they go first
@@ -719,6 +476,7 @@ class SqliteInbox:
         # rewriting each claimed row (body included) to flag it. It runs at the first claim,
         # not at open(), so a CLI that opens the file meanwhile leaves the bot's events alone.
         if not self._recovered:
+            self._consumer.acquire()  # before touching anything: another process may own it
             bumped = conn.execute(
                 "UPDATE events SET attempts = attempts + 1 WHERE state = 0 AND seq <= "
                 "(SELECT value FROM meta WHERE name = 'claimed_through')"
@@ -835,24 +593,3 @@ def _rowcount(sql: str, params: tuple[Any, ...]) -> Callable[[sqlite3.Connection
 def _scalar(conn: sqlite3.Connection, sql: str) -> int:
     row = conn.execute(sql).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
-
-
-class _JobFailed(Exception):
-    """A job of the group failed (its error is the cause), not BEGIN or COMMIT."""
-
-
-def _as_inbox_error(exc: BaseException | None) -> InboxError:
-    if isinstance(exc, InboxError):
-        return exc
-    error = InboxError(f"the sqlite inbox could not store or settle events: {exc}")
-    error.__cause__ = exc
-    return error
-
-
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
