@@ -38,12 +38,21 @@ class BotProcess:
 
     async def start(self, timeout: float = 20.0) -> None:
         """Start the process and wait until its health check answers."""
+        await self.launch()
+        await self.wait_healthy(timeout)
+
+    async def launch(self) -> None:
+        """Start the process without waiting for it."""
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "whizrouter", "run", self.target, "--host", "127.0.0.1",
             "--port", str(self.port), *self.args,
             env=self.env, cwd=self.cwd,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )
+
+    async def wait_healthy(self, timeout: float = 20.0) -> None:
+        """Wait until the health check answers 200; fail with the output if it exits."""
+        assert self.process is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         async with aiohttp.ClientSession() as session:

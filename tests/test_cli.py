@@ -95,3 +95,23 @@ async def test_bot_process_serves_replies_and_drains_on_sigterm(tmp_path: Path) 
         for line in ("role: all", "plugins: none", "inbox: sqlite", "listening on",
                      "webhook registration: skipped", "stopped"):
             assert line in output, output
+
+
+@pytest.mark.slow
+async def test_a_second_bot_on_the_same_inbox_file_exits_with_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    env = {"WHIZROUTER_INBOX": f"sqlite:///{tmp_path / 'inbox.db'}"}
+    first = BotProcess("tests.bots.slow_bot:app", env)
+    await first.start()
+    try:
+        second = BotProcess("tests.bots.slow_bot:app", env)
+        await second.launch()
+        assert await second.wait() == 1
+        output = await second.output()
+        assert "another process is already handling events from" in output
+        assert "use a nats:// inbox to scale out" in output
+        async with aiohttp.ClientSession() as session, session.get(first.url + "/healthz") as r:
+            assert r.status == 200
+    finally:
+        await first.stop()

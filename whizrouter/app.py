@@ -10,6 +10,7 @@ plugin shutdown hooks and closes the inbox and client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -127,6 +128,8 @@ class WhizRouter:
         self._dispatch_task: asyncio.Task[None] | None = None
         self._started = False
         self._accepting = False
+        self._failed = asyncio.Event()
+        self._failure: BaseException | None = None
         self.receiver = Receiver(
             append=self._append,
             accepting=lambda: self._accepting,
@@ -223,7 +226,8 @@ class WhizRouter:
         """The fields ``GET /healthz`` reports."""
         dispatcher = self._dispatcher
         return {
-            "status": "ok" if self._started and (self._accepting or self.role == "worker")
+            "status": "failed" if self._failure is not None
+            else "ok" if self._started and (self._accepting or self.role == "worker")
             else "unavailable",
             "role": self.role,
             "inbox": self.inbox.description,
@@ -307,12 +311,36 @@ class WhizRouter:
                     retry=self.retry,
                 )
                 self._dispatch_task = asyncio.create_task(self._dispatcher.run())
+                self._dispatch_task.add_done_callback(self._dispatcher_ended)
                 log.info("dispatcher: up to %d conversations at once", self.settings.concurrency)
         except BaseException:
             await self._close_resources()
             raise
         self._started = True
         self._accepting = self.role != "worker"
+
+    def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None or not self._started:
+            return
+        # Handling stopped for good: refuse callbacks (the provider keeps them) and say so.
+        self._accepting = False
+        self._failure = task.exception()
+        self._failed.set()
+        log.critical(
+            "event handling stopped: %s; callbacks now get 503, restart the bot once the "
+            "cause is fixed", self._failure,
+        )
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why event handling stopped while the app was running, or None."""
+        return self._failure
+
+    async def wait_failed(self) -> BaseException:
+        """Wait until event handling stops because of an error; return that error."""
+        await self._failed.wait()
+        assert self._failure is not None
+        return self._failure
 
     def stop_accepting(self) -> None:
         """Answer new callbacks with 503 from now on (the first step of a shutdown)."""
@@ -327,7 +355,8 @@ class WhizRouter:
         dispatcher, task = self._dispatcher, self._dispatch_task
         if dispatcher is not None and task is not None:
             left = await dispatcher.drain(self.settings.shutdown_grace)
-            await task
+            with contextlib.suppress(Exception):  # already logged by _dispatcher_ended
+                await task
             left += 0 if self.inbox.durable else self.inbox.backlog() - left
             if left and self.inbox.durable:
                 log.info("shutdown: %d events left in the inbox for the next start", left)

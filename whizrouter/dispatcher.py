@@ -123,7 +123,14 @@ class Dispatcher:
                 while self._claimed >= self._max_claimed:
                     self._room = anyio.Event()
                     await self._room.wait()
-                batch = await self._inbox.claim(min(256, self._max_claimed - self._claimed))
+                try:
+                    batch = await self._inbox.claim(
+                        min(256, self._max_claimed - self._claimed)
+                    )
+                except Exception:
+                    log.critical("the inbox failed to hand out events; the dispatcher stops",
+                                 exc_info=True)
+                    raise
                 for event in batch:
                     self._enqueue(event)
 
@@ -137,13 +144,16 @@ class Dispatcher:
             lane.append(event)
 
     async def _run_workers(self) -> None:
-        with self._worker_scope, self._ready_receive:
-            async with anyio.create_task_group() as workers:
-                for _ in range(self._concurrency):
-                    workers.start_soon(self._worker)
-        self._ready_send.close()
-        self._workers_done.set()
-        self._ack_wakeup.set()
+        try:
+            with self._worker_scope, self._ready_receive:
+                async with anyio.create_task_group() as workers:
+                    for _ in range(self._concurrency):
+                        workers.start_soon(self._worker)
+        finally:
+            # Also when the claim loop failed and cancelled us: ``drain`` waits on this.
+            self._ready_send.close()
+            self._workers_done.set()
+            self._ack_wakeup.set()
 
     def _leaving_now(self) -> bool:
         # A durable inbox keeps what was not started for the next start; a memory inbox
@@ -214,11 +224,16 @@ class Dispatcher:
             await self._idle.wait()
 
     async def _flush_acks(self) -> None:
+        try:
+            await self._flush_acks_until_done()
+        finally:
+            self._flusher_done.set()
+
+    async def _flush_acks_until_done(self) -> None:
         # One ack call at a time: acks that arrive meanwhile form the next batch.
         while True:
             if not self._acks:
                 if self._workers_done.is_set():
-                    self._flusher_done.set()
                     return
                 self._ack_wakeup = anyio.Event()
                 await self._ack_wakeup.wait()

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from whizrouter.errors import WhizrouterError
+
 if TYPE_CHECKING:
     from whizrouter.app import WhizRouter
 
@@ -34,10 +36,17 @@ async def serve_forever(app: WhizRouter, *, host: str, port: int) -> None:
             "listening on http://%s:%d (%s)", host, port,
             "health check only" if app.role == "worker" else "webhook at POST /webhook",
         )
-        await stop.wait()
-        log.info("signal received: refusing new callbacks and draining")
+        stopped = asyncio.create_task(stop.wait())
+        failed = asyncio.create_task(app.wait_failed())
+        await asyncio.wait((stopped, failed), return_when=asyncio.FIRST_COMPLETED)
+        for task in (stopped, failed):
+            task.cancel()
+        if app.failure is None:
+            log.info("signal received: refusing new callbacks and draining")
         app.stop_accepting()
     finally:
         await runner.cleanup()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+    if app.failure is not None:
+        raise WhizrouterError(f"event handling stopped: {app.failure}") from app.failure
