@@ -225,7 +225,7 @@ class WhizRouter:
     def health(self) -> dict[str, object]:
         """The fields ``GET /healthz`` reports."""
         dispatcher = self._dispatcher
-        return {
+        report: dict[str, object] = {
             "status": "failed" if self._failure is not None
             else "ok" if self._started and (self._accepting or self.role == "worker")
             else "unavailable",
@@ -236,6 +236,11 @@ class WhizRouter:
             "handled": dispatcher.handled if dispatcher else 0,
             "dead_lettered": dispatcher.dead_lettered if dispatcher else 0,
         }
+        # Optional inbox hook: backend-specific fields (NATS: worker_id, owned_partitions).
+        inbox_health = getattr(self.inbox, "health", None)
+        if self._started and callable(inbox_health):
+            report.update(inbox_health())
+        return report
 
     def _make_context(self, stored: StoredEvent, event: Any, contact: Any, attempt: int) -> Context:
         return Context(

@@ -10,18 +10,10 @@ What lives on the server (``S`` is the ``stream`` setting, ``WHIZROUTER`` by def
     KV S_LEASES        p.<p> = the worker fetching partition p, w.<worker> = its heartbeat;
                        TTL = lease_ttl
 
-Order per conversation across workers: a conversation always maps to the same partition, and a
-partition is fetched only by the worker that holds its lease. Workers heartbeat, count each
-other, and each aims at ``ceil(partitions / workers)`` leases, giving up the extra ones when a
-worker joins and taking free ones when a worker's leases expire. A worker that takes over a
-partition hands nothing out until every message another worker still holds has been settled or
-redelivered to it (the consumer's ack-pending count equals what it holds itself), then hands
-them out oldest first: so a killed worker's events come back in order before newer ones. The
-price is latency on takeover: up to ``lease_ttl`` to notice a dead worker plus ``ack_wait``
-until JetStream redelivers what it held. Workers keep held events alive with in-progress acks,
-so a slow handler is never redelivered elsewhere while it runs.
-
-``claim`` starts all of this lazily: a receiver that only appends never fetches or heartbeats.
+This module owns the connection, the streams, the wire format (headers), appends, settling,
+counts and dead letters. Order per conversation across workers (partition leases, fetching,
+takeover, hand-out order) lives in ``whizrouter.inbox.nats_partitions``; ``claim`` starts it
+lazily, so a receiver that only appends never fetches or heartbeats.
 """
 
 from __future__ import annotations
@@ -29,9 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import heapq
 import logging
-import math
 import os
 import re
 import secrets
@@ -39,8 +29,7 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -60,6 +49,7 @@ from whizrouter.inbox.base import (
     RawEvent,
     StoredEvent,
 )
+from whizrouter.inbox.nats_partitions import PartitionSettings, PartitionWorker
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +62,6 @@ _KINDS = ("message", "status", "raw")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 #: JetStream API error codes for a stream refusing writes at its limits (discard new).
 _FULL_CODES = {10047, 10077, 10078}
-#: How long a busy fetch may linger for more messages once none are left.
-_BURST_LINGER = 0.05
-_FETCH_BATCH = 64
-_PREFETCH = 512
 _BACKLOG_REFRESH = 1.0
 _QUIET = 0.1
 _STALE = 5.0
@@ -133,28 +119,20 @@ def _convert(setting: str, raw: str, kind: type) -> Any:
         ) from None
 
 
-@dataclass(slots=True)
-class _Held:
-    """A message this process received and has not settled."""
-
-    msg: Msg
-    event: StoredEvent
-    partition: int
-    claimed: bool = False
-
-
-@dataclass(slots=True, eq=False)
-class _Partition:
-    """A partition this worker holds the lease of."""
-
-    index: int
-    revision: int
-    renewed_at: float  # monotonic time at which the last successful lease write was sent
-    sub: JetStreamContext.PullSubscription
-    gated: bool = True
-    active: bool = True
-    buffer: list[int] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
+def _stored_event(msg: Msg) -> StoredEvent:
+    """The event a fetched JetStream message carries (body plus ``Whiz-*`` headers)."""
+    meta = msg.metadata
+    headers = msg.headers or {}
+    kind = headers.get(H_KIND, "raw")
+    return StoredEvent(
+        seq=meta.sequence.stream,
+        kind=cast(EventKind, kind if kind in _KINDS else "raw"),
+        key=unquote(headers.get(H_KEY, "")),
+        conversation=unquote(headers.get(H_CONVERSATION, "")),
+        body=msg.data,
+        attempts=meta.num_delivered - 1,
+        received_at=meta.timestamp.timestamp(),
+    )
 
 
 class NatsInbox:
@@ -224,8 +202,6 @@ class NatsInbox:
         self._connect_options = dict(connect_options or {})
         self._max_backlog = max_backlog
         self._dedupe_seconds = dedupe_seconds
-        self._tick = lease_ttl / 4
-        self._fetch_timeout = min(2.0, lease_ttl / 4)
         try:
             self.description = ",".join(_redact(s) for s in self._servers) + f"?stream={stream}"
         except ValueError as exc:  # a port that is not a number
@@ -247,12 +223,6 @@ class NatsInbox:
         self._reset_runtime()
 
     def _reset_runtime(self) -> None:
-        self._held: dict[int, _Held] = {}
-        self._ready: list[int] = []  # a heap of seqs: each claim hands out the oldest
-        self._owned: dict[int, _Partition] = {}
-        self._wakeup = asyncio.Event()
-        self._space = asyncio.Event()
-        self._worker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._counted = 0
@@ -260,8 +230,23 @@ class NatsInbox:
         self._net = 0
         self._net_when_counted = 0
         self._last_change = 0.0
-        self._last_keepalive = time.monotonic()
         self._closed = False
+        self._fetcher = PartitionWorker(
+            PartitionSettings(
+                stream=self._stream,
+                lease_bucket=self._lease_bucket,
+                partitions=self._partitions,
+                ack_wait=self._ack_wait,
+                lease_ttl=self._lease_ttl,
+                max_ack_pending=self._max_ack_pending,
+                description=self.description,
+            ),
+            worker_id=self._worker_id,
+            js=self._require_open,
+            leases=lambda: self._leases,
+            decode=_stored_event,
+            spawn=self._spawn,
+        )
 
     @classmethod
     def from_url(
@@ -448,8 +433,7 @@ class NatsInbox:
         # Flags as well as cancellation: asyncio.wait_for in Python 3.11 can swallow a
         # cancellation that races with a message arriving, and a loop must still end.
         self._stopping = True
-        for part in self._owned.values():
-            part.active = False
+        self._fetcher.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -457,32 +441,15 @@ class NatsInbox:
         with contextlib.suppress(Exception):
             # Nak'd events (ascending, so they come back in order) go to the next owner now,
             # not after ack_wait. Bounded: a dead server must not hang shutdown.
-            await asyncio.wait_for(self._hand_back(), timeout=max(2.0, self._tick))
+            await asyncio.wait_for(self._fetcher.hand_back(), timeout=max(2.0, self._fetcher.tick))
         self._closed = True
-        self._wakeup.set()
+        self._fetcher.wake()
         nc, self._nc, self._jsc = self._nc, None, None
         try:
             await nc.drain()  # flushes the naks and progress acks sent without a reply
         except Exception:  # already closed or reconnecting: close is all that is left
             with contextlib.suppress(Exception):
                 await nc.close()
-
-    async def _hand_back(self) -> None:
-        for part in list(self._owned.values()):
-            with contextlib.suppress(nats.errors.Error):
-                await part.sub.unsubscribe()
-        for seq in sorted(self._held):
-            with contextlib.suppress(nats.errors.Error):
-                await self._held[seq].msg.nak()
-        self._held.clear()
-        self._ready.clear()
-        if self._worker is not None:
-            for part in list(self._owned.values()):
-                await self._release_lease(part)
-            await self._js.purge_stream(
-                f"KV_{self._lease_bucket}", subject=f"$KV.{self._lease_bucket}.w.{self._worker_id}"
-            )
-        self._owned.clear()
 
     async def _on_error(self, exc: Exception) -> None:
         logger.warning("NATS inbox %s: %s", self.description, exc)
@@ -500,7 +467,21 @@ class NatsInbox:
     @property
     def owned_partitions(self) -> tuple[int, ...]:
         """The partitions this process fetches right now (empty until ``claim`` is called)."""
-        return tuple(sorted(self._owned))
+        return self._fetcher.owned_partitions
+
+    def health(self) -> dict[str, object]:
+        """Fields for ``GET /healthz`` that only this backend knows.
+
+        Returns:
+            ``worker_id`` (also the value of this worker's leases in the ``S_LEASES`` bucket),
+            ``owned_partitions`` (empty in a receiver) and ``held`` (events fetched and not
+            yet settled by this process).
+        """
+        return {
+            "worker_id": self._worker_id,
+            "owned_partitions": list(self.owned_partitions),
+            "held": len(self._fetcher.held),
+        }
 
     def _partition_of(self, conversation: str) -> int:
         # crc32, not hash(): every process must map a conversation to the same partition.
@@ -637,27 +618,7 @@ class NatsInbox:
         The first call makes this process a worker: it starts heartbeats, leases and fetches.
         """
         self._require_open()
-        if self._worker is None:
-            self._worker = self._spawn(self._work())
-        while True:
-            while not self._ready:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            batch: list[StoredEvent] = []
-            while self._ready and len(batch) < limit:
-                held = self._held.get(heapq.heappop(self._ready))
-                if held is not None and not held.claimed:
-                    held.claimed = True
-                    batch.append(held.event)
-            if len(self._ready) < _PREFETCH:
-                self._space.set()
-            if batch:
-                return batch
-
-    def _make_ready(self, seqs: Iterable[int]) -> None:
-        for seq in seqs:
-            heapq.heappush(self._ready, seq)
-        self._wakeup.set()
+        return await self._fetcher.claim(limit)
 
     async def ack(self, seqs: Sequence[int]) -> None:
         """Settle events, and return once JetStream confirmed it (they never come back)."""
@@ -665,7 +626,7 @@ class NatsInbox:
 
     async def record_attempt(self, seq: int, attempts: int, error: str) -> None:
         """Tell JetStream the event is still being worked on, so it is not redelivered."""
-        held = self._held.get(seq)
+        held = self._fetcher.held.get(seq)
         if held is not None:
             try:
                 await held.msg.in_progress()
@@ -674,7 +635,7 @@ class NatsInbox:
 
     async def dead(self, seq: int, *, handler: str, attempts: int, error: str) -> None:
         """Store the event in the dead-letter stream, then terminate its delivery."""
-        held = self._held.get(seq)
+        held = self._fetcher.held.get(seq)
         if held is None:
             return
         event = held.event
@@ -694,7 +655,7 @@ class NatsInbox:
             await self._js.publish(f"{self._stream}.dead", event.body, headers=headers)
         except nats.errors.Error as exc:
             # Hand it back rather than keep it claimed forever: it comes round again later.
-            self._held.pop(seq, None)
+            self._fetcher.held.pop(seq, None)
             with contextlib.suppress(nats.errors.Error):
                 await held.msg.nak(delay=self._ack_wait)
             raise InboxError(f"cannot store dead letter {seq} in NATS: {exc}") from exc
@@ -702,7 +663,7 @@ class NatsInbox:
 
     async def _settle(self, seqs: Sequence[int], verdict: bytes) -> None:
         nc = self._nc
-        held = [h for h in (self._held.pop(seq, None) for seq in seqs) if h is not None]
+        held = [h for h in (self._fetcher.held.pop(seq, None) for seq in seqs) if h is not None]
         if nc is None or not held:
             return
         replies = await asyncio.gather(
@@ -717,228 +678,13 @@ class NatsInbox:
                 f"({failed[0]!r}); JetStream redelivers them after ack_wait"
             ) from failed[0]
 
-    # -- the worker: heartbeats, leases, fetches ------------------------------------------
+    # -- background tasks ------------------------------------------------------------------
 
     def _spawn(self, loop: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(loop)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    async def _work(self) -> None:
-        while not self._stopping:
-            started = time.monotonic()
-            try:
-                await self._balance()
-                if started - self._last_keepalive >= self._ack_wait / 3:
-                    self._last_keepalive = started
-                    for held in list(self._held.values()):
-                        await held.msg.in_progress()
-            except (nats.errors.Error, InboxError, OSError) as exc:
-                logger.warning("NATS inbox %s: worker step failed: %s", self.description, exc)
-            except Exception:  # a bug must not silently stop heartbeats and leases
-                logger.exception("NATS inbox %s: worker step failed", self.description)
-            await asyncio.sleep(max(0.0, self._tick - (time.monotonic() - started)))
-
-    def _score(self, partition: int) -> int:
-        # Rendezvous hashing: each worker prefers its own spread of partitions.
-        digest = hashlib.blake2b(f"{self._worker_id}/{partition}".encode(), digest_size=8)
-        return int.from_bytes(digest.digest(), "big")
-
-    async def _balance(self) -> None:
-        kv, bucket = self._leases, self._lease_bucket
-        await kv.put(f"w.{self._worker_id}", f"{socket.gethostname()} pid {os.getpid()}".encode())
-        renewed = await asyncio.gather(
-            *(self._renew(p) for p in list(self._owned.values())), return_exceptions=True
-        )
-        for failure in renewed:
-            if isinstance(failure, BaseException):
-                raise failure
-        info = await self._js.stream_info(f"KV_{bucket}", subjects_filter=f"$KV.{bucket}.>")
-        subjects = info.state.subjects or {}
-        workers = sum(1 for s in subjects if s.startswith(f"$KV.{bucket}.w."))
-        taken = {int(s.rsplit(".", 1)[1]) for s in subjects if s.startswith(f"$KV.{bucket}.p.")}
-        target = math.ceil(self._partitions / max(1, workers))
-        owned = sorted(self._owned.values(), key=lambda p: self._score(p.index))
-        if len(owned) > target:
-            extra = owned[: len(owned) - target]  # the ones this worker prefers least
-            await asyncio.gather(*(self._give_up(p, lost=False) for p in extra))
-            return
-        free = sorted(
-            (p for p in range(self._partitions) if p not in taken and p not in self._owned),
-            key=self._score,
-            reverse=True,
-        )
-        for partition in free:
-            if len(self._owned) >= target:
-                break
-            await self._acquire(partition)
-
-    async def _acquire(self, index: int) -> None:
-        sent = time.monotonic()
-        try:
-            revision = await self._leases.create(f"p.{index}", self._worker_id.encode())
-        except nats.js.errors.KeyWrongLastSequenceError:
-            return  # another worker was faster
-        consumer = f"p{index}"
-        try:
-            await self._js.add_consumer(
-                self._stream,
-                api.ConsumerConfig(
-                    name=consumer,
-                    durable_name=consumer,
-                    filter_subject=f"{self._stream}.events.{index}",
-                    ack_policy=api.AckPolicy.EXPLICIT,
-                    ack_wait=self._ack_wait,
-                    # Unlimited: past a server-side limit a work-queue event would sit
-                    # unsettled and unseen; the dispatcher dead-letters by attempts instead.
-                    max_deliver=-1,
-                    max_ack_pending=self._max_ack_pending,
-                ),
-            )
-            sub = await self._js.pull_subscribe_bind(durable=consumer, stream=self._stream)
-        except nats.errors.Error:
-            await self._js.purge_stream(
-                f"KV_{self._lease_bucket}", subject=f"$KV.{self._lease_bucket}.p.{index}"
-            )
-            raise
-        part = _Partition(index=index, revision=revision, renewed_at=sent, sub=sub)
-        self._owned[index] = part
-        part.task = self._spawn(self._fetch(part))
-        logger.info(
-            "NATS inbox %s: worker %s took partition %d", self.description, self._worker_id, index
-        )
-
-    async def _renew(self, part: _Partition) -> None:
-        sent = time.monotonic()
-        try:
-            part.revision = await self._leases.update(
-                f"p.{part.index}", self._worker_id.encode(), last=part.revision
-            )
-            part.renewed_at = sent
-        except nats.js.errors.KeyWrongLastSequenceError:
-            logger.warning(
-                "NATS inbox %s: lost the lease of partition %d", self.description, part.index
-            )
-            await self._give_up(part, lost=True)
-        except nats.errors.Error:
-            if not self._lease_fresh(part, 0.0):
-                await self._give_up(part, lost=True)
-            raise
-
-    def _lease_fresh(self, part: _Partition, ahead: float) -> bool:
-        # The server's TTL counts from when it stored the write, which is after we sent it.
-        return time.monotonic() + ahead < part.renewed_at + self._lease_ttl * 0.9
-
-    async def _give_up(self, part: _Partition, *, lost: bool) -> None:
-        part.active = False
-        self._owned.pop(part.index, None)
-        if part.task is not None:
-            await asyncio.gather(part.task, return_exceptions=True)
-        with contextlib.suppress(nats.errors.Error):
-            await part.sub.unsubscribe()
-        # Claimed events stay ours until settled; the next owner waits for them.
-        unclaimed = sorted(
-            seq for seq, h in self._held.items() if h.partition == part.index and not h.claimed
-        )
-        for seq in unclaimed:
-            await self._held.pop(seq).msg.nak()
-        if unclaimed:
-            self._ready = [s for s in self._ready if s in self._held]
-            heapq.heapify(self._ready)
-        if not lost:
-            await self._release_lease(part)
-            logger.info(
-                "NATS inbox %s: worker %s gave partition %d up",
-                self.description,
-                self._worker_id,
-                part.index,
-            )
-
-    async def _release_lease(self, part: _Partition) -> None:
-        # A purge leaves no delete marker, so others see the partition free at once; only
-        # while our lease is surely alive, else we could purge the next owner's lease.
-        if self._lease_fresh(part, 0.0):
-            await self._js.purge_stream(
-                f"KV_{self._lease_bucket}", subject=f"$KV.{self._lease_bucket}.p.{part.index}"
-            )
-
-    async def _fetch(self, part: _Partition) -> None:
-        busy = False
-        while part.active and not self._stopping:
-            if not self._lease_fresh(part, self._fetch_timeout):
-                await asyncio.sleep(self._tick)  # the worker renews the lease or gives it up
-                continue
-            if not part.gated and len(self._ready) >= _PREFETCH:
-                self._space.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._space.wait(), self._fetch_timeout)
-                continue
-            try:
-                # A lingering batch fetch waits for a full batch: linger for one message
-                # when idle, and take whatever is there (briefly) while busy.
-                if busy:
-                    msgs = await part.sub.fetch(_FETCH_BATCH, timeout=_BURST_LINGER)
-                else:
-                    msgs = await part.sub.fetch(1, timeout=self._fetch_timeout)
-            except TimeoutError:
-                msgs = []
-            except nats.errors.Error as exc:
-                logger.warning(
-                    "NATS inbox %s: fetch from partition %d failed: %s",
-                    self.description,
-                    part.index,
-                    exc,
-                )
-                await asyncio.sleep(self._tick)
-                continue
-            except Exception:  # a bug must not silently stop this partition
-                logger.exception("NATS inbox %s: fetch loop failed", self.description)
-                await asyncio.sleep(self._tick)
-                continue
-            busy = bool(msgs)
-            for msg in msgs:
-                self._receive(part, msg)
-            if part.gated:
-                await self._open_gate(part)
-
-    def _receive(self, part: _Partition, msg: Msg) -> None:
-        meta = msg.metadata
-        seq = meta.sequence.stream
-        held = self._held.get(seq)
-        if held is not None:
-            held.msg = msg  # redelivered while still ours: settle through the newest delivery
-            return
-        headers = msg.headers or {}
-        kind = headers.get(H_KIND, "raw")
-        event = StoredEvent(
-            seq=seq,
-            kind=cast(EventKind, kind if kind in _KINDS else "raw"),
-            key=unquote(headers.get(H_KEY, "")),
-            conversation=unquote(headers.get(H_CONVERSATION, "")),
-            body=msg.data,
-            attempts=meta.num_delivered - 1,
-            received_at=meta.timestamp.timestamp(),
-        )
-        self._held[seq] = _Held(msg=msg, event=event, partition=part.index)
-        if part.gated:
-            part.buffer.append(seq)
-        else:
-            self._make_ready([seq])
-
-    async def _open_gate(self, part: _Partition) -> None:
-        # Only this partition's fetch loop adds to what we hold of it, so counting after the
-        # reply can only undercount: the gate never opens while another worker holds events.
-        try:
-            info = await self._js.consumer_info(self._stream, f"p{part.index}")
-        except nats.errors.Error:
-            return
-        mine = sum(1 for h in self._held.values() if h.partition == part.index)
-        if (cast(api.ConsumerInfo, info).num_ack_pending or 0) > mine:
-            return
-        part.gated = False
-        self._make_ready(seq for seq in part.buffer if seq in self._held)
-        part.buffer.clear()
 
     # -- counts and dead letters -----------------------------------------------------------
 
