@@ -1,0 +1,251 @@
+"""The benchmarked servers, each run as its own process by the runner.
+
+::
+
+    python -m benchmarks.servers baseline|handwritten|memory|sqlite [--db PATH]
+
+The process listens on a free loopback port, writes ``{"port": N}`` as its first line on
+stdout, and serves until SIGTERM or SIGINT, or until its stdin reaches end of file (the
+runner keeps it open, so a server never outlives a runner that was killed). Every server
+answers ``POST /webhook`` with the same ``{"ok":true}`` body, and ``GET /bench/stats`` with
+its counters:
+
+- ``ok``: callbacks answered 200;
+- ``handled``: events a handler ran for (None for the baseline, which has no handler);
+- ``dispatcher_handled``: whizrouter's own counter, which must agree with ``handled``;
+- ``pending``: events stored and not yet settled (tasks not yet finished, for the hand-written
+  server), so the runner knows when it may compare ``handled`` with ``ok``;
+- ``cpu_s``: CPU seconds the process used so far (all threads), so the runner can tell what
+  a callback costs even when other programs compete for the core.
+
+The servers:
+
+- ``baseline``: bare aiohttp: read the body, ``json.loads`` it, answer 200.
+- ``handwritten``: the usual hand-rolled bot: ``orjson.loads``, then ``asyncio.create_task`` of
+  a trivial handler that walks the callback's messages and statuses, then 200.
+- ``memory``, ``sqlite``: whizrouter with that inbox (sqlite: a fresh file given by ``--db``)
+  and a no-op message and status handler. Its webhook is wrapped by a counter of 200s; the
+  wrapper costs one coroutine call per request.
+
+Access logs are off everywhere, as in ``whizrouter run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from whizrouter import Context, Message, Status, WhizRouter
+
+KINDS = ("baseline", "handwritten", "memory", "sqlite")
+_OK = b'{"ok":true}'
+_JSON = "application/json"
+
+
+@dataclass
+class Counters:
+    """What ``GET /bench/stats`` reports (see the module docstring)."""
+
+    ok: int = 0
+    handled: int | None = None
+    dispatcher_handled: int | None = None
+    pending: int = 0
+
+    def as_json(self) -> bytes:
+        """The counters as a JSON object."""
+        return orjson.dumps(
+            {
+                "ok": self.ok,
+                "handled": self.handled,
+                "dispatcher_handled": self.dispatcher_handled,
+                "pending": self.pending,
+                "cpu_s": time.process_time(),
+            }
+        )
+
+
+def baseline_app() -> web.Application:
+    """Bare aiohttp: read the body, parse it with the standard library, answer 200."""
+    counters = Counters()
+
+    async def webhook(request: web.Request) -> web.Response:
+        json.loads(await request.read())
+        counters.ok += 1
+        return web.Response(body=_OK, content_type=_JSON)
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.Response(body=counters.as_json(), content_type=_JSON)
+
+    app = web.Application()
+    app.router.add_post("/webhook", webhook)
+    app.router.add_get("/bench/stats", stats)
+    return app
+
+
+def _count_events(payload: dict[str, Any]) -> int:
+    values = [payload]
+    entries = payload.get("entry")
+    if isinstance(entries, list):
+        values = [
+            change.get("value") or {} for entry in entries for change in entry.get("changes", ())
+        ]
+    return sum(len(v.get("messages", ())) + len(v.get("statuses", ())) for v in values)
+
+
+def handwritten_app() -> web.Application:
+    """The hand-rolled pattern: orjson, a background task per callback, answer 200."""
+    counters = Counters(handled=0)
+    # Keep references: the event loop holds tasks weakly, so an unreferenced one may vanish.
+    running: set[asyncio.Task[None]] = set()
+
+    async def handle(payload: dict[str, Any]) -> None:
+        counters.handled = (counters.handled or 0) + _count_events(payload)
+
+    async def webhook(request: web.Request) -> web.Response:
+        payload = orjson.loads(await request.read())
+        task = asyncio.create_task(handle(payload))
+        running.add(task)
+        task.add_done_callback(running.discard)
+        counters.ok += 1
+        return web.Response(body=_OK, content_type=_JSON)
+
+    async def stats(request: web.Request) -> web.Response:
+        counters.pending = len(running)
+        return web.Response(body=counters.as_json(), content_type=_JSON)
+
+    app = web.Application()
+    app.router.add_post("/webhook", webhook)
+    app.router.add_get("/bench/stats", stats)
+    return app
+
+
+def new_bot(inbox: str, **settings: Any) -> WhizRouter:
+    """A ``WhizRouter`` on ``inbox`` configured like a production bot.
+
+    It has a provider key and URL (never called: the handlers send nothing), so startup does
+    not warn about them; every other setting is the default unless given in ``settings``.
+    """
+    return WhizRouter(
+        inbox=inbox, api_key="benchmark-key", base_url="http://127.0.0.1:9", **settings
+    )
+
+
+def whizrouter_app(inbox: str) -> web.Application:
+    """whizrouter with the given inbox URL and a no-op handler for messages and statuses."""
+    bot = new_bot(inbox)
+    counters = Counters(handled=0)
+
+    @bot.on_message()
+    async def on_message(message: Message, ctx: Context) -> None:
+        counters.handled = (counters.handled or 0) + 1
+
+    @bot.on_status()
+    async def on_status(status: Status, ctx: Context) -> None:
+        counters.handled = (counters.handled or 0) + 1
+
+    async def webhook(request: web.Request) -> web.Response:
+        response = await bot.receiver.webhook(request)
+        if response.status == 200:
+            counters.ok += 1
+        return response
+
+    async def stats(request: web.Request) -> web.Response:
+        dispatcher = bot.dispatcher
+        counters.dispatcher_handled = dispatcher.handled if dispatcher else None
+        counters.pending = bot.inbox.backlog() if bot.started else 0
+        return web.Response(body=counters.as_json(), content_type=_JSON)
+
+    async def lifespan(_: web.Application) -> AsyncIterator[None]:
+        # The same start and stop that ``WhizRouter.attach`` ties to the web app.
+        async with bot:
+            yield
+
+    app = web.Application()
+    app.router.add_post("/webhook", webhook)
+    app.router.add_get("/healthz", bot.receiver.healthz)
+    app.router.add_get("/bench/stats", stats)
+    app.cleanup_ctx.append(lifespan)
+    return app
+
+
+def build_app(kind: str, db: str | None = None) -> web.Application:
+    """The web app of one benchmarked server.
+
+    Raises:
+        ValueError: ``kind`` is unknown, or ``sqlite`` comes without a database path.
+    """
+    if kind == "baseline":
+        return baseline_app()
+    if kind == "handwritten":
+        return handwritten_app()
+    if kind == "memory":
+        return whizrouter_app("memory")
+    if kind == "sqlite":
+        if not db:
+            raise ValueError("the sqlite server needs --db PATH (a fresh file)")
+        return whizrouter_app(f"sqlite:///{db}")
+    raise ValueError(f"unknown server {kind!r}; choose one of {', '.join(KINDS)}")
+
+
+async def serve(app: web.Application) -> None:
+    """Serve ``app`` on a free loopback port, announce the port, stop when told to.
+
+    SIGTERM, SIGINT or the end of stdin stop the server.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stdin = sys.stdin.fileno()
+
+    def on_stdin() -> None:
+        if not os.read(stdin, 4096):
+            loop.remove_reader(stdin)
+            stop.set()
+
+    with contextlib.suppress(OSError):  # stdin is a file or /dev/null: nothing to watch
+        loop.add_reader(stdin, on_stdin)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock).start()
+        port = sock.getsockname()[1]
+        sys.stdout.write(json.dumps({"port": port}) + "\n")
+        sys.stdout.flush()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one benchmarked server until it is signalled; returns the exit code.
+
+    Args:
+        argv: ``KIND [--db PATH]``.
+    """
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.servers")
+    parser.add_argument("kind", choices=KINDS)
+    parser.add_argument("--db", help="the sqlite inbox file (sqlite only; must be fresh)")
+    args = parser.parse_args(argv)
+    asyncio.run(serve(build_app(args.kind, args.db)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The benchmark runner's smoke mode runs, and every benchmarked bot really dispatched.
+
+These tests never assert a speed: only that each part ran, and that the handlers ran once for
+every event of every callback answered 200.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from benchmarks.runner import main
+from benchmarks.scenarios import CONVERSATIONS, build_scenarios
+from whizrouter.payloads import split_callback
+
+HANDLING_SERVERS = ("handwritten", "memory", "sqlite")
+
+
+def _results(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = orjson.loads(path.read_bytes())
+    return data
+
+
+def _assert_dispatched(http: dict[str, Any], servers: tuple[str, ...]) -> None:
+    assert http, "no HTTP scenario ran"
+    for scenario, by_server in http.items():
+        assert set(by_server) == {"baseline", *servers}, scenario
+        for kind in servers:
+            for result in by_server[kind]["rounds"]:
+                check = result["check"]
+                assert check["ok"] > 0, (scenario, kind, check)
+                assert check["handled"] == check["expected"], (scenario, kind, check)
+                assert check["passed"], (scenario, kind, check)
+        for result in by_server["baseline"]["rounds"]:
+            assert result["check"]["ok"] > 0
+            assert result["check"]["handled"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_smoke_run_measures_every_part_and_every_bot_dispatched(tmp_path: Path) -> None:
+    output = tmp_path / "smoke.json"
+
+    assert main(["--smoke", "--output", str(output)]) == 0
+
+    results = _results(output)
+    assert results["failed_checks"] == []
+    _assert_dispatched(results["http"], HANDLING_SERVERS)
+    http = results["http"]["batch"]
+    for kind in HANDLING_SERVERS:
+        for result in http[kind]["rounds"]:
+            # Ten messages per callback: ten handler runs per 200.
+            assert result["check"]["handled"] == 10 * result["check"]["ok"]
+    for backend in ("memory", "sqlite"):
+        figures = results["dispatch"][backend]
+        assert [rate["conversations"] for rate in figures["throughput"]] == [10, 100, 1000]
+        for rate in figures["throughput"]:
+            assert rate["handled"] == rate["dispatcher_handled"] == rate["events"] == 2000
+        assert figures["latency"]["handled"] == figures["latency"]["events"] == 100
+    memory = results["memory"]["sqlite"]
+    assert memory["stored"] == memory["events"] == 2000
+    assert memory["rss_mib"] > 0
+    assert results["targets"], "the targets were not evaluated"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_smoke_run_without_wrk_uses_the_builtin_client(tmp_path: Path) -> None:
+    output = tmp_path / "builtin.json"
+
+    code = main([
+        "--smoke", "--client", "builtin", "--parts", "http", "--scenarios", "statuses",
+        "--servers", "baseline", "sqlite", "--output", str(output),
+    ])
+
+    assert code == 0
+    results = _results(output)
+    assert results["meta"]["client"] == "builtin"
+    _assert_dispatched(results["http"], ("sqlite",))
+    for result in results["http"]["statuses"]["sqlite"]["rounds"]:
+        assert result["check"]["handled"] == 3 * result["check"]["ok"]
+
+
+def test_full_run_without_wrk_names_the_package_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("benchmarks.runner.wrk_available", lambda: False)
+
+    assert main(["--parts", "http"]) == 2
+
+    assert "install wrk: apt-get install wrk" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(build_scenarios()))
+def test_every_request_carries_fresh_ids_over_a_thousand_conversations(name: str) -> None:
+    scenario = build_scenarios()[name]
+    events = [
+        event
+        for number in range(1, 2001)
+        for event in split_callback(orjson.loads(scenario.render("test", number)))
+    ]
+
+    assert len(events) == 2000 * scenario.events_per_request
+    assert {event.kind for event in events} <= {"message", "status"}
+    assert len({event.key for event in events}) == len(events)
+    assert len({event.conversation for event in events}) == CONVERSATIONS
