@@ -137,6 +137,7 @@ class WhizRouter:
             body_limit=self.settings.body_limit,
             read_timeout=self.settings.read_timeout,
             health=self.health,
+            full=lambda: self._started and self.inbox.backlog() >= self.settings.max_backlog,
         )
 
     # Registration -----------------------------------------------------------------------

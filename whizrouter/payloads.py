@@ -24,10 +24,16 @@ Shape = Literal["onprem", "cloud"]
 _SORTED = orjson.OPT_SORT_KEYS
 
 
+def _dumps(value: Any) -> bytes:
+    # orjson hands back its output in a buffer of about 4 KiB whatever the size; an event body
+    # may wait in the inbox for a long time, so keep a copy of exactly its size.
+    return bytes(memoryview(orjson.dumps(value)))
+
+
 def _raw_event(shape: Shape, item: dict[str, Any], reason: str) -> RawEvent:
     digest = hashlib.sha256(orjson.dumps(item, option=_SORTED)).hexdigest()
-    body = orjson.dumps({"shape": shape, "item": item, "contact": None, "metadata": None,
-                         "reason": reason})
+    body = _dumps({"shape": shape, "item": item, "contact": None, "metadata": None,
+                   "reason": reason})
     return RawEvent(kind="raw", key="r:" + digest, conversation="raw:" + digest[:16], body=body)
 
 
@@ -70,9 +76,9 @@ def _split_value(
                     out.append(_raw_event(shape, wrap({"messages": [message]}),
                                           "message without a string id and from"))
                     continue
-                body = orjson.dumps({"shape": shape, "item": message,
-                                     "contact": _contact_for(contacts, sender),
-                                     "metadata": metadata})
+                body = _dumps({"shape": shape, "item": message,
+                               "contact": _contact_for(contacts, sender),
+                               "metadata": metadata})
                 out.append(RawEvent("message", "m:" + message["id"], sender, body))
     statuses = value.get("statuses")
     if statuses is not None:
@@ -93,8 +99,8 @@ def _split_value(
                     nested = status.get("message")
                     recipient = nested.get("recipient_id") if isinstance(nested, dict) else None
                 conversation = recipient if isinstance(recipient, str) else "status:" + status["id"]
-                body = orjson.dumps({"shape": shape, "item": status, "contact": None,
-                                     "metadata": metadata})
+                body = _dumps({"shape": shape, "item": status, "contact": None,
+                               "metadata": metadata})
                 key = "s:" + status["id"] + ":" + status["status"]
                 out.append(RawEvent("status", key, conversation, body))
     errors = value.get("errors")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
@@ -74,6 +76,7 @@ class Receiver:
         body_limit: the largest body accepted, in bytes (413 above).
         read_timeout: seconds to receive the whole body (408 after).
         health: returns the health report's fields.
+        full: whether the inbox backlog is at its bound (503 without reading the body).
     """
 
     def __init__(
@@ -85,8 +88,13 @@ class Receiver:
         body_limit: int,
         read_timeout: float,
         health: Callable[[], dict[str, object]],
+        full: Callable[[], bool] = lambda: False,
     ) -> None:
         self._append = append
+        self._full = full
+        self._last_full_warning = -math.inf
+        #: Callbacks answered 503 because the inbox was full.
+        self.refused_full = 0
         self._accepting = accepting
         self._auth = auth_header.encode() if auth_header else None
         self._body_limit = body_limit
@@ -104,9 +112,16 @@ class Receiver:
             if not hmac.compare_digest(given, self._auth):
                 return _answer(401, "missing or wrong Authorization header",
                                **{"WWW-Authenticate": 'Basic realm="whizrouter"'})
+        if self._full():
+            # Refuse before parsing: under overload every saved microsecond helps drain.
+            return self._refuse_full()
         try:
-            async with asyncio.timeout(self._read_timeout):
+            if request.content.is_eof():
+                # The whole body is already buffered, so reading cannot stall: no timer.
                 body = await read_body(request, self._body_limit)
+            else:
+                async with asyncio.timeout(self._read_timeout):
+                    body = await read_body(request, self._body_limit)
         except BodyTooLargeError:
             return _answer(413, f"body larger than {self._body_limit} bytes")
         except TimeoutError:
@@ -122,16 +137,28 @@ class Receiver:
         events = split_callback(payload)
         try:
             await self._append(events)
-        except InboxFullError as exc:
-            log.warning("inbox full, answering 503: %s", exc)
-            return _answer(503, "inbox full; retry later",
-                           **{"Retry-After": str(max(1, round(exc.retry_after)))})
+        except InboxFullError:
+            return self._refuse_full()
         except Exception:
             # Never 200 for an event we did not store; 503 makes the provider resend it.
             log.exception("could not store a callback of %d events; answering 503", len(events))
             return _answer(503, "could not store the callback; retry later",
                            **{"Retry-After": str(RETRY_AFTER_SECONDS)})
         return web.Response(body=b'{"ok":true}', content_type=_JSON)
+
+    def _refuse_full(self) -> web.Response:
+        now = time.monotonic()
+        self.refused_full += 1
+        if now - self._last_full_warning >= 10.0:
+            # One line per 10 s: a log line per refused request would slow the drain further.
+            self._last_full_warning = now
+            log.warning(
+                "inbox backlog is at its bound: answering 503 so the provider retries later "
+                "(%d refused so far); handlers are slower than callbacks arrive, raise "
+                "concurrency or max_backlog, or scale out", self.refused_full,
+            )
+        return _answer(503, "inbox full; retry later",
+                       **{"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     async def healthz(self, request: web.Request) -> web.Response:
         """Handle ``GET /healthz``: 200 while accepting callbacks, 503 otherwise."""
