@@ -208,7 +208,10 @@ class Dispatcher:
         self._claimed -= 1
         if not self._room.is_set():
             self._room.set()
-        if ack:
+        if ack and not self._inbox.durable:
+            # Nothing survives a crash anyway: settle in place, no hand-off to the flusher.
+            await self._inbox.ack((seq,))
+        elif ack:
             self._acks.append(seq)
             committed = self._acks_committed
             self._ack_wakeup.set()
