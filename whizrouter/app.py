@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal, final
 
@@ -26,6 +27,7 @@ from whizrouter.context import Context
 from whizrouter.dispatcher import Dispatcher
 from whizrouter.errors import RegistrationClosedError, WhizrouterError
 from whizrouter.events import parse_message, parse_status
+from whizrouter.filters import Predicate
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.payloads import split_callback
@@ -142,16 +144,29 @@ class WhizRouter:
 
     # Registration -----------------------------------------------------------------------
 
-    def on_message(self, *predicates: Any, **filters: Any) -> MessageDecorator:
-        """Register a message handler; see ``Router.on_message``."""
-        return self.router.on_message(*predicates, **filters)
+    def on_message(
+        self,
+        *predicates: Predicate,
+        type: str | Iterable[str] | None = None,
+        text: str | re.Pattern[str] | None = None,
+        from_: str | Iterable[str] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> MessageDecorator:
+        """Register a message handler on the app's own router; see ``Router.on_message``."""
+        return self.router.on_message(*predicates, type=type, text=text, from_=from_,
+                                      retry=retry)
 
-    def on_status(self, *predicates: Any, **filters: Any) -> StatusDecorator:
-        """Register a status handler; see ``Router.on_status``."""
-        return self.router.on_status(*predicates, **filters)
+    def on_status(
+        self,
+        *predicates: Predicate,
+        status: str | Iterable[str] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> StatusDecorator:
+        """Register a status handler on the app's own router; see ``Router.on_status``."""
+        return self.router.on_status(*predicates, status=status, retry=retry)
 
     def on_raw(
-        self, *predicates: Any, retry: RetryPolicy | None = None
+        self, *predicates: Predicate, retry: RetryPolicy | None = None
     ) -> Callable[[RawHandlerT], RawHandlerT]:
         """Register a handler for raw callbacks; see ``Router.on_raw``."""
         return self.router.on_raw(*predicates, retry=retry)
