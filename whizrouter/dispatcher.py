@@ -88,7 +88,6 @@ class Dispatcher:
         self._acks_committed = anyio.Event()
         self._idle = anyio.Event()
         self._ack_wakeup = anyio.Event()
-        self._stopping = False
         self._stop_event = anyio.Event()
         self._intake_scope = anyio.CancelScope()
         self._worker_scope = anyio.CancelScope()
@@ -160,7 +159,7 @@ class Dispatcher:
     def _leaving_now(self) -> bool:
         # A durable inbox keeps what was not started for the next start; a memory inbox
         # would lose it, so its workers keep going until the grace period ends.
-        return self._stopping and self._inbox.durable
+        return self._stop_event.is_set() and self._inbox.durable
 
     def _hand_off(self, conversation: str) -> None:
         while self._idle_workers:
@@ -202,7 +201,7 @@ class Dispatcher:
                 self._hand_off(conversation)
                 continue
             del self._lanes[conversation]
-            if self._stopping and not self._lanes:
+            if self._stop_event.is_set() and not self._lanes:
                 self._close_ready()
 
     async def drain(self, grace: float) -> int:
@@ -212,7 +211,6 @@ class Dispatcher:
             claimed events left unhandled: a durable inbox replays them at the next start,
             a memory inbox loses them.
         """
-        self._stopping = True
         self._stop_event.set()
         self._intake_scope.cancel()
         if self._inbox.durable or not self._lanes:
@@ -321,11 +319,12 @@ class Dispatcher:
                 error = f"{type(exc).__name__}: {exc}"
                 await call_hook(self._plugins, "on_error", event, ctx, exc)
                 pause = policy.delay(failures)
-                if not worth_retrying(exc) or not policy.allows(failures, waited, pause):
+                retryable = worth_retrying(exc)
+                if not retryable or not policy.allows(failures, waited, pause):
                     log.error(
                         "handler %s failed on event %s (attempt %d%s): %s",
                         spec.name, stored.key, attempt,
-                        "" if worth_retrying(exc) else ", not worth retrying", error,
+                        "" if retryable else ", not worth retrying", error,
                         exc_info=exc,
                     )
                     await self._dead(stored, spec.name, attempt, error)
