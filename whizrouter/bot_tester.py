@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
+import anyio
 import orjson
 from aiohttp.test_utils import TestServer
 
@@ -105,8 +106,6 @@ class BotTester:
 
     async def settled(self) -> None:
         """Wait until every stored event has been settled by the handlers."""
-        import anyio
-
         dispatcher = self.app.dispatcher
         assert dispatcher is not None, "the bot has no dispatcher (receiver role?)"
         with anyio.fail_after(self.timeout):
