@@ -133,7 +133,8 @@ class WhizRouter:
         self._failed = asyncio.Event()
         self._failure: BaseException | None = None
         self.receiver = Receiver(
-            append=self._append,
+            # The inbox itself, not a wrapper coroutine: one frame less per callback.
+            append=lambda events: self.inbox.append(events),
             accepting=lambda: self._accepting,
             auth_header=self.settings.auth_header,
             body_limit=self.settings.body_limit,
@@ -408,9 +409,6 @@ class WhizRouter:
         await self.stop()
 
     # Ways in ----------------------------------------------------------------------------------
-
-    async def _append(self, events: Sequence[Any]) -> int:
-        return await self.inbox.append(events)
 
     async def feed(self, payload: bytes | str | dict[str, Any]) -> int:
         """Store a callback body that arrived some other way (a queue, a test).

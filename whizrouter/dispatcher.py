@@ -23,7 +23,7 @@ from whizrouter.backoff import HANDLER_RETRY, RetryPolicy
 from whizrouter.context import Context
 from whizrouter.errors import ConfigurationError, MessageValidationError, ProviderError
 from whizrouter.inbox.base import Inbox, StoredEvent
-from whizrouter.plugins import call_hook
+from whizrouter.plugins import call_hook, call_hooks, hooks_of
 from whizrouter.routing import HandlerSpec, Router
 
 log = logging.getLogger("whizrouter.dispatcher")
@@ -79,11 +79,17 @@ class Dispatcher:
         self._make_context = make_context
         self._plugins = plugins
         self._concurrency = concurrency
+        self._durable = inbox.durable
+        # Hooks looked up once: most apps have none, and an empty hook call per event is not
+        # free on the hot path.
+        self._before_hooks = hooks_of(plugins, "before_handle")
+        self._after_hooks = hooks_of(plugins, "after_handle")
         self._retry = retry
         self._max_claimed = max_claimed or max(1024, concurrency * 16)
         self._lanes: dict[str, deque[StoredEvent]] = {}
         self._claimed = 0
         self._room = anyio.Event()
+        self._claim_waits_for_room = False
         self._acks: list[int] = []
         self._acks_committed = anyio.Event()
         self._idle = anyio.Event()
@@ -123,6 +129,7 @@ class Dispatcher:
             while True:
                 while self._claimed >= self._max_claimed:
                     self._room = anyio.Event()
+                    self._claim_waits_for_room = True
                     await self._room.wait()
                 try:
                     batch = await self._inbox.claim(
@@ -159,7 +166,7 @@ class Dispatcher:
     def _leaving_now(self) -> bool:
         # A durable inbox keeps what was not started for the next start; a memory inbox
         # would lose it, so its workers keep going until the grace period ends.
-        return self._stop_event.is_set() and self._inbox.durable
+        return self._durable and self._stop_event.is_set()
 
     def _hand_off(self, conversation: str) -> None:
         while self._idle_workers:
@@ -231,9 +238,10 @@ class Dispatcher:
         crash can replay twice to the events in the workers' hands: at most ``concurrency``.
         """
         self._claimed -= 1
-        if not self._room.is_set():
+        if self._claim_waits_for_room:
+            self._claim_waits_for_room = False
             self._room.set()
-        if ack and not self._inbox.durable:
+        if ack and not self._durable:
             # Nothing survives a crash anyway: settle in place, no hand-off to the flusher.
             await self._inbox.ack((seq,))
         elif ack:
@@ -311,7 +319,8 @@ class Dispatcher:
         ctx.handler = spec.name
         while True:
             try:
-                await call_hook(self._plugins, "before_handle", event, ctx)
+                if self._before_hooks:
+                    await call_hooks(self._before_hooks, "before_handle", event, ctx)
                 await spec.callback(event, ctx)
             except Exception as exc:
                 failures += 1
@@ -348,7 +357,8 @@ class Dispatcher:
                 attempt += 1
                 ctx.attempt = attempt
                 continue
-            await call_hook(self._plugins, "after_handle", event, ctx)
+            if self._after_hooks:
+                await call_hooks(self._after_hooks, "after_handle", event, ctx)
             self.handled += 1
             await self._settle(stored.seq, ack=True)
             return

@@ -151,7 +151,10 @@ def split_callback(payload: dict[str, Any]) -> list[RawEvent]:
                 _split_value("cloud", value, metadata if isinstance(metadata, dict) else None,
                              wrap, out)
         return out
-    if not any(name in payload for name in ("contacts", "messages", "statuses", "errors")):
+    if not (
+        "messages" in payload or "statuses" in payload or "contacts" in payload
+        or "errors" in payload
+    ):
         return [_raw_event("onprem", payload, "neither an on-premises nor a Cloud callback")]
     _split_value("onprem", payload, None, lambda piece: piece, out)
     if not out:

@@ -17,6 +17,7 @@ ships a plugin by declaring one there.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
@@ -73,13 +74,28 @@ def has_hook(plugin: object, hook: str) -> bool:
     return callable(getattr(plugin, hook, None))
 
 
-async def call_hook(plugins: list[object], hook: str, *args: Any) -> None:
-    """Run ``hook`` on every plugin that has it; log (never raise) a hook's failure."""
+Hook = Callable[..., Awaitable[Any]]
+
+
+def hooks_of(plugins: list[object], hook: str) -> list[tuple[object, Hook]]:
+    """The ``(plugin, bound hook)`` pairs of the plugins that define ``hook``, in order."""
+    found: list[tuple[object, Hook]] = []
     for plugin in plugins:
         method = getattr(plugin, hook, None)
-        if method is None:
-            continue
+        if method is not None:
+            found.append((plugin, method))
+    return found
+
+
+async def call_hooks(hooks: list[tuple[object, Hook]], hook: str, *args: Any) -> None:
+    """Run hooks found by ``hooks_of``; log (never raise) a hook's failure."""
+    for plugin, method in hooks:
         try:
             await method(*args)
         except Exception:
             log.exception("plugin %s failed in %s; carrying on", plugin_name(plugin), hook)
+
+
+async def call_hook(plugins: list[object], hook: str, *args: Any) -> None:
+    """Run ``hook`` on every plugin that has it; log (never raise) a hook's failure."""
+    await call_hooks(hooks_of(plugins, hook), hook, *args)

@@ -18,7 +18,9 @@ EventKind = Literal["message", "status", "raw"]
 DEFAULT_DEDUPE_SECONDS = 7 * 24 * 3600
 
 
-@dataclass(frozen=True, slots=True)
+# RawEvent and StoredEvent are built once per event on the hot path: a frozen dataclass costs
+# twice as much to build, so these are plain slotted ones; treat them as read-only.
+@dataclass(slots=True)
 class RawEvent:
     """One event split out of a callback, as the receiver stores it.
 
@@ -35,7 +37,7 @@ class RawEvent:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredEvent:
     """An event the inbox holds, as handed to the dispatcher by ``claim``.
 

@@ -50,31 +50,32 @@ class MemoryInbox:
     def _prune_seen(self, now: float) -> None:
         horizon = now - self._dedupe_seconds
         # Keys are inserted in time order, so the oldest come first.
-        while self._seen:
-            key = next(iter(self._seen))
-            if self._seen[key] >= horizon:
+        seen = self._seen
+        while seen:
+            key = next(iter(seen))
+            if seen[key] >= horizon:
                 break
-            del self._seen[key]
+            del seen[key]
 
     async def append(self, events: Sequence[RawEvent]) -> int:
         """Store new events, drop those whose key was seen; see ``Inbox.append``."""
-        if self.backlog() + len(events) > self._max_backlog:
+        if len(self._ready) + len(self._claimed) + len(events) > self._max_backlog:
             raise InboxFullError(
                 f"the memory inbox holds {self.backlog()} unsettled events (bound "
                 f"{self._max_backlog}); the provider will retry, or raise max_backlog"
             )
         now = time.time()
-        self._prune_seen(now)
+        seen = self._seen
+        if seen and next(iter(seen.values())) < now - self._dedupe_seconds:
+            self._prune_seen(now)
         stored = 0
-        batch_keys: set[str] = set()
         for event in events:
-            if event.key in self._seen or event.key in batch_keys:
-                continue
-            batch_keys.add(event.key)
+            key = event.key
+            if key in seen:
+                continue  # a redelivery, or the same event twice in this callback
+            seen[key] = now
             self._queue(event, now)
             stored += 1
-        for key in batch_keys:
-            self._seen[key] = now
         if stored:
             self._wakeup.set()
         return stored
@@ -82,14 +83,7 @@ class MemoryInbox:
     def _queue(self, event: RawEvent, now: float) -> None:
         self._seq += 1
         self._ready.append(
-            StoredEvent(
-                seq=self._seq,
-                kind=event.kind,
-                key=event.key,
-                conversation=event.conversation,
-                body=event.body,
-                received_at=now,
-            )
+            StoredEvent(self._seq, event.kind, event.key, event.conversation, event.body, 0, now)
         )
 
     async def claim(self, limit: int) -> list[StoredEvent]:
