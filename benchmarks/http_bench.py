@@ -42,6 +42,8 @@ class LoadPlan:
         connections: concurrent connections.
         rounds: how many times every server is measured.
         pinning: where the processes run.
+        python_gc: whizrouter servers keep Python's collector settings instead of the tuning
+            ``whizrouter run`` applies.
     """
 
     client: str
@@ -50,6 +52,7 @@ class LoadPlan:
     connections: int
     rounds: int
     pinning: Pinning
+    python_gc: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +82,11 @@ class DispatchCheck:
 class ServerProcess:
     """One benchmarked server (``python -m benchmarks.servers KIND``) as a child process."""
 
-    def __init__(self, kind: str, workdir: Path, pinning: Pinning, label: str) -> None:
+    def __init__(
+        self, kind: str, workdir: Path, pinning: Pinning, label: str, *, python_gc: bool = False
+    ) -> None:
         self.kind = kind
+        self._python_gc = python_gc
         self.label = label
         self._workdir = workdir
         self._pinning = pinning
@@ -102,6 +108,8 @@ class ServerProcess:
         args = [self.kind]
         if self.kind == "sqlite":
             args += ["--db", str(self._workdir / f"{self.label}.db")]
+        if self._python_gc:
+            args.append("--python-gc")
         with self._log.open("wb") as log:
             self._process = await asyncio.create_subprocess_exec(
                 *self._pinning.server(python_module("benchmarks.servers", *args)),
@@ -290,7 +298,8 @@ async def run_scenario(
             order = list(servers) if number % 2 else list(reversed(servers))
             processes = {
                 kind: ServerProcess(
-                    kind, workdir, plan.pinning, f"{scenario.name}-r{number}-{kind}"
+                    kind, workdir, plan.pinning, f"{scenario.name}-r{number}-{kind}",
+                    python_gc=plan.python_gc,
                 )
                 for kind in order
             }

@@ -78,6 +78,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=None,
                         help="measured seconds per server and round (default 5, smoke 1)")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--python-gc", action="store_true",
+                        help="whizrouter servers keep Python's garbage collector settings instead "
+                        "of the tuning `whizrouter run` applies (WHIZROUTER_GC_THRESHOLD=0)")
     parser.add_argument("--events", type=int, default=None,
                         help="events per dispatch measurement (default 100,000, smoke 2,000)")
     parser.add_argument("--conversations", type=int, nargs="+", default=None,
@@ -234,6 +237,7 @@ def describe_machine(args: argparse.Namespace, client: str, pinning: Pinning) ->
         "client": client,
         "pinning": pinning.describe(),
         "connections": args.connections,
+        "python_gc": args.python_gc,
         "rounds": args.rounds,
         "warmup_s": args.warmup,
         "duration_s": args.duration,
@@ -252,6 +256,7 @@ async def run(args: argparse.Namespace, client: str, out: TextIO) -> dict[str, A
     plan = LoadPlan(
         client=client, warmup=args.warmup, duration=args.duration,
         connections=args.connections, rounds=args.rounds, pinning=pinning,
+        python_gc=args.python_gc,
     )
     results: dict[str, Any] = {"meta": describe_machine(args, client, pinning)}
     out.write(f"whizrouter benchmarks{' (smoke run: figures mean nothing)' if args.smoke else ''}"

@@ -24,8 +24,9 @@ The servers:
 - ``handwritten``: the usual hand-rolled bot: ``orjson.loads``, then ``asyncio.create_task`` of
   a trivial handler that walks the callback's messages and statuses, then 200.
 - ``memory``, ``sqlite``: whizrouter with that inbox (sqlite: a fresh file given by ``--db``)
-  and a no-op message and status handler. Its webhook is wrapped by a counter of 200s; the
-  wrapper costs one coroutine call per request.
+  and a no-op message and status handler, with the garbage collector tuned after startup as
+  ``whizrouter run`` tunes it (``--python-gc`` keeps Python's defaults). Its webhook is
+  wrapped by a counter of 200s; the wrapper costs one coroutine call per request.
 
 Access logs are off everywhere, as in ``whizrouter run``.
 """
@@ -48,7 +49,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from whizrouter import Context, Message, Status, WhizRouter
+from whizrouter import Context, Message, Status, WhizRouter, tune_gc
+from whizrouter.runtime import DEFAULT_GC_THRESHOLD
 
 KINDS = ("baseline", "handwritten", "memory", "sqlite")
 _OK = b'{"ok":true}'
@@ -200,10 +202,12 @@ def build_app(kind: str, db: str | None = None) -> web.Application:
     raise ValueError(f"unknown server {kind!r}; choose one of {', '.join(KINDS)}")
 
 
-async def serve(app: web.Application) -> None:
+async def serve(app: web.Application, *, gc_threshold: int = 0) -> None:
     """Serve ``app`` on a free loopback port, announce the port, stop when told to.
 
-    SIGTERM, SIGINT or the end of stdin stop the server.
+    SIGTERM, SIGINT or the end of stdin stop the server. A ``gc_threshold`` above 0 tunes
+    the garbage collector after startup, as ``whizrouter run`` does (see
+    ``whizrouter.runtime``).
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -223,6 +227,8 @@ async def serve(app: web.Application) -> None:
     sock.listen(1024)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
+    if gc_threshold:
+        tune_gc(gc_threshold)
     try:
         await web.SockSite(runner, sock).start()
         port = sock.getsockname()[1]
@@ -242,8 +248,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.servers")
     parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--db", help="the sqlite inbox file (sqlite only; must be fresh)")
+    parser.add_argument(
+        "--python-gc",
+        action="store_true",
+        help="keep Python's collector settings for a whizrouter server too (by default it is "
+        "tuned as `whizrouter run` tunes it; the baseline and the hand-written server never are)",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(serve(build_app(args.kind, args.db)))
+    whizrouter_kind = args.kind in ("memory", "sqlite")
+    threshold = DEFAULT_GC_THRESHOLD if whizrouter_kind and not args.python_gc else 0
+    asyncio.run(serve(build_app(args.kind, args.db), gc_threshold=threshold))
     return 0
 
 

@@ -93,7 +93,8 @@ async def test_bot_process_serves_replies_and_drains_on_sigterm(tmp_path: Path) 
         bodies = [c.json["text"]["body"] for c in provider.sent if c.json]
         assert "done job" in bodies, output
         for line in ("role: all", "plugins: none", "inbox: sqlite", "listening on",
-                     "webhook registration: skipped", "stopped"):
+                     "webhook registration: skipped", "garbage collector: startup heap frozen",
+                     "first threshold 50000", "stopped"):
             assert line in output, output
 
 

@@ -47,6 +47,7 @@ from whizrouter.inbox.base import DeadLetter, Inbox, RawEvent, StoredEvent
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.plugins import Plugin
 from whizrouter.routing import Router
+from whizrouter.runtime import tune_gc
 
 __version__ = "0.1.0"
 
@@ -95,4 +96,5 @@ __all__ = [
     "WhizardClient",
     "WhizrouterError",
     "__version__",
+    "tune_gc",
 ]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from whizrouter.errors import WhizrouterError
+from whizrouter.runtime import gc_threshold_from_env, tune_gc
 
 if TYPE_CHECKING:
     from whizrouter.app import WhizRouter
@@ -27,9 +28,11 @@ async def serve_forever(app: WhizRouter, *, host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    gc_threshold = gc_threshold_from_env()  # a bad value fails before anything starts
     runner = web.AppRunner(app.make_web_app(), handle_signals=False, access_log=None)
     await runner.setup()
     try:
+        log.info("%s", tune_gc(gc_threshold))
         site = web.TCPSite(runner, host, port)
         await site.start()
         log.info(
