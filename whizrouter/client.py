@@ -32,7 +32,18 @@ from pydantic import SecretStr
 
 from whizrouter.backoff import CLIENT_RETRY, RetryPolicy
 from whizrouter.client_errors import ErrorInfo, error_from_response, error_without_answer
-from whizrouter.errors import ConfigurationError, MessageValidationError, ProviderError
+from whizrouter.errors import ConfigurationError, ProviderError
+from whizrouter.outgoing import (
+    buttons_body,
+    contacts_body,
+    invalid,
+    list_body,
+    location_body,
+    media_body,
+    reaction_body,
+    template_body,
+    text_body,
+)
 
 __all__ = ["API_KEY_ENV", "BASE_URL_ENV", "KEY_HEADER", "SHAPE_ENV", "ApiShape", "WhizardClient"]
 
@@ -51,44 +62,11 @@ KEY_HEADER: Final = "WHIZARD-KEY"
 
 _SHAPES: Final = ("onprem", "cloud")
 _WEBHOOK_PATH: Final = "/v1/configs/webhook"
-_MEDIA_KINDS: Final = ("image", "video", "audio", "document", "sticker")
-
-# Limits of the WhatsApp Business API; breaking one gets a 400 from the provider anyway.
-TEXT_MAX: Final = 4096
-CAPTION_MAX: Final = 1024
-INTERACTIVE_BODY_MAX: Final = 1024
-HEADER_MAX: Final = 60
-FOOTER_MAX: Final = 60
-BUTTONS_MAX: Final = 3
-BUTTON_TITLE_MAX: Final = 20
-BUTTON_ID_MAX: Final = 256
-LIST_ROWS_MAX: Final = 10
-LIST_BUTTON_MAX: Final = 20
-ROW_TITLE_MAX: Final = 24
-ROW_DESCRIPTION_MAX: Final = 72
-ROW_ID_MAX: Final = 200
-SECTION_TITLE_MAX: Final = 24
 
 
 class _Answer(NamedTuple):
     status: int
     data: Any
-
-
-def _invalid(message: str) -> MessageValidationError:
-    return MessageValidationError(message + "; nothing was sent")
-
-
-def _require_text(value: str, what: str, limit: int) -> None:
-    if not value or not value.strip():
-        raise _invalid(f"{what} is empty")
-    if len(value) > limit:
-        raise _invalid(f"{what} has {len(value)} characters; the limit is {limit}")
-
-
-def _optional_text(value: str | None, what: str, limit: int) -> None:
-    if value is not None:
-        _require_text(value, what, limit)
 
 
 def _resolve_shape(shape: str | None) -> ApiShape:
@@ -339,23 +317,6 @@ class WhizardClient:
             raw=data,
         )
 
-    def _envelope(self, to: str, kind: str, content: Any, reply_to: str | None) -> dict[str, Any]:
-        if not isinstance(to, str) or not to.strip():
-            raise _invalid("the recipient `to` is empty")
-        if self._shape == "cloud":
-            body: dict[str, Any] = {
-                "messaging_product": "whatsapp",
-                "recipient_type": "individual",
-                "to": to,
-                "type": kind,
-                kind: content,
-            }
-            if reply_to:
-                body["context"] = {"message_id": reply_to}
-            return body
-        # The on-premises API has no quoted replies: reply_to is dropped there (documented).
-        return {"recipient_type": "individual", "to": to, "type": kind, kind: content}
-
     # ------------------------------------------------------------------ sending
 
     async def send(self, payload: Mapping[str, Any]) -> str:
@@ -405,43 +366,8 @@ class WhizardClient:
             RateLimited: the provider kept rate limiting us.
             ProviderError: the provider refused the message, or failed after all retries.
         """
-        _require_text(body, "the text body", TEXT_MAX)
-        if self._shape == "cloud":
-            content: dict[str, Any] = {"body": body, "preview_url": preview_url}
-            return await self._post_message(self._envelope(to, "text", content, reply_to))
-        message = self._envelope(to, "text", {"body": body}, reply_to)
-        message["preview_url"] = preview_url
+        message = text_body(self._shape, to, body, preview_url=preview_url, reply_to=reply_to)
         return await self._post_message(message)
-
-    async def _send_media(
-        self,
-        kind: str,
-        to: str,
-        id: str | None,
-        link: str | None,
-        caption: str | None,
-        filename: str | None,
-        reply_to: str | None,
-    ) -> str:
-        if (id is None) == (link is None):
-            which = "both" if id is not None else "neither"
-            raise _invalid(
-                f"send_{kind} needs exactly one of id= (an uploaded media id) or link= "
-                f"(a public https URL), got {which}"
-            )
-        if id is not None and not id.strip():
-            raise _invalid(f"the {kind} id is empty")
-        if link is not None and not link.strip():
-            raise _invalid(f"the {kind} link is empty")
-        content: dict[str, Any] = {"id": id} if id is not None else {"link": link}
-        if caption is not None:
-            if kind in ("audio", "sticker"):
-                raise _invalid(f"{kind} messages cannot carry a caption")
-            _require_text(caption, f"the {kind} caption", CAPTION_MAX)
-            content["caption"] = caption
-        if filename is not None:
-            content["filename"] = filename
-        return await self._post_message(self._envelope(to, kind, content, reply_to))
 
     async def send_image(
         self,
@@ -457,7 +383,8 @@ class WhizardClient:
         Arguments, result and errors as in :meth:`send_document` (without ``filename``).
         Retried after a timeout, a send can deliver the message twice.
         """
-        return await self._send_media("image", to, id, link, caption, None, reply_to)
+        message = media_body(self._shape, "image", to, id, link, caption, None, reply_to)
+        return await self._post_message(message)
 
     async def send_video(
         self,
@@ -473,7 +400,8 @@ class WhizardClient:
         Arguments, result and errors as in :meth:`send_document` (without ``filename``).
         Retried after a timeout, a send can deliver the message twice.
         """
-        return await self._send_media("video", to, id, link, caption, None, reply_to)
+        message = media_body(self._shape, "video", to, id, link, caption, None, reply_to)
+        return await self._post_message(message)
 
     async def send_audio(
         self,
@@ -490,7 +418,8 @@ class WhizardClient:
         result and errors otherwise as in :meth:`send_document`. Retried after a timeout, a send
         can deliver the message twice.
         """
-        return await self._send_media("audio", to, id, link, caption, None, reply_to)
+        message = media_body(self._shape, "audio", to, id, link, caption, None, reply_to)
+        return await self._post_message(message)
 
     async def send_document(
         self,
@@ -522,7 +451,8 @@ class WhizardClient:
             ConfigurationError: the key or base URL is missing.
             ProviderError: the provider refused the message, or failed after all retries.
         """
-        return await self._send_media("document", to, id, link, caption, filename, reply_to)
+        message = media_body(self._shape, "document", to, id, link, caption, filename, reply_to)
+        return await self._post_message(message)
 
     async def send_sticker(
         self,
@@ -539,7 +469,8 @@ class WhizardClient:
         Arguments, result and errors otherwise as in :meth:`send_document`. Retried after a
         timeout, a send can deliver the message twice.
         """
-        return await self._send_media("sticker", to, id, link, caption, None, reply_to)
+        message = media_body(self._shape, "sticker", to, id, link, caption, None, reply_to)
+        return await self._post_message(message)
 
     async def send_location(
         self,
@@ -571,17 +502,10 @@ class WhizardClient:
             ConfigurationError: the key or base URL is missing.
             ProviderError: the provider refused the message, or failed after all retries.
         """
-        for value, what, limit in ((latitude, "latitude", 90), (longitude, "longitude", 180)):
-            if not (
-                isinstance(value, int | float) and math.isfinite(value) and -limit <= value <= limit
-            ):
-                raise _invalid(f"{what} must be a number from -{limit} to {limit}, not {value!r}")
-        content: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
-        if name is not None:
-            content["name"] = name
-        if address is not None:
-            content["address"] = address
-        return await self._post_message(self._envelope(to, "location", content, reply_to))
+        message = location_body(
+            self._shape, to, latitude, longitude, name=name, address=address, reply_to=reply_to
+        )
+        return await self._post_message(message)
 
     async def send_contacts(
         self, to: str, contacts: list[dict[str, Any]], *, reply_to: str | None = None
@@ -605,11 +529,8 @@ class WhizardClient:
             ConfigurationError: the key or base URL is missing.
             ProviderError: the provider refused the message, or failed after all retries.
         """
-        if not contacts:
-            raise _invalid("contacts is empty")
-        if not all(isinstance(card, dict) for card in contacts):
-            raise _invalid("every contact must be a dict (a contact object)")
-        return await self._post_message(self._envelope(to, "contacts", list(contacts), reply_to))
+        message = contacts_body(self._shape, to, contacts, reply_to=reply_to)
+        return await self._post_message(message)
 
     async def send_template(
         self,
@@ -645,30 +566,16 @@ class WhizardClient:
             ProviderError: the provider refused the message (a 2000-series code or 132xxx for
                 template errors), or failed after all retries.
         """
-        _require_text(name, "the template name", 512)
-        _require_text(language, "the template language", 15)
-        template: dict[str, Any] = {"name": name}
-        if self._shape == "cloud":
-            template["language"] = {"code": language}
-        else:
-            if namespace is not None:
-                template["namespace"] = namespace
-            template["language"] = {"policy": "deterministic", "code": language}
-        if components is not None:
-            template["components"] = list(components)
-        return await self._post_message(self._envelope(to, "template", template, reply_to))
-
-    @staticmethod
-    def _decorate(
-        interactive: dict[str, Any], header: str | None, footer: str | None
-    ) -> dict[str, Any]:
-        _optional_text(header, "the header", HEADER_MAX)
-        _optional_text(footer, "the footer", FOOTER_MAX)
-        if header is not None:
-            interactive["header"] = {"type": "text", "text": header}
-        if footer is not None:
-            interactive["footer"] = {"text": footer}
-        return interactive
+        message = template_body(
+            self._shape,
+            to,
+            name=name,
+            language=language,
+            components=components,
+            namespace=namespace,
+            reply_to=reply_to,
+        )
+        return await self._post_message(message)
 
     async def send_buttons(
         self,
@@ -701,21 +608,10 @@ class WhizardClient:
             ConfigurationError: the key or base URL is missing.
             ProviderError: the provider refused the message, or failed after all retries.
         """
-        _require_text(body, "the body", INTERACTIVE_BODY_MAX)
-        if not 1 <= len(buttons) <= BUTTONS_MAX:
-            raise _invalid(f"send_buttons takes 1 to {BUTTONS_MAX} buttons, got {len(buttons)}")
-        seen: set[str] = set()
-        rendered: list[dict[str, Any]] = []
-        for button_id, title in buttons:
-            _require_text(button_id, "a button id", BUTTON_ID_MAX)
-            _require_text(title, f"the title of button {button_id!r}", BUTTON_TITLE_MAX)
-            if button_id in seen:
-                raise _invalid(f"the button id {button_id!r} is used twice")
-            seen.add(button_id)
-            rendered.append({"type": "reply", "reply": {"id": button_id, "title": title}})
-        interactive = {"type": "button", "body": {"text": body}, "action": {"buttons": rendered}}
-        content = self._decorate(interactive, header, footer)
-        return await self._post_message(self._envelope(to, "interactive", content, reply_to))
+        message = buttons_body(
+            self._shape, to, body, buttons, header=header, footer=footer, reply_to=reply_to
+        )
+        return await self._post_message(message)
 
     async def send_list(
         self,
@@ -753,24 +649,17 @@ class WhizardClient:
             ConfigurationError: the key or base URL is missing.
             ProviderError: the provider refused the message, or failed after all retries.
         """
-        _require_text(body, "the body", INTERACTIVE_BODY_MAX)
-        _require_text(button, "the list button label", LIST_BUTTON_MAX)
-        if not sections:
-            raise _invalid("a list needs at least one section")
-        rendered = [_render_section(section, len(sections) > 1) for section in sections]
-        rows = [row["id"] for section in rendered for row in section["rows"]]
-        if len(rows) > LIST_ROWS_MAX:
-            raise _invalid(f"a list holds at most {LIST_ROWS_MAX} rows in all, got {len(rows)}")
-        duplicates = sorted({row for row in rows if rows.count(row) > 1})
-        if duplicates:
-            raise _invalid(f"row ids must be unique; used twice: {', '.join(duplicates)}")
-        interactive = {
-            "type": "list",
-            "body": {"text": body},
-            "action": {"button": button, "sections": rendered},
-        }
-        content = self._decorate(interactive, header, footer)
-        return await self._post_message(self._envelope(to, "interactive", content, reply_to))
+        message = list_body(
+            self._shape,
+            to,
+            body,
+            button=button,
+            sections=sections,
+            header=header,
+            footer=footer,
+            reply_to=reply_to,
+        )
+        return await self._post_message(message)
 
     async def send_reaction(self, to: str, message_id: str, emoji: str) -> str:
         """React to a message with an emoji; an empty ``emoji`` removes the reaction.
@@ -788,10 +677,8 @@ class WhizardClient:
             ConfigurationError: the key or base URL is missing.
             ProviderError: the provider refused the reaction, or failed after all retries.
         """
-        if not message_id or not message_id.strip():
-            raise _invalid("the message id to react to is empty")
-        content = {"message_id": message_id, "emoji": emoji}
-        return await self._post_message(self._envelope(to, "reaction", content, None))
+        message = reaction_body(self._shape, to, message_id, emoji)
+        return await self._post_message(message)
 
     # ------------------------------------------------------------------ other calls
 
@@ -810,7 +697,7 @@ class WhizardClient:
                 all retries.
         """
         if not message_id or not message_id.strip():
-            raise _invalid("the message id to mark read is empty")
+            raise invalid("the message id to mark read is empty")
         if self._shape == "cloud":
             body = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
             await self._request("POST", "/messages", body)
@@ -855,36 +742,6 @@ class WhizardClient:
         if headers is not None:
             body["headers"] = dict(headers)
         await self._request("POST", _WEBHOOK_PATH, body)
-
-
-def _render_section(section: Mapping[str, Any], title_required: bool) -> dict[str, Any]:
-    title = section.get("title")
-    if title is not None or title_required:
-        _require_text(title if isinstance(title, str) else "", "a section title", SECTION_TITLE_MAX)
-    rows = section.get("rows")
-    if not isinstance(rows, Sequence) or isinstance(rows, str) or not rows:
-        raise _invalid(f"section {title!r} has no rows")
-    rendered_rows: list[dict[str, Any]] = []
-    for row in rows:
-        if not isinstance(row, Mapping):
-            raise _invalid(f"rows must be dicts with id and title, got {row!r}")
-        row_id, row_title = row.get("id"), row.get("title")
-        if not isinstance(row_id, str) or not isinstance(row_title, str):
-            raise _invalid(f"every row needs a string id and title, got {dict(row)!r}")
-        _require_text(row_id, "a row id", ROW_ID_MAX)
-        _require_text(row_title, f"the title of row {row_id!r}", ROW_TITLE_MAX)
-        rendered: dict[str, Any] = {"id": row_id, "title": row_title}
-        description = row.get("description")
-        if description is not None:
-            _require_text(
-                str(description), f"the description of row {row_id!r}", ROW_DESCRIPTION_MAX
-            )
-            rendered["description"] = description
-        rendered_rows.append(rendered)
-    out: dict[str, Any] = {"rows": rendered_rows}
-    if title is not None:
-        out = {"title": title, "rows": rendered_rows}
-    return out
 
 
 def _describe(error: ErrorInfo) -> str:

@@ -1,0 +1,293 @@
+"""Outgoing message bodies: build the request body of each message kind and validate it.
+
+Each builder takes the API shape and the arguments of the matching ``WhizardClient.send_*``
+method, checks them against the limits of the WhatsApp Business API and returns the body to
+POST, wrapped in the envelope of that shape (:func:`envelope`). A message that breaks a rule
+raises :class:`~whizrouter.errors.MessageValidationError` here, before anything is sent; the
+HTTP side (retries, errors) stays in :mod:`whizrouter.client`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from whizrouter.errors import MessageValidationError
+
+if TYPE_CHECKING:
+    from whizrouter.client import ApiShape
+
+__all__ = [
+    "buttons_body",
+    "contacts_body",
+    "envelope",
+    "invalid",
+    "list_body",
+    "location_body",
+    "media_body",
+    "reaction_body",
+    "template_body",
+    "text_body",
+]
+
+_MEDIA_KINDS: Final = ("image", "video", "audio", "document", "sticker")
+
+# Limits of the WhatsApp Business API; breaking one gets a 400 from the provider anyway.
+TEXT_MAX: Final = 4096
+CAPTION_MAX: Final = 1024
+INTERACTIVE_BODY_MAX: Final = 1024
+HEADER_MAX: Final = 60
+FOOTER_MAX: Final = 60
+BUTTONS_MAX: Final = 3
+BUTTON_TITLE_MAX: Final = 20
+BUTTON_ID_MAX: Final = 256
+LIST_ROWS_MAX: Final = 10
+LIST_BUTTON_MAX: Final = 20
+ROW_TITLE_MAX: Final = 24
+ROW_DESCRIPTION_MAX: Final = 72
+ROW_ID_MAX: Final = 200
+SECTION_TITLE_MAX: Final = 24
+
+
+def invalid(message: str) -> MessageValidationError:
+    return MessageValidationError(message + "; nothing was sent")
+
+
+def _require_text(value: str, what: str, limit: int) -> None:
+    if not value or not value.strip():
+        raise invalid(f"{what} is empty")
+    if len(value) > limit:
+        raise invalid(f"{what} has {len(value)} characters; the limit is {limit}")
+
+
+def _optional_text(value: str | None, what: str, limit: int) -> None:
+    if value is not None:
+        _require_text(value, what, limit)
+
+
+def envelope(
+    shape: ApiShape, to: str, kind: str, content: Any, reply_to: str | None
+) -> dict[str, Any]:
+    if not isinstance(to, str) or not to.strip():
+        raise invalid("the recipient `to` is empty")
+    if shape == "cloud":
+        body: dict[str, Any] = {
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to,
+            "type": kind,
+            kind: content,
+        }
+        if reply_to:
+            body["context"] = {"message_id": reply_to}
+        return body
+    # The on-premises API has no quoted replies: reply_to is dropped there (documented).
+    return {"recipient_type": "individual", "to": to, "type": kind, kind: content}
+
+
+def text_body(
+    shape: ApiShape, to: str, body: str, *, preview_url: bool, reply_to: str | None
+) -> dict[str, Any]:
+    _require_text(body, "the text body", TEXT_MAX)
+    if shape == "cloud":
+        content: dict[str, Any] = {"body": body, "preview_url": preview_url}
+        return envelope(shape, to, "text", content, reply_to)
+    message = envelope(shape, to, "text", {"body": body}, reply_to)
+    message["preview_url"] = preview_url
+    return message
+
+
+def media_body(
+    shape: ApiShape,
+    kind: str,
+    to: str,
+    id: str | None,
+    link: str | None,
+    caption: str | None,
+    filename: str | None,
+    reply_to: str | None,
+) -> dict[str, Any]:
+    if (id is None) == (link is None):
+        which = "both" if id is not None else "neither"
+        raise invalid(
+            f"send_{kind} needs exactly one of id= (an uploaded media id) or link= "
+            f"(a public https URL), got {which}"
+        )
+    if id is not None and not id.strip():
+        raise invalid(f"the {kind} id is empty")
+    if link is not None and not link.strip():
+        raise invalid(f"the {kind} link is empty")
+    content: dict[str, Any] = {"id": id} if id is not None else {"link": link}
+    if caption is not None:
+        if kind in ("audio", "sticker"):
+            raise invalid(f"{kind} messages cannot carry a caption")
+        _require_text(caption, f"the {kind} caption", CAPTION_MAX)
+        content["caption"] = caption
+    if filename is not None:
+        content["filename"] = filename
+    return envelope(shape, to, kind, content, reply_to)
+
+
+def location_body(
+    shape: ApiShape,
+    to: str,
+    latitude: float,
+    longitude: float,
+    *,
+    name: str | None,
+    address: str | None,
+    reply_to: str | None,
+) -> dict[str, Any]:
+    for value, what, limit in ((latitude, "latitude", 90), (longitude, "longitude", 180)):
+        if not (
+            isinstance(value, int | float) and math.isfinite(value) and -limit <= value <= limit
+        ):
+            raise invalid(f"{what} must be a number from -{limit} to {limit}, not {value!r}")
+    content: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
+    if name is not None:
+        content["name"] = name
+    if address is not None:
+        content["address"] = address
+    return envelope(shape, to, "location", content, reply_to)
+
+
+def contacts_body(
+    shape: ApiShape, to: str, contacts: list[dict[str, Any]], *, reply_to: str | None
+) -> dict[str, Any]:
+    if not contacts:
+        raise invalid("contacts is empty")
+    if not all(isinstance(card, dict) for card in contacts):
+        raise invalid("every contact must be a dict (a contact object)")
+    return envelope(shape, to, "contacts", list(contacts), reply_to)
+
+
+def template_body(
+    shape: ApiShape,
+    to: str,
+    *,
+    name: str,
+    language: str,
+    components: Sequence[dict[str, Any]] | None,
+    namespace: str | None,
+    reply_to: str | None,
+) -> dict[str, Any]:
+    _require_text(name, "the template name", 512)
+    _require_text(language, "the template language", 15)
+    template: dict[str, Any] = {"name": name}
+    if shape == "cloud":
+        template["language"] = {"code": language}
+    else:
+        if namespace is not None:
+            template["namespace"] = namespace
+        template["language"] = {"policy": "deterministic", "code": language}
+    if components is not None:
+        template["components"] = list(components)
+    return envelope(shape, to, "template", template, reply_to)
+
+
+def _decorate(
+    interactive: dict[str, Any], header: str | None, footer: str | None
+) -> dict[str, Any]:
+    _optional_text(header, "the header", HEADER_MAX)
+    _optional_text(footer, "the footer", FOOTER_MAX)
+    if header is not None:
+        interactive["header"] = {"type": "text", "text": header}
+    if footer is not None:
+        interactive["footer"] = {"text": footer}
+    return interactive
+
+
+def buttons_body(
+    shape: ApiShape,
+    to: str,
+    body: str,
+    buttons: Sequence[tuple[str, str]],
+    *,
+    header: str | None,
+    footer: str | None,
+    reply_to: str | None,
+) -> dict[str, Any]:
+    _require_text(body, "the body", INTERACTIVE_BODY_MAX)
+    if not 1 <= len(buttons) <= BUTTONS_MAX:
+        raise invalid(f"send_buttons takes 1 to {BUTTONS_MAX} buttons, got {len(buttons)}")
+    seen: set[str] = set()
+    rendered: list[dict[str, Any]] = []
+    for button_id, title in buttons:
+        _require_text(button_id, "a button id", BUTTON_ID_MAX)
+        _require_text(title, f"the title of button {button_id!r}", BUTTON_TITLE_MAX)
+        if button_id in seen:
+            raise invalid(f"the button id {button_id!r} is used twice")
+        seen.add(button_id)
+        rendered.append({"type": "reply", "reply": {"id": button_id, "title": title}})
+    interactive = {"type": "button", "body": {"text": body}, "action": {"buttons": rendered}}
+    content = _decorate(interactive, header, footer)
+    return envelope(shape, to, "interactive", content, reply_to)
+
+
+def list_body(
+    shape: ApiShape,
+    to: str,
+    body: str,
+    *,
+    button: str,
+    sections: Sequence[Mapping[str, Any]],
+    header: str | None,
+    footer: str | None,
+    reply_to: str | None,
+) -> dict[str, Any]:
+    _require_text(body, "the body", INTERACTIVE_BODY_MAX)
+    _require_text(button, "the list button label", LIST_BUTTON_MAX)
+    if not sections:
+        raise invalid("a list needs at least one section")
+    rendered = [_render_section(section, len(sections) > 1) for section in sections]
+    rows = [row["id"] for section in rendered for row in section["rows"]]
+    if len(rows) > LIST_ROWS_MAX:
+        raise invalid(f"a list holds at most {LIST_ROWS_MAX} rows in all, got {len(rows)}")
+    duplicates = sorted({row for row in rows if rows.count(row) > 1})
+    if duplicates:
+        raise invalid(f"row ids must be unique; used twice: {', '.join(duplicates)}")
+    interactive = {
+        "type": "list",
+        "body": {"text": body},
+        "action": {"button": button, "sections": rendered},
+    }
+    content = _decorate(interactive, header, footer)
+    return envelope(shape, to, "interactive", content, reply_to)
+
+
+def reaction_body(shape: ApiShape, to: str, message_id: str, emoji: str) -> dict[str, Any]:
+    if not message_id or not message_id.strip():
+        raise invalid("the message id to react to is empty")
+    content = {"message_id": message_id, "emoji": emoji}
+    return envelope(shape, to, "reaction", content, None)
+
+
+def _render_section(section: Mapping[str, Any], title_required: bool) -> dict[str, Any]:
+    title = section.get("title")
+    if title is not None or title_required:
+        _require_text(title if isinstance(title, str) else "", "a section title", SECTION_TITLE_MAX)
+    rows = section.get("rows")
+    if not isinstance(rows, Sequence) or isinstance(rows, str) or not rows:
+        raise invalid(f"section {title!r} has no rows")
+    rendered_rows: list[dict[str, Any]] = []
+    for row in rows:
+        if not isinstance(row, Mapping):
+            raise invalid(f"rows must be dicts with id and title, got {row!r}")
+        row_id, row_title = row.get("id"), row.get("title")
+        if not isinstance(row_id, str) or not isinstance(row_title, str):
+            raise invalid(f"every row needs a string id and title, got {dict(row)!r}")
+        _require_text(row_id, "a row id", ROW_ID_MAX)
+        _require_text(row_title, f"the title of row {row_id!r}", ROW_TITLE_MAX)
+        rendered: dict[str, Any] = {"id": row_id, "title": row_title}
+        description = row.get("description")
+        if description is not None:
+            _require_text(
+                str(description), f"the description of row {row_id!r}", ROW_DESCRIPTION_MAX
+            )
+            rendered["description"] = description
+        rendered_rows.append(rendered)
+    out: dict[str, Any] = {"rows": rendered_rows}
+    if title is not None:
+        out = {"title": title, "rows": rendered_rows}
+    return out
