@@ -33,8 +33,6 @@ import asyncio
 import hmac
 import itertools
 import socket
-import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -46,6 +44,16 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from whizrouter.backoff import RetryPolicy
+from whizrouter.callbacks import BUSINESS_NUMBER as BUSINESS_NUMBER
+from whizrouter.callbacks import (
+    DEFAULT_WA_ID,
+    fresh_message_id,
+    message_callback,
+    status_callback,
+    text_callback,
+)
+from whizrouter.callbacks import PHONE_NUMBER_ID as PHONE_NUMBER_ID
+from whizrouter.callbacks import WABA_ID as WABA_ID
 from whizrouter.client import KEY_HEADER, ApiShape, WhizardClient
 
 __all__ = [
@@ -65,13 +73,6 @@ __all__ = [
     "status_callback",
     "text_callback",
 ]
-
-#: The customer WhatsApp id the builders use by default.
-DEFAULT_WA_ID: Final = "15551230001"
-#: The business number and ids the Cloud envelope carries.
-BUSINESS_NUMBER: Final = "15550009999"
-PHONE_NUMBER_ID: Final = "109876543210987"
-WABA_ID: Final = "102938475610293"
 
 #: A retry policy for tests: three quick retries (10, 20, 40 ms), ``Retry-After`` up to 1 s.
 TEST_RETRY: Final = RetryPolicy(
@@ -667,179 +668,6 @@ class FakeProvider:
         except (orjson.JSONDecodeError, TypeError, LookupError):
             return None  # an injected 2xx body without an id
         return message_id if isinstance(message_id, str) else None
-
-
-# --------------------------------------------------------------------------- callback builders
-
-
-def fresh_message_id() -> str:
-    """A new, globally unique inbound message id such as ``wamid.TEST3F2A…``."""
-    return "wamid.TEST" + uuid.uuid4().hex.upper()
-
-
-def _now() -> str:
-    return str(int(time.time()))
-
-
-def _cloud_envelope(value: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": WABA_ID,
-                "changes": [
-                    {
-                        "field": "messages",
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {
-                                "display_phone_number": BUSINESS_NUMBER,
-                                "phone_number_id": PHONE_NUMBER_ID,
-                            },
-                            **value,
-                        },
-                    }
-                ],
-            }
-        ],
-    }
-
-
-def message_callback(
-    type: str,
-    payload: Mapping[str, Any] | None,
-    *,
-    wa_id: str = DEFAULT_WA_ID,
-    name: str | None = "Test User",
-    message_id: str | None = None,
-    shape: ApiShape = "onprem",
-    timestamp: str | None = None,
-    context: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A webhook body carrying one inbound message of any type.
-
-    Args:
-        type: the message type, such as ``"image"`` or ``"interactive"``.
-        payload: the object stored under the ``type`` key (``None`` for none, as for
-            ``unknown``).
-        wa_id: the sender's WhatsApp id.
-        name: the sender's profile name; ``None`` leaves out the ``contacts`` array (as system
-            messages do).
-        message_id: the message id; a fresh one by default.
-        shape: ``"onprem"`` for the flat body, ``"cloud"`` for the Cloud envelope.
-        timestamp: Unix seconds as a string; now by default.
-        context: the message's ``context`` (a quoted reply: ``{"from", "id"}``).
-
-    Returns:
-        The callback body, ready to POST to the webhook.
-    """
-    message: dict[str, Any] = {
-        "from": wa_id,
-        "id": message_id if message_id is not None else fresh_message_id(),
-        "timestamp": timestamp if timestamp is not None else _now(),
-        "type": type,
-    }
-    if payload is not None:
-        message[type] = dict(payload)
-    if context is not None:
-        message["context"] = dict(context)
-    value: dict[str, Any] = {}
-    if name is not None:
-        value["contacts"] = [{"profile": {"name": name}, "wa_id": wa_id}]
-    value["messages"] = [message]
-    return _cloud_envelope(value) if shape == "cloud" else value
-
-
-def text_callback(
-    text: str,
-    *,
-    wa_id: str = DEFAULT_WA_ID,
-    name: str = "Test User",
-    message_id: str | None = None,
-    shape: ApiShape = "onprem",
-    timestamp: str | None = None,
-    context: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A webhook body carrying one inbound text message.
-
-    Args:
-        text: the message text.
-        wa_id: the sender's WhatsApp id.
-        name: the sender's profile name.
-        message_id: the message id; a fresh one by default.
-        shape: ``"onprem"`` for the flat body, ``"cloud"`` for the Cloud envelope.
-        timestamp: Unix seconds as a string; now by default.
-        context: the message's ``context`` (a quoted reply: ``{"from", "id"}``).
-
-    Returns:
-        The callback body, ready to POST to the webhook.
-    """
-    return message_callback(
-        "text",
-        {"body": text},
-        wa_id=wa_id,
-        name=name,
-        message_id=message_id,
-        shape=shape,
-        timestamp=timestamp,
-        context=context,
-    )
-
-
-def status_callback(
-    message_id: str,
-    status: str,
-    *,
-    recipient_id: str = DEFAULT_WA_ID,
-    shape: ApiShape = "onprem",
-    timestamp: str | None = None,
-    errors: Sequence[Mapping[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """A webhook body carrying one status of a message the business sent.
-
-    Args:
-        message_id: the id of our message (as a send returned it).
-        status: ``sent``, ``delivered``, ``read``, ``failed``, ``deleted``, ``played`` ...
-        recipient_id: the customer's WhatsApp id.
-        shape: ``"onprem"`` for the flat body, ``"cloud"`` for the Cloud envelope.
-        timestamp: Unix seconds as a string; now by default.
-        errors: the status's ``errors``; a ``failed`` status gets the 24-hour-window error
-            of its shape (470 on-premises, 131047 on Cloud) unless given.
-
-    Returns:
-        The callback body, ready to POST to the webhook.
-    """
-    item: dict[str, Any] = {
-        "id": message_id,
-        "status": status,
-        "timestamp": timestamp if timestamp is not None else _now(),
-        "recipient_id": recipient_id,
-    }
-    if errors is None and status == "failed":
-        if shape == "cloud":
-            errors = [
-                {
-                    "code": 131047,
-                    "title": "Re-engagement message",
-                    "message": "Re-engagement message",
-                    "error_data": {
-                        "details": "More than 24 hours have passed since the "
-                        "recipient last replied to the sender number."
-                    },
-                }
-            ]
-        else:
-            errors = [
-                {
-                    "code": 470,
-                    "title": "Message failed to send because more than 24 hours have passed "
-                    "since the customer last replied to this number",
-                }
-            ]
-    if errors is not None:
-        item["errors"] = [dict(error) for error in errors]
-    value: dict[str, Any] = {"statuses": [item]}
-    return _cloud_envelope(value) if shape == "cloud" else value
 
 
 def __getattr__(name: str) -> Any:
