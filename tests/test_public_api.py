@@ -13,7 +13,7 @@ EXPECTED = {
     "ReactionMessage", "RegistrationClosedError", "RetryPolicy", "Router", "Status",
     "StickerMessage", "StoredEvent", "SystemMessage", "TextMessage", "UnknownMessage",
     "VideoMessage", "VoiceMessage", "WhizRouter", "WhizardClient", "WhizrouterError",
-    "__version__",
+    "__version__", "tune_gc",
 }
 
 
