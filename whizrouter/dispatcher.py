@@ -88,12 +88,14 @@ class Dispatcher:
         self._max_claimed = max_claimed or max(1024, concurrency * 16)
         self._lanes: dict[str, deque[StoredEvent]] = {}
         self._claimed = 0
-        self._room = anyio.Event()
+        # asyncio events where one is made per wait: an anyio.Event costs about 3 us to build
+        # (a backend look-up), an asyncio one a tenth of that. The dispatcher is asyncio-only.
+        self._room = asyncio.Event()
         self._claim_waits_for_room = False
         self._acks: list[int] = []
-        self._acks_committed = anyio.Event()
-        self._idle = anyio.Event()
-        self._ack_wakeup = anyio.Event()
+        self._acks_committed = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._ack_wakeup = asyncio.Event()
         self._stop_event = anyio.Event()
         self._intake_scope = anyio.CancelScope()
         self._worker_scope = anyio.CancelScope()
@@ -128,7 +130,7 @@ class Dispatcher:
         with self._intake_scope:
             while True:
                 while self._claimed >= self._max_claimed:
-                    self._room = anyio.Event()
+                    self._room = asyncio.Event()
                     self._claim_waits_for_room = True
                     await self._room.wait()
                 try:
@@ -256,7 +258,7 @@ class Dispatcher:
         """Wait until every event stored so far has been settled (handled, unwanted or dead)."""
         while self._claimed or self._inbox.backlog():
             if self._idle.is_set():
-                self._idle = anyio.Event()
+                self._idle = asyncio.Event()
             await self._idle.wait()
 
     async def _flush_acks(self) -> None:
@@ -271,11 +273,11 @@ class Dispatcher:
             if not self._acks:
                 if self._workers_done.is_set():
                     return
-                self._ack_wakeup = anyio.Event()
+                self._ack_wakeup = asyncio.Event()
                 await self._ack_wakeup.wait()
                 continue
             batch, self._acks = self._acks, []
-            committed, self._acks_committed = self._acks_committed, anyio.Event()
+            committed, self._acks_committed = self._acks_committed, asyncio.Event()
             try:
                 await self._inbox.ack(batch)
             except Exception:

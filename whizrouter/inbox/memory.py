@@ -6,12 +6,11 @@ durable default is ``sqlite``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
-
-import anyio
 
 from whizrouter.errors import InboxFullError
 from whizrouter.inbox.base import DEFAULT_DEDUPE_SECONDS, DeadLetter, RawEvent, StoredEvent
@@ -38,7 +37,7 @@ class MemoryInbox:
         self._claimed: dict[int, StoredEvent] = {}
         self._dead: dict[int, DeadLetter] = {}
         self._seen: dict[str, float] = {}
-        self._wakeup = anyio.Event()
+        self._wakeup = asyncio.Event()
 
     async def open(self) -> None:
         """Nothing to prepare in memory."""
@@ -90,7 +89,7 @@ class MemoryInbox:
         """Wait for ready events and hand out up to ``limit`` of them in arrival order."""
         while not self._ready:
             if self._wakeup.is_set():
-                self._wakeup = anyio.Event()
+                self._wakeup = asyncio.Event()
             await self._wakeup.wait()
         batch: list[StoredEvent] = []
         while self._ready and len(batch) < limit:

@@ -28,6 +28,7 @@ receiver-only process) take no lock and may open the file at any time.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import sqlite3
@@ -183,7 +184,7 @@ class SqliteInbox:
         self._busy_timeout = busy_timeout
         self._writer: Writer | None = None  # a new one at each open
         self._consumer = ConsumerLock(self.path)
-        self._wakeup = anyio.Event()
+        self._wakeup = asyncio.Event()
         self._stash: list[StoredEvent] = []
         self._claiming = anyio.Lock()
         # Loop thread only: events of appends queued and not yet answered.
@@ -284,7 +285,7 @@ class SqliteInbox:
         """
         if self._writer is not None and self._writer.running:
             return
-        self._wakeup = anyio.Event()
+        self._wakeup = asyncio.Event()
         self._stash = []
         self._claiming = anyio.Lock()
         self._cursor = self._writes = self._claim_mark = 0
@@ -460,7 +461,7 @@ class SqliteInbox:
                 if events:
                     return events
                 if self._wakeup.is_set():
-                    self._wakeup = anyio.Event()
+                    self._wakeup = asyncio.Event()
                     continue  # something happened while we looked
                 with anyio.move_on_after(self._poll_interval) as idle:
                     await self._wakeup.wait()
