@@ -862,8 +862,9 @@ class _ModelCache:
         if found is _MISSING:
             found = _lenient(self._model, data)
             if len(self._built) >= self._size:
-                # Insertion order: drop the oldest entry.
-                del self._built[next(iter(self._built))]
+                # Start over: evicting one by one from the front of a dict gets slower with
+                # every deletion, and a bot with this many live contacts gains little anyway.
+                self._built.clear()
             self._built[key] = found
         return found
 

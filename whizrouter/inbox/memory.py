@@ -36,7 +36,10 @@ class MemoryInbox:
         self._ready: deque[StoredEvent] = deque()
         self._claimed: dict[int, StoredEvent] = {}
         self._dead: dict[int, DeadLetter] = {}
-        self._seen: dict[str, float] = {}
+        # Dedupe keys for look-ups, and the same keys oldest first for pruning: popping the
+        # front of a dict (next(iter(...))) gets slower with every key deleted before it.
+        self._seen: set[str] = set()
+        self._seen_order: deque[tuple[float, str]] = deque()
         self._wakeup = asyncio.Event()
 
     async def open(self) -> None:
@@ -48,13 +51,9 @@ class MemoryInbox:
 
     def _prune_seen(self, now: float) -> None:
         horizon = now - self._dedupe_seconds
-        # Keys are inserted in time order, so the oldest come first.
-        seen = self._seen
-        while seen:
-            key = next(iter(seen))
-            if seen[key] >= horizon:
-                break
-            del seen[key]
+        order, seen = self._seen_order, self._seen
+        while order and order[0][0] < horizon:
+            seen.discard(order.popleft()[1])
 
     async def append(self, events: Sequence[RawEvent]) -> int:
         """Store new events, drop those whose key was seen; see ``Inbox.append``."""
@@ -64,15 +63,16 @@ class MemoryInbox:
                 f"{self._max_backlog}); the provider will retry, or raise max_backlog"
             )
         now = time.time()
-        seen = self._seen
-        if seen and next(iter(seen.values())) < now - self._dedupe_seconds:
+        if self._seen_order and self._seen_order[0][0] < now - self._dedupe_seconds:
             self._prune_seen(now)
+        seen = self._seen
         stored = 0
         for event in events:
             key = event.key
             if key in seen:
                 continue  # a redelivery, or the same event twice in this callback
-            seen[key] = now
+            seen.add(key)
+            self._seen_order.append((now, key))
             self._queue(event, now)
             stored += 1
         if stored:
