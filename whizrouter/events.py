@@ -26,7 +26,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = [
@@ -839,47 +838,12 @@ def _lenient(model: type[WireModel], data: Any) -> Any:
         return None
 
 
-class _ModelCache:
-    """Recently built models of one small, frozen part, by the part's exact JSON.
-
-    A conversation's contact entry and a number's ``metadata`` repeat on every event, and a
-    pydantic model costs microseconds to build; the instances are frozen, so sharing one
-    between events is safe.
-    """
-
-    __slots__ = ("_built", "_model", "_size")
-
-    def __init__(self, model: type[WireModel], size: int = 4096) -> None:
-        self._model = model
-        self._size = size
-        self._built: dict[bytes, Any] = {}
-
-    def get(self, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return None
-        key = orjson.dumps(data)
-        found = self._built.get(key, _MISSING)
-        if found is _MISSING:
-            found = _lenient(self._model, data)
-            if len(self._built) >= self._size:
-                # Start over: evicting one by one from the front of a dict gets slower with
-                # every deletion, and a bot with this many live contacts gains little anyway.
-                self._built.clear()
-            self._built[key] = found
-        return found
-
-
-_MISSING = object()
-_contact = _ModelCache(Contact).get
-_business = _ModelCache(BusinessNumber).get
-
-
 def _envelope_fields(envelope: dict[str, Any]) -> dict[str, Any]:
     shape = envelope.get("shape")
     metadata = envelope.get("metadata")
     if shape not in ("onprem", "cloud"):
         shape = "cloud" if metadata is not None else "onprem"
-    return {"shape": shape, "business": _business(metadata) if metadata is not None else None}
+    return {"shape": shape, "business": _lenient(BusinessNumber, metadata)}
 
 
 def _summarize(exc: ValidationError) -> str:
@@ -933,7 +897,7 @@ def parse_message(envelope: dict[str, Any]) -> Message:
     """
     item = _item(envelope)
     fields = _envelope_fields(envelope)
-    fields["contact"] = _contact(envelope.get("contact"))
+    fields["contact"] = _lenient(Contact, envelope.get("contact"))
     wire_type = item.get("type")
     if not isinstance(wire_type, str):
         return _unknown(item, fields, "invalid", "type: missing or not a string")
