@@ -32,9 +32,8 @@ from whizrouter.events import (
     UnknownMessage,
     VideoMessage,
     VoiceMessage,
-    parse_message,
-    parse_status,
 )
+from whizrouter.parsing import parse_message, parse_status
 from whizrouter.payloads import split_callback
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -559,6 +558,14 @@ def test_item_without_string_id_raises() -> None:
 def test_envelope_without_item_raises() -> None:
     with pytest.raises(TypeError, match="item"):
         parse_message({"shape": "onprem"})
+
+
+def test_events_reexports_the_parsers() -> None:
+    from whizrouter import events
+
+    assert events.parse_message is parse_message
+    assert events.parse_status is parse_status
+    assert {"parse_message", "parse_status"} <= set(events.__all__)
 
 
 def test_every_message_class_is_reachable() -> None:

@@ -26,10 +26,10 @@ from whizrouter.client import WhizardClient
 from whizrouter.context import Context
 from whizrouter.dispatcher import Dispatcher
 from whizrouter.errors import RegistrationClosedError, WhizrouterError
-from whizrouter.events import parse_message, parse_status
 from whizrouter.filters import Predicate
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.inbox.factory import inbox_from_url
+from whizrouter.parsing import parse_message, parse_status
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, load_plugin, plugin_name
 from whizrouter.receiver import Receiver

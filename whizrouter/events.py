@@ -1,7 +1,8 @@
 """Typed events: one pydantic model per message type, ``UnknownMessage`` and ``Status``.
 
 The dispatcher turns each stored envelope (see ``whizrouter.payloads``) into an event with
-``parse_message`` or ``parse_status``. Both payload shapes normalize to the same classes:
+``parse_message`` or ``parse_status``; they live in ``whizrouter.parsing`` and are re-exported
+here. Both payload shapes normalize to the same classes:
 
 - a Cloud ``audio`` with ``audio.voice: true`` becomes a ``VoiceMessage`` (``type == "voice"``,
   media under ``.voice``), as on-premises voice notes already are;
@@ -24,9 +25,12 @@ uses: a message's sender, a status' recipient.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from whizrouter.parsing import parse_message, parse_status
 
 __all__ = [
     "MESSAGE_TYPES", "AnyMessage", "AudioMessage", "BusinessNumber", "Button", "ButtonMessage",
@@ -47,9 +51,6 @@ Shape = Literal["onprem", "cloud"]
 #: ``unsupported``, ``ephemeral``), whizrouter has no class for its type, or its payload did
 #: not validate (see ``UnknownMessage.validation_error``).
 UnknownReason = Literal["unsupported", "unmodelled", "invalid"]
-
-_UNSUPPORTED_TYPES = frozenset({"unknown", "unsupported", "ephemeral"})
-_MAX_REPORTED_ERRORS = 5
 
 
 def _to_datetime(timestamp: str) -> datetime | None:
@@ -818,130 +819,13 @@ class Status(WireModel):
         return _to_datetime(self.timestamp)
 
 
-# --- entry points -------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    # parse_message and parse_status live in whizrouter.parsing, which imports the models
+    # from here: re-export them on first use, so importing either module first works.
+    if name in ("parse_message", "parse_status"):
+        from whizrouter import parsing
 
-
-def _item(envelope: dict[str, Any]) -> dict[str, Any]:
-    item = envelope.get("item")
-    if not isinstance(item, dict):
-        raise TypeError(f"event envelope has no item object (got {type(item).__name__})")
-    return item
-
-
-def _lenient(model: type[WireModel], data: Any) -> Any:
-    """Validate an envelope part on its own, so a malformed one never spoils the event."""
-    if not isinstance(data, dict):
-        return None
-    try:
-        return model.model_validate(data)
-    except ValidationError:
-        return None
-
-
-def _envelope_fields(envelope: dict[str, Any]) -> dict[str, Any]:
-    shape = envelope.get("shape")
-    metadata = envelope.get("metadata")
-    if shape not in ("onprem", "cloud"):
-        shape = "cloud" if metadata is not None else "onprem"
-    return {"shape": shape, "business": _lenient(BusinessNumber, metadata)}
-
-
-def _summarize(exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False, include_input=False)
-    parts = [
-        f"{'.'.join(str(part) for part in error['loc']) or '(item)'}: {error['msg']}"
-        for error in errors[:_MAX_REPORTED_ERRORS]
-    ]
-    if len(errors) > _MAX_REPORTED_ERRORS:
-        parts.append(f"and {len(errors) - _MAX_REPORTED_ERRORS} more")
-    return "; ".join(parts)
-
-
-def _drop_failing(data: dict[str, Any], exc: ValidationError) -> None:
-    for error in exc.errors(include_url=False, include_input=False):
-        if error["loc"]:
-            data.pop(str(error["loc"][0]), None)
-
-
-def _unknown(
-    item: dict[str, Any], fields: dict[str, Any], reason: UnknownReason, error: str | None
-) -> UnknownMessage:
-    data = {**item, **fields, "reason": reason, "validation_error": error, "raw": item}
-    try:
-        return UnknownMessage.model_validate(data)
-    except ValidationError as exc:
-        # Some base field is malformed too: leave it out (``raw`` still has it) and say so.
-        _drop_failing(data, exc)
-        data.setdefault("timestamp", "")
-        data.setdefault("type", "unknown")
-        data["reason"] = "invalid"
-        data["validation_error"] = "; ".join(filter(None, (error, _summarize(exc))))
-        return UnknownMessage.model_validate(data)
-
-
-def parse_message(envelope: dict[str, Any]) -> Message:
-    """Build the typed message of a ``message`` event envelope.
-
-    Args:
-        envelope: the decoded event body: ``{"shape", "item", "contact", "metadata"}``.
-
-    Returns:
-        An instance of the class for the item's ``type`` (see ``MESSAGE_TYPES``), a
-        ``VoiceMessage`` for a Cloud voice note, or an ``UnknownMessage`` for a type that is
-        not modelled or a payload that does not validate.
-
-    Raises:
-        TypeError: the envelope has no ``item`` object.
-        pydantic.ValidationError: the item has no string ``id`` or ``from``;
-            ``split_callback`` never stores such an item as a message.
-    """
-    item = _item(envelope)
-    fields = _envelope_fields(envelope)
-    fields["contact"] = _lenient(Contact, envelope.get("contact"))
-    wire_type = item.get("type")
-    if not isinstance(wire_type, str):
-        return _unknown(item, fields, "invalid", "type: missing or not a string")
-    cls = MESSAGE_TYPES.get(wire_type)
-    if cls is None:
-        reason: UnknownReason = "unsupported" if wire_type in _UNSUPPORTED_TYPES else "unmodelled"
-        return _unknown(item, fields, reason, None)
-    data = {**item, **fields}
-    if cls is AudioMessage:
-        audio = item.get("audio")
-        if isinstance(audio, dict) and audio.get("voice") is True:
-            cls = VoiceMessage
-            data["type"] = "voice"
-            data["voice"] = audio
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        return _unknown(item, fields, "invalid", _summarize(exc))
-
-
-def parse_status(envelope: dict[str, Any]) -> Status:
-    """Build the ``Status`` of a ``status`` event envelope.
-
-    Fields that do not validate are left at their defaults, and the status keeps its raw
-    form and a ``validation_error``, so a status is never lost to an odd field.
-
-    Args:
-        envelope: the decoded event body: ``{"shape", "item", "contact", "metadata"}``.
-
-    Returns:
-        The status; ``status`` is whatever string the provider sent.
-
-    Raises:
-        TypeError: the envelope has no ``item`` object.
-        pydantic.ValidationError: the item has no string ``id`` or ``status``;
-            ``split_callback`` never stores such an item as a status.
-    """
-    item = _item(envelope)
-    data = {**item, **_envelope_fields(envelope)}
-    try:
-        return Status.model_validate(data)
-    except ValidationError as exc:
-        _drop_failing(data, exc)
-        data.setdefault("timestamp", "")
-        data["validation_error"] = _summarize(exc)
-        data["raw"] = item
-        return Status.model_validate(data)
+        value = getattr(parsing, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
