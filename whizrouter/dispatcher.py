@@ -91,7 +91,6 @@ class Dispatcher:
         # asyncio events where one is made per wait: an anyio.Event costs about 3 us to build
         # (a backend look-up), an asyncio one a tenth of that. The dispatcher is asyncio-only.
         self._room = asyncio.Event()
-        self._claim_waits_for_room = False
         self._acks: list[int] = []
         self._acks_committed = asyncio.Event()
         self._idle = asyncio.Event()
@@ -131,7 +130,6 @@ class Dispatcher:
             while True:
                 while self._claimed >= self._max_claimed:
                     self._room = asyncio.Event()
-                    self._claim_waits_for_room = True
                     await self._room.wait()
                 try:
                     batch = await self._inbox.claim(
@@ -240,8 +238,7 @@ class Dispatcher:
         crash can replay twice to the events in the workers' hands: at most ``concurrency``.
         """
         self._claimed -= 1
-        if self._claim_waits_for_room:
-            self._claim_waits_for_room = False
+        if not self._room.is_set():
             self._room.set()
         if ack and not self._durable:
             # Nothing survives a crash anyway: settle in place, no hand-off to the flusher.

@@ -57,7 +57,7 @@ class MemoryInbox:
 
     async def append(self, events: Sequence[RawEvent]) -> int:
         """Store new events, drop those whose key was seen; see ``Inbox.append``."""
-        if len(self._ready) + len(self._claimed) + len(events) > self._max_backlog:
+        if self.backlog() + len(events) > self._max_backlog:
             raise InboxFullError(
                 f"the memory inbox holds {self.backlog()} unsettled events (bound "
                 f"{self._max_backlog}); the provider will retry, or raise max_backlog"
