@@ -34,7 +34,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -47,10 +46,11 @@ from typing import Any, TextIO
 
 import aiohttp
 
+from benchmarks import processes
 from whizrouter import Context, TextMessage, WhizRouter
 from whizrouter.testing import text_callback
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = processes.ROOT
 #: The bot the child processes run.
 TARGET = "benchmarks.nats_scaleout:app"
 #: Partitions of the benchmark stream: divisible by 1, 2, 3 and 4 workers.
@@ -153,23 +153,8 @@ def nats_server_binary() -> str:
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
-    """This environment without whizrouter settings (they would change what is measured)."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("WHIZROUTER_", "WHIZARD_"))
-    }
-    path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
-    return {**env, "WHIZROUTER_LOG_LEVEL": "WARNING", **extra}
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A child's environment (see ``benchmarks.processes.child_env``), quiet, plus ``extra``."""
+    return {**processes.child_env(), "WHIZROUTER_LOG_LEVEL": "WARNING", **extra}
 
 
 class NatsServer:
@@ -244,7 +229,7 @@ class Bot:
         self.role = role
         self.env = env
         self.log = log
-        self.port = free_port()
+        self.port = processes.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: asyncio.subprocess.Process | None = None
 
