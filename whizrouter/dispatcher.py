@@ -92,7 +92,9 @@ class Dispatcher:
         # (a backend look-up), an asyncio one a tenth of that. The dispatcher is asyncio-only.
         self._room = asyncio.Event()
         self._acks: list[int] = []
-        self._acks_committed = asyncio.Event()
+        # Durable inbox: events started whose ack is not committed (see _reserve_replay_slot).
+        self._unacked = 0
+        self._unacked_room = asyncio.Event()
         self._idle = asyncio.Event()
         self._ack_wakeup = asyncio.Event()
         self._stop_event = anyio.Event()
@@ -100,11 +102,12 @@ class Dispatcher:
         self._worker_scope = anyio.CancelScope()
         self._workers_done = anyio.Event()
         self._flusher_done = anyio.Event()
-        # Lanes ready for a worker, and workers waiting for a lane. A hand-off resolves the
-        # waiting worker's future directly: an anyio memory stream costs several backend
-        # look-ups and an extra checkpoint per event, a tenth of the hot path.
+        # Lanes ready for a worker, and workers waiting for one. Waking a worker resolves its
+        # future directly: an anyio memory stream costs several backend look-ups and an extra
+        # checkpoint per event, a tenth of the hot path.
         self._ready: deque[str] = deque()
-        self._idle_workers: deque[asyncio.Future[str | None]] = deque()
+        self._idle_workers: deque[asyncio.Future[bool]] = deque()
+        self._waking = 0  # workers woken for a ready lane that have not run yet
         self._ready_closed = False
         #: Counters for logs, health checks and tests.
         self.handled = 0
@@ -169,12 +172,24 @@ class Dispatcher:
         return self._durable and self._stop_event.is_set()
 
     def _hand_off(self, conversation: str) -> None:
+        self._ready.append(conversation)
+        if not self._waking:
+            self._wake_one()
+
+    def _wake_one(self) -> None:
+        """Wake an idle worker for the ready lanes, unless all are busy.
+
+        One worker wakes at a time: it takes a lane and, while more are ready, wakes the next
+        one. A burst of events for handlers that never wait is run by the first worker
+        awake without waking the others, a task switch saved per event; handlers that wait
+        free the loop for the next worker, so concurrency still reaches ``concurrency``.
+        """
         while self._idle_workers:
             waiter = self._idle_workers.popleft()
             if not waiter.done():
-                waiter.set_result(conversation)
+                waiter.set_result(True)
+                self._waking += 1
                 return
-        self._ready.append(conversation)
 
     def _close_ready(self) -> None:
         """No more lanes: idle workers end, busy ones end once the ready lanes are done."""
@@ -182,16 +197,28 @@ class Dispatcher:
         while self._idle_workers:
             waiter = self._idle_workers.popleft()
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(False)
 
     async def _next_lane(self) -> str | None:
-        if self._ready:
-            return self._ready.popleft()
-        if self._ready_closed:
-            return None
-        waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._idle_workers.append(waiter)
-        return await waiter
+        while not self._ready:
+            if self._ready_closed:
+                return None
+            waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self._idle_workers.append(waiter)
+            try:
+                woken = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled() and waiter.result():
+                    self._waking -= 1  # woken, then cancelled before it ran: pass it on
+                    if self._ready:
+                        self._wake_one()
+                raise
+            if woken:
+                self._waking -= 1
+        conversation = self._ready.popleft()
+        if self._ready and not self._waking:
+            self._wake_one()
+        return conversation
 
     async def _worker(self) -> None:
         while (conversation := await self._next_lane()) is not None:
@@ -201,6 +228,8 @@ class Dispatcher:
             for _ in range(LANE_TURN):
                 if not lane or self._leaving_now():
                     break
+                if self._durable:
+                    await self._reserve_replay_slot()
                 await self._handle(lane.popleft())
             if self._leaving_now():
                 return
@@ -231,23 +260,43 @@ class Dispatcher:
         await self._flusher_done.wait()
         return self._claimed
 
-    async def _settle(self, seq: int, *, ack: bool) -> None:
-        """Release the event's slot; for an ack, return once the inbox has recorded it.
+    async def _reserve_replay_slot(self) -> None:
+        """Wait until fewer than ``concurrency`` started events lack a committed ack.
 
-        Waiting for the (batched) ack before the worker takes its next event bounds what a
-        crash can replay twice to the events in the workers' hands: at most ``concurrency``.
+        A crash replays every event that was started and whose ack was not committed yet;
+        this bounds those to ``concurrency``, as if each worker waited for its own ack, while
+        a worker whose handler returned at once goes on to the next event without waiting
+        for the flusher (one task switch less per event).
         """
+        while self._unacked >= self._concurrency:
+            if self._unacked_room.is_set():
+                self._unacked_room = asyncio.Event()
+            await self._unacked_room.wait()
+        self._unacked += 1
+
+    def _release_replay_slot(self, count: int = 1) -> None:
+        self._unacked -= count
+        if not self._unacked_room.is_set():
+            self._unacked_room.set()
+
+    async def _settle(self, seq: int, *, ack: bool) -> None:
+        """Release the event's slot; a durable inbox's ack goes to the batching flusher."""
         self._claimed -= 1
         if not self._room.is_set():
             self._room.set()
-        if ack and not self._durable:
-            # Nothing survives a crash anyway: settle in place, no hand-off to the flusher.
-            await self._inbox.ack((seq,))
+        if not self._durable:
+            if ack:
+                # Nothing survives a crash anyway: settle in place, no hand-off to the flusher.
+                await self._inbox.ack((seq,))
         elif ack:
             self._acks.append(seq)
-            committed = self._acks_committed
             self._ack_wakeup.set()
-            await committed.wait()
+            return  # the flusher releases the replay slot and checks for idleness
+        else:
+            self._release_replay_slot()
+        self._check_idle()
+
+    def _check_idle(self) -> None:
         if self._claimed == 0 and self._inbox.backlog() == 0:
             self._idle.set()
 
@@ -274,14 +323,14 @@ class Dispatcher:
                 await self._ack_wakeup.wait()
                 continue
             batch, self._acks = self._acks, []
-            committed, self._acks_committed = self._acks_committed, asyncio.Event()
             try:
                 await self._inbox.ack(batch)
             except Exception:
                 # Unsettled means replayed after a restart: a duplicate, never a loss.
                 log.exception("could not settle %d handled events in the inbox", len(batch))
             finally:
-                committed.set()
+                self._release_replay_slot(len(batch))
+            self._check_idle()
 
     async def _handle(self, stored: StoredEvent) -> None:
         try:
@@ -352,6 +401,7 @@ class Dispatcher:
                 else:
                     await anyio.sleep(pause)
                 if self._leaving_now():
+                    self._release_replay_slot()
                     return  # stays pending in the durable inbox, retried after the restart
                 attempt += 1
                 ctx.attempt = attempt
