@@ -92,9 +92,10 @@ class Dispatcher:
         # (a backend look-up), an asyncio one a tenth of that. The dispatcher is asyncio-only.
         self._room = asyncio.Event()
         self._acks: list[int] = []
-        # Durable inbox: events started whose ack is not committed (see _reserve_replay_slot).
+        # Durable inbox: events started whose ack is not committed (see _reserve_replay_slot),
+        # and workers waiting for one of those slots, first come first served.
         self._unacked = 0
-        self._unacked_room = asyncio.Event()
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._idle = asyncio.Event()
         self._ack_wakeup = asyncio.Event()
         self._stop_event = anyio.Event()
@@ -173,7 +174,7 @@ class Dispatcher:
 
     def _hand_off(self, conversation: str) -> None:
         self._ready.append(conversation)
-        if not self._waking:
+        if not self._waking and (not self._durable or self._replay_slots_left()):
             self._wake_one()
 
     def _wake_one(self) -> None:
@@ -216,7 +217,7 @@ class Dispatcher:
             if woken:
                 self._waking -= 1
         conversation = self._ready.popleft()
-        if self._ready and not self._waking:
+        if self._ready and not self._waking and (not self._durable or self._replay_slots_left()):
             self._wake_one()
         return conversation
 
@@ -260,6 +261,9 @@ class Dispatcher:
         await self._flusher_done.wait()
         return self._claimed
 
+    def _replay_slots_left(self) -> bool:
+        return self._unacked < self._concurrency
+
     async def _reserve_replay_slot(self) -> None:
         """Wait until fewer than ``concurrency`` started events lack a committed ack.
 
@@ -268,16 +272,28 @@ class Dispatcher:
         a worker whose handler returned at once goes on to the next event without waiting
         for the flusher (one task switch less per event).
         """
-        while self._unacked >= self._concurrency:
-            if self._unacked_room.is_set():
-                self._unacked_room = asyncio.Event()
-            await self._unacked_room.wait()
-        self._unacked += 1
+        if self._replay_slots_left() and not self._slot_waiters:
+            self._unacked += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._slot_waiters.append(waiter)
+        try:
+            await waiter  # the slot is handed over with the result
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release_replay_slot()
+            raise
 
     def _release_replay_slot(self, count: int = 1) -> None:
         self._unacked -= count
-        if not self._unacked_room.is_set():
-            self._unacked_room.set()
+        waiters = self._slot_waiters
+        while waiters and self._replay_slots_left():
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._unacked += 1
+        if self._ready and not self._waking and self._replay_slots_left():
+            self._wake_one()  # lanes that came in while no slot was left
 
     async def _settle(self, seq: int, *, ack: bool) -> None:
         """Release the event's slot; a durable inbox's ack goes to the batching flusher."""
