@@ -235,7 +235,9 @@ class Dispatcher:
             if self._leaving_now():
                 return
             if lane:
-                self._hand_off(conversation)
+                # Back in the queue; this worker takes the next ready lane at once, so no
+                # other worker needs waking for it.
+                self._ready.append(conversation)
                 continue
             del self._lanes[conversation]
             if self._stop_event.is_set() and not self._lanes:
