@@ -92,7 +92,7 @@ def wrk_script(scenario: Scenario, conversations: int = CONVERSATIONS) -> str:
         if isinstance(piece, str):
             body.append(lua_string(piece))
         elif piece.field == "ID":
-            body.append(f'prefix .. n .. ".{piece.slot}"')
+            body.append(f'"wamid." .. string.reverse(s) .. ".{piece.slot}." .. tag .. "." .. s')
         else:
             body.append(
                 f"tostring({CONVERSATION_BASE} + (n * {scenario.slots} + {piece.slot}) "
@@ -103,7 +103,7 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
 local started = 0
-local prefix = "wamid.bench.x."
+local tag = "bench.x"
 local counter = 0
 
 function setup(thread)
@@ -117,12 +117,13 @@ function init(args)
   if thread_number and thread_number > 1 then
     nonce = nonce .. "t" .. thread_number
   end
-  prefix = "wamid.bench." .. nonce .. "."
+  tag = "bench." .. nonce
 end
 
 function request()
   counter = counter + 1
   local n = counter
+  local s = tostring(n)
   local body = table.concat({{{", ".join(body)}}})
   return wrk.format("POST", "/webhook", nil, body)
 end

@@ -78,8 +78,13 @@ class Scenario:
         return self.slots
 
     def message_id(self, nonce: str, number: int, slot: int) -> str:
-        """The id hole ``slot`` of request ``number`` gets."""
-        return f"wamid.bench.{nonce}.{number}.{slot}"
+        """The id hole ``slot`` of request ``number`` gets.
+
+        The request number comes first with its digits reversed, so that ids follow each
+        other in no particular order, as provider ids do: counting ids would all land at the
+        end of the inbox's dedupe index, which real traffic never does.
+        """
+        return f"wamid.{str(number)[::-1]}.{slot}.bench.{nonce}.{number}"
 
     def sender(self, number: int, slot: int, conversations: int = CONVERSATIONS) -> str:
         """The number hole ``slot`` of request ``number`` gets."""
