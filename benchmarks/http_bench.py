@@ -178,7 +178,16 @@ class ServerProcess:
             return ""
 
 
-async def _drive(
+def scenario_script(scenario: Scenario, plan: LoadPlan, workdir: Path) -> Path | None:
+    """Write the scenario's wrk script into ``workdir`` (None for the built-in client)."""
+    if plan.client != "wrk":
+        return None
+    script = workdir / f"{scenario.name}.lua"
+    script.write_text(wrk_script(scenario))
+    return script
+
+
+async def drive(
     server: ServerProcess,
     scenario: Scenario,
     plan: LoadPlan,
@@ -186,6 +195,7 @@ async def _drive(
     nonce: str,
     seconds: float,
 ) -> LoadResult:
+    """Load ``server`` with ``scenario`` for ``seconds``, with ``plan``'s client and connections."""
     url = server.url + "/webhook"
     if plan.client == "wrk":
         assert script is not None
@@ -202,7 +212,7 @@ async def _drive(
     )
 
 
-async def _check(
+async def check_dispatch(
     server: ServerProcess,
     session: aiohttp.ClientSession,
     scenario: Scenario,
@@ -210,6 +220,11 @@ async def _check(
     connections: int,
     wait_seconds: float,
 ) -> DispatchCheck:
+    """Once ``server`` settled: did its handlers run once per event of every 200?
+
+    ``windows`` are the load results of everything it was sent; ``connections`` per window
+    bounds the answers the client may not have counted.
+    """
     stats, settled = await server.settled_stats(session, wait_seconds)
     ok, handled = int(stats["ok"]), stats["handled"]
     client_ok = sum(window.ok for window in windows)
@@ -250,14 +265,16 @@ async def _measure_one(
     warmup = None
     first = await server.stats(session)
     if plan.warmup > 0:
-        warmup = await _drive(server, scenario, plan, script, nonce + "w", plan.warmup)
+        warmup = await drive(server, scenario, plan, script, nonce + "w", plan.warmup)
         windows.append(warmup)
     loop = asyncio.get_running_loop()
     before, started = await server.stats(session), loop.time()
-    load = await _drive(server, scenario, plan, script, nonce + "m", plan.duration)
+    load = await drive(server, scenario, plan, script, nonce + "m", plan.duration)
     after, wall = await server.stats(session), loop.time() - started
     windows.append(load)
-    check = await _check(server, session, scenario, windows, plan.connections, wait_seconds=300)
+    check = await check_dispatch(
+        server, session, scenario, windows, plan.connections, wait_seconds=300
+    )
     last = await server.stats(session)
     window_cpu = after["cpu_s"] - before["cpu_s"]
     return {
@@ -288,10 +305,7 @@ async def run_scenario(
     Returns:
         per server: the raw figures of each round and their medians (see ``summarise``).
     """
-    script = None
-    if plan.client == "wrk":
-        script = workdir / f"{scenario.name}.lua"
-        script.write_text(wrk_script(scenario))
+    script = scenario_script(scenario, plan, workdir)
     rounds: dict[str, list[dict[str, Any]]] = {kind: [] for kind in servers}
     async with aiohttp.ClientSession() as session:
         for number in range(1, plan.rounds + 1):

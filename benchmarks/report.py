@@ -5,6 +5,7 @@ Targets are reported, never asserted: a missed target is a finding, not a failur
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -58,6 +59,15 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
             p99 = sqlite["p99_ratio"]
             targets.append(Target(f"{scenario}: sqlite p99 <= {SQLITE_P99_RATIO}x baseline p99",
                                   p99, p99 is not None and p99 <= SQLITE_P99_RATIO))
+    for scenario, servers in results.get("paired", {}).items():
+        for kind, floor in (("memory", MEMORY_RPS_RATIO), ("sqlite", SQLITE_RPS_RATIO)):
+            figures = servers.get(kind)
+            if figures is not None and figures["median_cpu_ratio"] is not None:
+                ratio = figures["median_cpu_ratio"]
+                targets.append(Target(
+                    f"{scenario}: {kind} req/s >= {floor}x baseline (paired, from CPU/callback)",
+                    ratio, ratio >= floor,
+                ))
     for backend, figures in results.get("dispatch", {}).items():
         floor = DISPATCH_RATE[backend]
         rates = figures["throughput"]
@@ -129,6 +139,33 @@ def http_table(results: dict[str, Any], servers: Iterable[str]) -> list[str]:
             )
             first = False
     return lines
+
+
+def paired_table(results: dict[str, Any], servers: Iterable[str]) -> list[str]:
+    """The paired table: CPU per callback beside a baseline, and the ratio it predicts."""
+    lines = [f"{'scenario':<9} {'server':<12} {'CPU us':>7} {'base us':>8} {'x base':>7}  "
+             "dispatched"]
+    for scenario, by_server in results.items():
+        first = True
+        for kind in servers:
+            figures = by_server.get(kind)
+            if figures is None:
+                continue
+            rounds = figures["rounds"]
+            lines.append(
+                f"{scenario if first else '':<9} {kind:<12} "
+                f"{_number(_median(r['us_per_callback'] for r in rounds)):>7} "
+                f"{_number(_median(r['baseline_us_per_callback'] for r in rounds)):>8} "
+                f"{_ratio(figures['median_cpu_ratio']):>7}  "
+                f"{'ok' if figures['dispatch_checked'] else 'FAILED'}"
+            )
+            first = False
+    return lines
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    known = sorted(value for value in values if value is not None)
+    return statistics.median(known) if known else None
 
 
 def dispatch_table(results: dict[str, Any]) -> list[str]:

@@ -6,11 +6,14 @@
     python -m benchmarks --smoke            # a second of load per server, tiny sizes
     python -m benchmarks --parts http --scenarios onprem --rounds 1
 
-Three parts, each in its own processes:
+Four parts, each in its own processes:
 
 - ``http``: the four servers of ``benchmarks.servers`` under wrk (1 thread, 64 connections),
   a warm-up and a measured window per round, 3 rounds in alternating order, each server
   checked to have handled every event it acknowledged (see ``benchmarks.http_bench``);
+- ``paired``: each server loaded at the same time as a baseline on the same core, their CPU
+  per callback compared, which tells the req/s ratio with far less drift (see
+  ``benchmarks.paired_bench``);
 - ``dispatch``: events/s from the inbox to a no-op handler, and the delay from the 200 to
   the handler's start (see ``benchmarks.dispatch_bench``);
 - ``memory``: RSS with 100,000 events waiting (see ``benchmarks.memory_bench``).
@@ -39,18 +42,20 @@ import orjson
 import whizrouter
 from benchmarks.http_bench import SERVERS, LoadPlan, run_scenario
 from benchmarks.load import WRK_HINT, wrk_available
+from benchmarks.paired_bench import run_paired
 from benchmarks.processes import ROOT, Pinning, choose_pinning, python_module, run_child
 from benchmarks.report import (
     dispatch_table,
     evaluate,
     http_table,
     memory_table,
+    paired_table,
     targets_table,
 )
 from benchmarks.scenarios import CONVERSATIONS, build_scenarios
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
-PARTS = ("http", "dispatch", "memory")
+PARTS = ("http", "paired", "dispatch", "memory")
 BACKENDS = ("memory", "sqlite")
 
 
@@ -151,6 +156,27 @@ async def run_http(
     return results
 
 
+async def run_pairs(
+    args: argparse.Namespace, plan: LoadPlan, out: TextIO
+) -> dict[str, Any]:
+    """The paired part: every scenario, every server beside a baseline, every round."""
+    scenarios = build_scenarios()
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="whizbench-paired-") as scratch:
+        for name in args.scenarios:
+            out.write(f"{name}, paired with the baseline on one core:\n")
+            out.flush()
+
+            def progress(line: str) -> None:
+                out.write(line + "\n")
+                out.flush()
+
+            results[name] = await run_paired(
+                scenarios[name], args.servers, plan, Path(scratch), progress
+            )
+    return results
+
+
 async def run_dispatch(
     args: argparse.Namespace, pinning: Pinning, out: TextIO
 ) -> dict[str, Any]:
@@ -191,6 +217,12 @@ def failed_checks(results: dict[str, Any]) -> list[str]:
             for number, result in enumerate(figures["rounds"], 1):
                 if not result["check"]["passed"]:
                     failures.append(f"http {scenario} {kind} round {number}: "
+                                    f"{result['check']['note']}")
+    for scenario, servers in results.get("paired", {}).items():
+        for kind, figures in servers.items():
+            for number, result in enumerate(figures["rounds"], 1):
+                if not result["check"]["passed"]:
+                    failures.append(f"paired {scenario} {kind} pair {number}: "
                                     f"{result['check']['note']}")
     for backend, figures in results.get("dispatch", {}).items():
         for rate in figures["throughput"]:
@@ -263,6 +295,8 @@ async def run(args: argparse.Namespace, client: str, out: TextIO) -> dict[str, A
               f"; load by {client}; {pinning.describe()}\n\n")
     if "http" in args.parts:
         results["http"] = await run_http(args, plan, out)
+    if "paired" in args.parts:
+        results["paired"] = await run_pairs(args, plan, out)
     if "dispatch" in args.parts:
         results["dispatch"] = await run_dispatch(args, pinning, out)
     if "memory" in args.parts:
@@ -285,6 +319,14 @@ def print_report(results: dict[str, Any], args: argparse.Namespace, out: TextIO)
             "in the measured window (far below 100% means other programs took the core)\n"
         )
         out.write("\n".join(http_table(results["http"], args.servers)) + "\n")
+    if "paired" in results:
+        out.write(
+            f"\nPaired: median of {meta['rounds']} pair(s); each server and a baseline loaded "
+            "at once on the same core (half the connections each), so both see the same "
+            "machine speed; x base = baseline CPU per callback / the server's, the req/s ratio "
+            "it predicts\n"
+        )
+        out.write("\n".join(paired_table(results["paired"], args.servers)) + "\n")
     if "dispatch" in results:
         out.write(f"\nDispatch without HTTP: {meta['dispatch_events']:,} events preloaded, "
                   "no-op handler, default concurrency 64\n")
@@ -307,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = sys.stdout
     client = choose_client(args)
-    if client is None and "http" in args.parts:
+    if client is None and ("http" in args.parts or "paired" in args.parts):
         sys.stderr.write(f"wrk is not installed; {WRK_HINT}\n"
                          "(or run the smoke test, which falls back to a built-in client: "
                          "python -m benchmarks --smoke)\n")

@@ -40,7 +40,7 @@ def _assert_dispatched(http: dict[str, Any], servers: tuple[str, ...]) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 def test_smoke_run_measures_every_part_and_every_bot_dispatched(tmp_path: Path) -> None:
     output = tmp_path / "smoke.json"
 
@@ -54,6 +54,16 @@ def test_smoke_run_measures_every_part_and_every_bot_dispatched(tmp_path: Path) 
         for result in http[kind]["rounds"]:
             # Ten messages per callback: ten handler runs per 200.
             assert result["check"]["handled"] == 10 * result["check"]["ok"]
+    paired = results["paired"]["batch"]
+    assert sorted(paired) == sorted(HANDLING_SERVERS)
+    for kind in HANDLING_SERVERS:
+        assert paired[kind]["dispatch_checked"]
+        for result in paired[kind]["rounds"]:
+            assert result["check"]["handled"] == 10 * result["check"]["ok"] > 0
+            assert result["us_per_callback"] > 0 and result["baseline_us_per_callback"] > 0
+            assert result["cpu_ratio"] == pytest.approx(
+                result["baseline_us_per_callback"] / result["us_per_callback"]
+            )
     for backend in ("memory", "sqlite"):
         figures = results["dispatch"][backend]
         assert [rate["conversations"] for rate in figures["throughput"]] == [10, 100, 1000]
