@@ -117,3 +117,36 @@ async def test_an_event_interrupted_more_often_than_the_budget_is_dead_lettered(
                     [letter] = await app.inbox.dead_letters()
                     assert "started 2 times without finishing" in letter.error
     assert runs == [1, 2]
+
+
+async def test_events_waiting_through_clean_restarts_count_no_attempt(tmp_path: Path) -> None:
+    # One conversation, one at a time: the first event hangs, the others wait behind it.
+    # Each clean stop interrupts the first; the waiting ones never started, so their
+    # attempt stays 1 however many restarts they sit through.
+    db = tmp_path / "inbox.db"
+    attempts: dict[str, list[int]] = {}
+    async with FakeProvider() as provider:
+        for lifetime in range(4):
+            app = WhizRouter(retry=RetryPolicy(attempts=9), shutdown_grace=0.05)
+            started = asyncio.Event()
+
+            @app.on_message(type="text")
+            async def handler(
+                message: TextMessage, ctx: Context, started: asyncio.Event = started,
+                lifetime: int = lifetime,
+            ) -> None:
+                attempts.setdefault(message.text.body, []).append(ctx.attempt)
+                started.set()
+                if message.text.body == "first" and lifetime < 3:
+                    await asyncio.Event().wait()  # interrupted by the stop
+
+            app.replace_parts(client=provider.client(), inbox=inbox_from_url(f"sqlite:///{db}"))
+            async with app:
+                if lifetime == 0:
+                    for body in ("first", "second", "third"):
+                        await app.feed(text_callback(body, wa_id="15550000001"))
+                await asyncio.wait_for(started.wait(), timeout=5)
+                if lifetime == 3:
+                    assert app.dispatcher is not None
+                    await app.dispatcher.wait_idle()
+    assert attempts == {"first": [1, 2, 3, 4], "second": [1], "third": [1]}

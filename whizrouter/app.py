@@ -379,6 +379,7 @@ class WhizRouter:
             left = await dispatcher.drain(self.settings.shutdown_grace)
             with contextlib.suppress(Exception):  # already logged by _dispatcher_ended
                 await task
+            await self._release_unstarted(dispatcher)
             left += 0 if self.inbox.durable else self.inbox.backlog() - left
             if left and self.inbox.durable:
                 log.info("shutdown: %d events left in the inbox for the next start", left)
@@ -387,6 +388,21 @@ class WhizRouter:
         await call_hook(self._plugins, "shutdown", self)
         await self._close_resources()
         log.info("stopped")
+
+    async def _release_unstarted(self, dispatcher: Dispatcher) -> None:
+        """Tell a durable inbox which claimed events never started, so they count no attempt.
+
+        Without this, the next start counts one for every event this process claimed, and an
+        event waiting through several restarts could look like one that kills the process.
+        """
+        release = getattr(self.inbox, "release", None)
+        if not self.inbox.durable or not callable(release):
+            return
+        try:
+            await release(dispatcher.unstarted())
+        except Exception:
+            log.warning("shutdown: could not hand the unstarted events back; the next start "
+                        "counts an attempt for each", exc_info=True)
 
     async def _close_resources(self) -> None:
         self._dispatcher = None

@@ -297,6 +297,13 @@ class Dispatcher:
         if self._ready and not self._waking and self._replay_slots_left():
             self._wake_one()  # lanes that came in while no slot was left
 
+    def unstarted(self) -> list[int]:
+        """Seqs of claimed events no handler has started yet (those waiting in their lanes).
+
+        After ``drain``, a durable inbox hands these back without counting an attempt.
+        """
+        return [event.seq for lane in self._lanes.values() for event in lane]
+
     async def _settle(self, seq: int, *, ack: bool) -> None:
         """Release the event's slot; a durable inbox's ack goes to the batching flusher."""
         self._claimed -= 1

@@ -510,6 +510,29 @@ class SqliteInbox:
         if backlog is not None:
             self._backlog = backlog
 
+    async def release(self, unstarted: Sequence[int]) -> None:
+        """The consumer stops cleanly: claimed events in ``unstarted`` never reached a handler.
+
+        Counts now the attempt of every other claimed, unsettled event (its handler may have
+        run), and clears the claim mark, so the next start counts none: an event that waits
+        through many clean restarts keeps its attempt count. After a crash the next start
+        still counts one for every claimed event, since nobody can tell which had started.
+        Events claimed but still unsettled stay pending; call ``close`` afterwards.
+        """
+        if not self._recovered:
+            return  # this process never claimed: its mark is not ours to move
+        spared = _json([*unstarted, *(event.seq for event in self._stash)])
+        await self._submit(lambda conn: self._release_rows(conn, spared))
+
+    def _release_rows(self, conn: sqlite3.Connection, spared: str) -> None:
+        conn.execute(
+            "UPDATE events SET attempts = attempts + 1 WHERE state = 0 AND seq <= "
+            "(SELECT value FROM meta WHERE name = 'claimed_through') "
+            f"AND seq NOT {_IN_JSON}",
+            (spared,),
+        )
+        conn.execute("UPDATE meta SET value = 0 WHERE name = 'claimed_through'")
+
     def _stash_back(self, result: _Claimed) -> None:
         # The claimer was cancelled after the writer took these events: keep them for the
         # next claim instead of stranding them until the next restart.
