@@ -4,6 +4,10 @@ The receiver calls ``append`` and answers 200 only after it returned; the dispat
 ``claim`` and settles every claimed event with exactly one of ``ack`` or ``dead`` (after zero
 or more ``record_attempt``). Backends: ``memory`` (this package), ``sqlite`` (durable, the
 default) and ``nats`` (JetStream, several processes).
+
+Optional: a durable backend may provide ``async release(unstarted: Sequence[int])``. The app
+calls it once the dispatcher has drained at a clean stop, with the claimed events no handler
+started, so that they count no attempt at the next start (see ``SqliteInbox.release``).
 """
 
 from __future__ import annotations
