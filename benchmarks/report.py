@@ -6,7 +6,7 @@ Targets are reported, never asserted: a missed target is a finding, not a failur
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -108,6 +108,20 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
+def _rows(
+    results: dict[str, Any], servers: Iterable[str]
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """``(scenario label, server, figures)`` in table order; the label only on its first row."""
+    order = list(servers)
+    for scenario, by_server in results.items():
+        label = scenario
+        for kind in order:
+            figures = by_server.get(kind)
+            if figures is not None:
+                yield label, kind, figures
+                label = ""
+
+
 def http_table(results: dict[str, Any], servers: Iterable[str]) -> list[str]:
     """The HTTP table: medians over the rounds and ratios to the baseline."""
     lines = [
@@ -115,29 +129,23 @@ def http_table(results: dict[str, Any], servers: Iterable[str]) -> list[str]:
         f"{'p99 ms':>8} {'x base':>7} {'CPU us':>7} {'x base':>7} {'core':>5} {'non-2xx':>8}  "
         "dispatched (handled / 200s x events)",
     ]
-    for scenario, by_server in results.items():
-        first = True
-        for kind in servers:
-            figures = by_server.get(kind)
-            if figures is None:
-                continue
-            checks = [result["check"] for result in figures["rounds"]]
-            if checks and checks[0]["handled"] is None:
-                dispatched = "n/a (no handler)"
-            else:
-                handled = sum(check["handled"] or 0 for check in checks)
-                expected = sum(check["expected"] or 0 for check in checks)
-                verdict = "ok" if figures["dispatch_checked"] else "FAILED"
-                dispatched = f"{verdict} {handled:,} / {expected:,}"
-            lines.append(
-                f"{scenario if first else '':<9} {kind:<12} {figures['median_rps']:>9,.0f} "
-                f"{_ratio(figures['rps_ratio']):>7} {figures['median_p50_ms']:>8.2f} "
-                f"{_ratio(figures['p50_ratio']):>7} {figures['median_p99_ms']:>8.2f} "
-                f"{_ratio(figures['p99_ratio']):>7} {_number(figures['median_cpu_us']):>7} "
-                f"{_ratio(figures['cpu_ratio']):>7} {_share(figures['median_core_share']):>5} "
-                f"{figures['non_2xx']:>8,}  {dispatched}"
-            )
-            first = False
+    for label, kind, figures in _rows(results, servers):
+        checks = [result["check"] for result in figures["rounds"]]
+        if checks and checks[0]["handled"] is None:
+            dispatched = "n/a (no handler)"
+        else:
+            handled = sum(check["handled"] or 0 for check in checks)
+            expected = sum(check["expected"] or 0 for check in checks)
+            verdict = "ok" if figures["dispatch_checked"] else "FAILED"
+            dispatched = f"{verdict} {handled:,} / {expected:,}"
+        lines.append(
+            f"{label:<9} {kind:<12} {figures['median_rps']:>9,.0f} "
+            f"{_ratio(figures['rps_ratio']):>7} {figures['median_p50_ms']:>8.2f} "
+            f"{_ratio(figures['p50_ratio']):>7} {figures['median_p99_ms']:>8.2f} "
+            f"{_ratio(figures['p99_ratio']):>7} {_number(figures['median_cpu_us']):>7} "
+            f"{_ratio(figures['cpu_ratio']):>7} {_share(figures['median_core_share']):>5} "
+            f"{figures['non_2xx']:>8,}  {dispatched}"
+        )
     return lines
 
 
@@ -145,21 +153,15 @@ def paired_table(results: dict[str, Any], servers: Iterable[str]) -> list[str]:
     """The paired table: CPU per callback beside a baseline, and the ratio it predicts."""
     lines = [f"{'scenario':<9} {'server':<12} {'CPU us':>7} {'base us':>8} {'x base':>7}  "
              "dispatched"]
-    for scenario, by_server in results.items():
-        first = True
-        for kind in servers:
-            figures = by_server.get(kind)
-            if figures is None:
-                continue
-            rounds = figures["rounds"]
-            lines.append(
-                f"{scenario if first else '':<9} {kind:<12} "
-                f"{_number(_median(r['us_per_callback'] for r in rounds)):>7} "
-                f"{_number(_median(r['baseline_us_per_callback'] for r in rounds)):>8} "
-                f"{_ratio(figures['median_cpu_ratio']):>7}  "
-                f"{'ok' if figures['dispatch_checked'] else 'FAILED'}"
-            )
-            first = False
+    for label, kind, figures in _rows(results, servers):
+        rounds = figures["rounds"]
+        lines.append(
+            f"{label:<9} {kind:<12} "
+            f"{_number(_median(r['us_per_callback'] for r in rounds)):>7} "
+            f"{_number(_median(r['baseline_us_per_callback'] for r in rounds)):>8} "
+            f"{_ratio(figures['median_cpu_ratio']):>7}  "
+            f"{'ok' if figures['dispatch_checked'] else 'FAILED'}"
+        )
     return lines
 
 

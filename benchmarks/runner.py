@@ -32,7 +32,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -52,7 +52,7 @@ from benchmarks.report import (
     paired_table,
     targets_table,
 )
-from benchmarks.scenarios import CONVERSATIONS, build_scenarios
+from benchmarks.scenarios import CONVERSATIONS, Scenario, build_scenarios
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
 PARTS = ("http", "paired", "dispatch", "memory")
@@ -133,48 +133,50 @@ def choose_client(args: argparse.Namespace) -> str | None:
     return None
 
 
-async def run_http(
-    args: argparse.Namespace, plan: LoadPlan, out: TextIO
+Measure = Callable[
+    [Scenario, Sequence[str], LoadPlan, Path, Callable[[str], None]], Awaitable[dict[str, Any]]
+]
+
+
+async def run_scenarios(
+    args: argparse.Namespace,
+    plan: LoadPlan,
+    out: TextIO,
+    measure: Measure,
+    heading: Callable[[Scenario], str],
 ) -> dict[str, Any]:
-    """The HTTP part: every scenario, every server, every round."""
+    """One part that loads servers over HTTP: ``measure`` every chosen scenario in turn."""
     scenarios = build_scenarios()
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="whizbench-http-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="whizbench-") as scratch:
         for name in args.scenarios:
             scenario = scenarios[name]
-            out.write(f"{name}: {scenario.title} ({scenario.events_per_request} events per "
-                      f"callback, fresh ids, {CONVERSATIONS:,} conversations)\n")
+            out.write(heading(scenario) + "\n")
             out.flush()
 
             def progress(line: str) -> None:
                 out.write(line + "\n")
                 out.flush()
 
-            results[name] = await run_scenario(
-                scenario, args.servers, plan, Path(scratch), progress
-            )
+            results[name] = await measure(scenario, args.servers, plan, Path(scratch), progress)
     return results
 
 
-async def run_pairs(
-    args: argparse.Namespace, plan: LoadPlan, out: TextIO
-) -> dict[str, Any]:
+async def run_http(args: argparse.Namespace, plan: LoadPlan, out: TextIO) -> dict[str, Any]:
+    """The HTTP part: every scenario, every server, every round."""
+    return await run_scenarios(
+        args, plan, out, run_scenario,
+        lambda scenario: f"{scenario.name}: {scenario.title} ({scenario.events_per_request} "
+        f"events per callback, fresh ids, {CONVERSATIONS:,} conversations)",
+    )
+
+
+async def run_pairs(args: argparse.Namespace, plan: LoadPlan, out: TextIO) -> dict[str, Any]:
     """The paired part: every scenario, every server beside a baseline, every round."""
-    scenarios = build_scenarios()
-    results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="whizbench-paired-") as scratch:
-        for name in args.scenarios:
-            out.write(f"{name}, paired with the baseline on one core:\n")
-            out.flush()
-
-            def progress(line: str) -> None:
-                out.write(line + "\n")
-                out.flush()
-
-            results[name] = await run_paired(
-                scenarios[name], args.servers, plan, Path(scratch), progress
-            )
-    return results
+    return await run_scenarios(
+        args, plan, out, run_paired,
+        lambda scenario: f"{scenario.name}, paired with the baseline on one core:",
+    )
 
 
 async def run_dispatch(
@@ -212,18 +214,13 @@ async def run_memory(
 def failed_checks(results: dict[str, Any]) -> list[str]:
     """Everything that did not run as it must (as opposed to a missed target)."""
     failures = []
-    for scenario, servers in results.get("http", {}).items():
-        for kind, figures in servers.items():
-            for number, result in enumerate(figures["rounds"], 1):
-                if not result["check"]["passed"]:
-                    failures.append(f"http {scenario} {kind} round {number}: "
-                                    f"{result['check']['note']}")
-    for scenario, servers in results.get("paired", {}).items():
-        for kind, figures in servers.items():
-            for number, result in enumerate(figures["rounds"], 1):
-                if not result["check"]["passed"]:
-                    failures.append(f"paired {scenario} {kind} pair {number}: "
-                                    f"{result['check']['note']}")
+    for part, unit in (("http", "round"), ("paired", "pair")):
+        for scenario, servers in results.get(part, {}).items():
+            for kind, figures in servers.items():
+                for number, result in enumerate(figures["rounds"], 1):
+                    if not result["check"]["passed"]:
+                        failures.append(f"{part} {scenario} {kind} {unit} {number}: "
+                                        f"{result['check']['note']}")
     for backend, figures in results.get("dispatch", {}).items():
         for rate in figures["throughput"]:
             if rate["dispatcher_handled"] != rate["events"] or rate["handled"] != rate["events"]:
