@@ -1,8 +1,10 @@
 """Typed events: one pydantic model per message type, ``UnknownMessage`` and ``Status``.
 
 The dispatcher turns each stored envelope (see ``whizrouter.payloads``) into an event with
-``parse_message`` or ``parse_status``; they live in ``whizrouter.parsing`` and are re-exported
-here. Both payload shapes normalize to the same classes:
+``parse_message`` or ``parse_status``; they live in ``whizrouter.parsing``. The message models
+live here, ``Status`` and its billing parts in ``whizrouter.statuses``, the base model and
+the parts both share in ``whizrouter.wire``; this module re-exports them all, so import every
+event class from here. Both payload shapes normalize to the same classes:
 
 - a Cloud ``audio`` with ``audio.voice: true`` becomes a ``VoiceMessage`` (``type == "voice"``,
   media under ``.voice``), as on-premises voice notes already are;
@@ -24,10 +26,22 @@ uses: a message's sender, a status' recipient.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from whizrouter.statuses import ConversationInfo, ConversationOrigin, Pricing, Status
+from whizrouter.wire import (
+    BusinessNumber,
+    Contact,
+    ErrorData,
+    Profile,
+    ProviderErrorInfo,
+    Shape,
+    WireModel,
+    to_datetime,
+)
 
 if TYPE_CHECKING:
     from whizrouter.parsing import parse_message, parse_status
@@ -45,110 +59,10 @@ __all__ = [
     "VoiceMessage", "WireModel", "parse_message", "parse_status",
 ]
 
-Shape = Literal["onprem", "cloud"]
-
 #: Why a message became an ``UnknownMessage``: the provider could not render it (``unknown``,
 #: ``unsupported``, ``ephemeral``), whizrouter has no class for its type, or its payload did
 #: not validate (see ``UnknownMessage.validation_error``).
 UnknownReason = Literal["unsupported", "unmodelled", "invalid"]
-
-
-def _to_datetime(timestamp: str) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(float(timestamp), tz=UTC)
-    except (ValueError, OverflowError, OSError):
-        return None
-
-
-class WireModel(BaseModel):
-    """Base of every model here: wire names, extra fields kept, immutable.
-
-    Numbers arriving where a string is expected (a timestamp, a phone) are read as strings.
-    """
-
-    model_config = ConfigDict(
-        extra="allow", populate_by_name=True, frozen=True, coerce_numbers_to_str=True
-    )
-
-
-# --- shared parts -------------------------------------------------------------------------
-
-
-class ErrorData(WireModel):
-    """The Cloud ``error_data`` object of an error: ``details`` says what went wrong."""
-
-    details: str | None = None
-
-
-class ProviderErrorInfo(WireModel):
-    """An error object as the provider reports it on a message, a status or a callback.
-
-    On-premises errors are ``{code, title, details, href}``; Cloud ones are
-    ``{code, title, message, error_data{details}, href}``. Both fill ``details``.
-
-    Attributes:
-        code: the numeric error code (``470``, ``131051``, ...).
-        title: a short description.
-        details: the longer description (Cloud: copied from ``error_data.details``).
-        href: a link to the provider's error documentation.
-        message: Cloud only, usually the title again.
-        error_data: Cloud only, as sent.
-    """
-
-    code: int | None = None
-    title: str | None = None
-    details: str | None = None
-    href: str | None = None
-    message: str | None = None
-    error_data: ErrorData | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _details_from_error_data(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("details") is None:
-            error_data = data.get("error_data")
-            if isinstance(error_data, dict) and error_data.get("details") is not None:
-                return {**data, "details": error_data["details"]}
-        return data
-
-
-class Profile(WireModel):
-    """A sender's profile: the push ``name``; in Cloud also a ``username``."""
-
-    name: str | None = None
-    username: str | None = None
-
-
-class Contact(WireModel):
-    """The sender's entry in the callback's top-level ``contacts`` list.
-
-    Not to be confused with ``ContactCard``, a contact the user shared in a ``contacts``
-    message.
-
-    Attributes:
-        wa_id: the sender's WhatsApp id (digits, no ``+``).
-        profile: the sender's profile.
-        user_id: Cloud only, the business-scoped user id.
-    """
-
-    wa_id: str | None = None
-    profile: Profile | None = None
-    user_id: str | None = None
-
-    @property
-    def name(self) -> str | None:
-        """The sender's push name, or ``None`` when the provider gave none."""
-        return self.profile.name if self.profile is not None else None
-
-
-class BusinessNumber(WireModel):
-    """Which of our numbers an event concerns: the Cloud ``value.metadata``.
-
-    ``phone_number_id`` is the id to send from; ``display_phone_number`` is what users see.
-    """
-
-    display_phone_number: str | None = None
-    phone_number_id: str | None = None
 
 
 class ReferredProduct(WireModel):
@@ -530,7 +444,7 @@ class Message(WireModel):
     @property
     def timestamp_dt(self) -> datetime | None:
         """``timestamp`` as an aware UTC datetime, or ``None`` when it is not a number."""
-        return _to_datetime(self.timestamp)
+        return to_datetime(self.timestamp)
 
 
 class TextMessage(Message):
@@ -711,112 +625,6 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
 
 
 # --- statuses -----------------------------------------------------------------------------
-
-
-class ConversationOrigin(WireModel):
-    """What opened a conversation: ``type`` (``service``, ``marketing``, ... as sent)."""
-
-    type: str | None = None
-
-
-class ConversationInfo(WireModel):
-    """The billing conversation a status belongs to (wire ``conversation``).
-
-    Attributes:
-        id: the conversation id.
-        expiration_timestamp: only on the status that opened the conversation.
-        origin: what opened it.
-    """
-
-    id: str | None = None
-    expiration_timestamp: str | None = None
-    origin: ConversationOrigin | None = None
-
-
-class Pricing(WireModel):
-    """How a message is billed.
-
-    Attributes:
-        billable: deprecated by Meta with per-message pricing; may be absent.
-        pricing_model: ``CBP`` (per conversation), ``PMP`` (per message), older ``NBP``.
-        category: ``service``, ``marketing``, ``utility``, ``authentication``, ...
-        type: per-message pricing: ``regular``, ``free_customer_service``, ...
-    """
-
-    billable: bool | None = None
-    pricing_model: str | None = None
-    category: str | None = None
-    type: str | None = None
-
-
-class Status(WireModel):
-    """Something happened to a message we sent (or, ``deleted``, to one the user sent).
-
-    The wire ``conversation`` object is ``conversation_info``: ``conversation`` is the
-    ordering key, as on messages.
-
-    Attributes:
-        id: the id of the message the status is about.
-        status: ``sent``, ``delivered``, ``read``, ``failed``, ``deleted``, ``warning``,
-            ``played`` or any newer value, kept as a plain string.
-        timestamp: Unix seconds, a string as on the wire.
-        recipient_id: the customer's WhatsApp id (or a group id); falls back to
-            ``message.recipient_id`` of late on-premises clients.
-        conversation_info: the billing conversation (wire ``conversation``); absent with
-            per-message pricing.
-        pricing: how the message is billed.
-        errors: why it failed (``failed``) or what went wrong (``warning``).
-        biz_opaque_callback_data: the tracking string we sent with the message.
-        recipient_type: ``group`` for group statuses.
-        recipient_participant_id: group statuses: the member the status is about.
-        shape: not on the wire: which callback shape carried the status.
-        business: not on the wire: our number (Cloud ``metadata``); ``None`` on-premises.
-        validation_error: not on the wire: set when some fields did not validate; those
-            fields are left at their defaults and ``raw`` holds the status as sent.
-        raw: the status exactly as sent, only when ``validation_error`` is set.
-    """
-
-    id: str
-    status: str
-    timestamp: str
-    recipient_id: str | None = None
-    conversation_info: ConversationInfo | None = Field(
-        None, validation_alias="conversation", serialization_alias="conversation"
-    )
-    pricing: Pricing | None = None
-    errors: list[ProviderErrorInfo] = Field(default_factory=list)
-    biz_opaque_callback_data: str | None = None
-    recipient_type: str | None = None
-    recipient_participant_id: str | None = None
-    shape: Shape = "onprem"
-    business: BusinessNumber | None = None
-    validation_error: str | None = None
-    raw: dict[str, Any] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _recipient_from_message(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("recipient_id") is None:
-            nested = data.get("message")
-            if isinstance(nested, dict) and isinstance(nested.get("recipient_id"), str):
-                return {**data, "recipient_id": nested["recipient_id"]}
-        return data
-
-    @property
-    def conversation(self) -> str:
-        """The ordering key: ``recipient_id``, or ``status:<id>`` when there is none."""
-        return self.recipient_id if self.recipient_id is not None else "status:" + self.id
-
-    @property
-    def conversation_id(self) -> str | None:
-        """The billing conversation's id, or ``None`` (per-message pricing, most statuses)."""
-        info = self.conversation_info
-        return info.id if info is not None else None
-
-    @property
-    def timestamp_dt(self) -> datetime | None:
-        """``timestamp`` as an aware UTC datetime, or ``None`` when it is not a number."""
-        return _to_datetime(self.timestamp)
 
 
 def __getattr__(name: str) -> Any:
