@@ -12,26 +12,23 @@ Both read and write the webhook configuration at ``{base}/v1/configs/webhook``.
 Messages are checked before they leave (:class:`~whizrouter.errors.MessageValidationError`, and
 nothing is sent); every error answer becomes one :class:`~whizrouter.errors.ProviderError` or
 :class:`~whizrouter.errors.RateLimited` (see :mod:`whizrouter.client_errors`); transient errors
-are retried with the shared :class:`~whizrouter.backoff.RetryPolicy`, honouring ``Retry-After``.
+are retried with the shared :class:`~whizrouter.backoff.RetryPolicy`, honouring ``Retry-After``
+(the request itself, key header and retries included, is :mod:`whizrouter.transport`'s).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Literal, NamedTuple, Self
-from urllib.parse import quote, urlsplit
+from typing import Any, Final, Literal, Self
+from urllib.parse import quote
 
 import aiohttp
-import orjson
 from pydantic import SecretStr
 
 from whizrouter.backoff import CLIENT_RETRY, RetryPolicy
-from whizrouter.client_errors import ErrorInfo, error_from_response, error_without_answer
 from whizrouter.errors import ConfigurationError, ProviderError
 from whizrouter.outgoing import (
     buttons_body,
@@ -44,29 +41,17 @@ from whizrouter.outgoing import (
     template_body,
     text_body,
 )
+from whizrouter.transport import API_KEY_ENV, BASE_URL_ENV, KEY_HEADER, Transport
 
 __all__ = ["API_KEY_ENV", "BASE_URL_ENV", "KEY_HEADER", "SHAPE_ENV", "ApiShape", "WhizardClient"]
 
-logger = logging.getLogger("whizrouter.client")
-
 #: The two API shapes the client speaks.
 ApiShape = Literal["onprem", "cloud"]
-#: Environment variable holding the provider key.
-API_KEY_ENV: Final = "WHIZARD_API_KEY"
-#: Environment variable holding the provider API base URL.
-BASE_URL_ENV: Final = "WHIZARD_BASE_URL"
 #: Environment variable choosing the API shape (``onprem`` by default).
 SHAPE_ENV: Final = "WHIZARD_API_SHAPE"
-#: The request header that carries the key.
-KEY_HEADER: Final = "WHIZARD-KEY"
 
 _SHAPES: Final = ("onprem", "cloud")
 _WEBHOOK_PATH: Final = "/v1/configs/webhook"
-
-
-class _Answer(NamedTuple):
-    status: int
-    data: Any
 
 
 def _resolve_shape(shape: str | None) -> ApiShape:
@@ -144,12 +129,14 @@ class WhizardClient:
                 f"timeout must be a positive number of seconds, not {timeout!r}"
             )
         self._timeout_seconds = float(timeout)
-        self._timeout = aiohttp.ClientTimeout(total=self._timeout_seconds)
-        self._retry = retry if retry is not None else CLIENT_RETRY
-        self._session = session
-        self._owns_session = session is None
         self._messages_path = "/v1/messages" if self._shape == "onprem" else "/messages"
-        self._resolved: tuple[str, dict[str, str], str] | None = None
+        self._transport = Transport(
+            self._api_key,
+            self._base_url,
+            timeout=self._timeout_seconds,
+            retry=retry if retry is not None else CLIENT_RETRY,
+            session=session,
+        )
 
     @property
     def shape(self) -> ApiShape:
@@ -184,127 +171,10 @@ class WhizardClient:
 
         The client stays usable: a later call opens a new session.
         """
-        if self._owns_session and self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
-    # ------------------------------------------------------------------ transport
-
-    def _settings(self) -> tuple[str, dict[str, str], str]:
-        """Base URL, headers and key, checked once, at the first call."""
-        if self._resolved is not None:
-            return self._resolved
-        key = self._api_key.get_secret_value() if self._api_key is not None else ""
-        if not key.strip():
-            raise ConfigurationError(
-                f"no provider API key: set {API_KEY_ENV} or pass api_key= to WhizardClient"
-            )
-        if any(ch in key for ch in "\r\n\x00"):
-            raise ConfigurationError(f"the API key ({API_KEY_ENV}) contains a line break")
-        if not self._base_url:
-            raise ConfigurationError(
-                f"no provider base URL: set {BASE_URL_ENV} or pass base_url= to WhizardClient"
-            )
-        parts = urlsplit(self._base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigurationError(
-                f"the provider base URL ({BASE_URL_ENV} or base_url=) must be an http(s) URL "
-                f"such as https://waba.example.com, not {self._base_url!r}"
-            )
-        headers = {
-            KEY_HEADER: key,
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-        }
-        self._resolved = (self._base_url, headers, key)
-        return self._resolved
-
-    def _http(self) -> aiohttp.ClientSession:
-        session = self._session
-        if session is None:
-            session = self._session = aiohttp.ClientSession()
-            self._owns_session = True
-        return session
-
-    async def _attempt(
-        self, method: str, url: str, data: bytes | None, headers: dict[str, str], key: str
-    ) -> _Answer | ErrorInfo:
-        """One HTTP exchange: the decoded answer, or what went wrong."""
-        try:
-            async with self._http().request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-            ) as response:
-                body = await response.read()
-                status = response.status
-                if 200 <= status < 300:
-                    try:
-                        return _Answer(status, orjson.loads(body) if body.strip() else None)
-                    except orjson.JSONDecodeError:
-                        return _Answer(status, None)
-                return error_from_response(
-                    status, response.reason, body, response.headers, secret=key
-                )
-        except TimeoutError as exc:
-            return error_without_answer(
-                f"no answer within {self._timeout_seconds:g} s (timeout)",
-                retryable=True,
-                cause=exc,
-                hint="the provider may have received the request anyway",
-            )
-        except aiohttp.InvalidURL as exc:
-            raise ConfigurationError(
-                f"the request URL is not valid: check {BASE_URL_ENV} ({self._base_url!r})"
-            ) from exc
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            return error_without_answer(
-                f"connection failed: {exc}",
-                retryable=True,
-                cause=exc,
-                hint=f"check {BASE_URL_ENV} and the network",
-            )
-        except aiohttp.ClientError as exc:
-            return error_without_answer(f"request failed: {exc}", retryable=False, cause=exc)
-
-    async def _request(self, method: str, path: str, payload: Any = None) -> _Answer:
-        """Send one request with the retry rule; raise the typed error when it fails for good."""
-        base, headers, key = self._settings()
-        url = base + path
-        data = orjson.dumps(payload) if payload is not None else None
-        policy = self._retry
-        retry = 0
-        waited = 0.0
-        while True:
-            outcome = await self._attempt(method, url, data, headers, key)
-            if isinstance(outcome, _Answer):
-                return outcome
-            if outcome.retryable:
-                retry += 1
-                pause = policy.delay(retry, outcome.retry_after)
-                too_long = (
-                    outcome.retry_after is not None and outcome.retry_after > policy.max_delay
-                )
-                if not too_long and policy.allows(retry, waited, pause):
-                    logger.warning(
-                        "%s %s failed (%s); retry %d of %d in %.2f s",
-                        method,
-                        path,
-                        _describe(outcome),
-                        retry,
-                        policy.attempts,
-                        pause,
-                    )
-                    await asyncio.sleep(pause)
-                    waited += pause
-                    continue
-            raise outcome.to_exception() from outcome.cause
+        await self._transport.close()
 
     async def _post_message(self, body: dict[str, Any]) -> str:
-        answer = await self._request("POST", self._messages_path, body)
+        answer = await self._transport.request("POST", self._messages_path, body)
         data = answer.data
         messages = data.get("messages") if isinstance(data, dict) else None
         if isinstance(messages, list) and messages and isinstance(messages[0], dict):
@@ -700,10 +570,10 @@ class WhizardClient:
             raise invalid("the message id to mark read is empty")
         if self._shape == "cloud":
             body = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
-            await self._request("POST", "/messages", body)
+            await self._transport.request("POST", "/messages", body)
         else:
             path = "/v1/messages/" + quote(message_id, safe="")
-            await self._request("PUT", path, {"status": "read"})
+            await self._transport.request("PUT", path, {"status": "read"})
 
     async def get_webhook(self) -> dict[str, Any]:
         """Read the webhook configuration: ``{"url": ..., "headers": {...}}`` as stored.
@@ -715,7 +585,7 @@ class WhizardClient:
             ConfigurationError: the key or base URL is missing.
             ProviderError: the provider refused, or failed after all retries.
         """
-        answer = await self._request("GET", _WEBHOOK_PATH)
+        answer = await self._transport.request("GET", _WEBHOOK_PATH)
         if answer.data is None:
             return {}
         if not isinstance(answer.data, dict):
@@ -741,15 +611,4 @@ class WhizardClient:
         body: dict[str, Any] = {"url": url}
         if headers is not None:
             body["headers"] = dict(headers)
-        await self._request("POST", _WEBHOOK_PATH, body)
-
-
-def _describe(error: ErrorInfo) -> str:
-    """A short description of a failed attempt for the retry log line (never the key)."""
-    if error.http_code == 0:
-        return error.developer_message
-    code = f" code {error.code}" if error.code is not None else ""
-    message = error.developer_message
-    if len(message) > 120:
-        message = message[:119] + "…"
-    return f"HTTP {error.http_code}{code}: {message}"
+        await self._transport.request("POST", _WEBHOOK_PATH, body)

@@ -1,0 +1,204 @@
+"""One request to the provider API: the key header, the timeout, the retry rule, the errors.
+
+The client (:mod:`whizrouter.client`) builds message bodies; this module sends them. The key
+and base URL are checked at the first request, so a bot can start without them; every error
+answer becomes one typed exception (see :mod:`whizrouter.client_errors`), and transient ones
+are retried with the shared :class:`~whizrouter.backoff.RetryPolicy`, honouring
+``Retry-After``. The key never appears in a log line or an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Final, NamedTuple
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+from pydantic import SecretStr
+
+from whizrouter.backoff import RetryPolicy
+from whizrouter.client_errors import ErrorInfo, error_from_response, error_without_answer
+from whizrouter.errors import ConfigurationError
+
+# The client's logger: one name to configure for everything the client reports.
+logger = logging.getLogger("whizrouter.client")
+
+#: Environment variable holding the provider key.
+API_KEY_ENV: Final = "WHIZARD_API_KEY"
+#: Environment variable holding the provider API base URL.
+BASE_URL_ENV: Final = "WHIZARD_BASE_URL"
+#: The request header that carries the key.
+KEY_HEADER: Final = "WHIZARD-KEY"
+
+
+class Answer(NamedTuple):
+    """A 2xx answer: its status and its decoded JSON body (None when empty or not JSON)."""
+
+    status: int
+    data: Any
+
+
+class Transport:
+    """Sends requests to one provider API with one key, timeout and retry policy.
+
+    Args:
+        api_key: the provider key, or None (the first request then says what to set).
+        base_url: the API base URL without a trailing slash, or None (likewise).
+        timeout: seconds allowed for each HTTP request (each retry gets its own).
+        retry: the retry policy of transient errors.
+        session: an aiohttp session to use and never close; None: one of its own, opened at
+            the first request and closed by ``close``.
+    """
+
+    def __init__(
+        self,
+        api_key: SecretStr | None,
+        base_url: str | None,
+        *,
+        timeout: float,
+        retry: RetryPolicy,
+        session: aiohttp.ClientSession | None,
+    ) -> None:
+        self._api_key = api_key
+        self._base_url = base_url
+        self._timeout_seconds = timeout
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._retry = retry
+        self._session = session
+        self._owns_session = session is None
+        self._resolved: tuple[str, dict[str, str], str] | None = None
+
+    async def close(self) -> None:
+        """Close the session this transport opened; a session passed in is left open.
+
+        The transport stays usable: a later request opens a new session.
+        """
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _settings(self) -> tuple[str, dict[str, str], str]:
+        """Base URL, headers and key, checked once, at the first call."""
+        if self._resolved is not None:
+            return self._resolved
+        key = self._api_key.get_secret_value() if self._api_key is not None else ""
+        if not key.strip():
+            raise ConfigurationError(
+                f"no provider API key: set {API_KEY_ENV} or pass api_key= to WhizardClient"
+            )
+        if any(ch in key for ch in "\r\n\x00"):
+            raise ConfigurationError(f"the API key ({API_KEY_ENV}) contains a line break")
+        if not self._base_url:
+            raise ConfigurationError(
+                f"no provider base URL: set {BASE_URL_ENV} or pass base_url= to WhizardClient"
+            )
+        parts = urlsplit(self._base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigurationError(
+                f"the provider base URL ({BASE_URL_ENV} or base_url=) must be an http(s) URL "
+                f"such as https://waba.example.com, not {self._base_url!r}"
+            )
+        headers = {
+            KEY_HEADER: key,
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        self._resolved = (self._base_url, headers, key)
+        return self._resolved
+
+    def _http(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None:
+            session = self._session = aiohttp.ClientSession()
+            self._owns_session = True
+        return session
+
+    async def _attempt(
+        self, method: str, url: str, data: bytes | None, headers: dict[str, str], key: str
+    ) -> Answer | ErrorInfo:
+        """One HTTP exchange: the decoded answer, or what went wrong."""
+        try:
+            async with self._http().request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+                status = response.status
+                if 200 <= status < 300:
+                    try:
+                        return Answer(status, orjson.loads(body) if body.strip() else None)
+                    except orjson.JSONDecodeError:
+                        return Answer(status, None)
+                return error_from_response(
+                    status, response.reason, body, response.headers, secret=key
+                )
+        except TimeoutError as exc:
+            return error_without_answer(
+                f"no answer within {self._timeout_seconds:g} s (timeout)",
+                retryable=True,
+                cause=exc,
+                hint="the provider may have received the request anyway",
+            )
+        except aiohttp.InvalidURL as exc:
+            raise ConfigurationError(
+                f"the request URL is not valid: check {BASE_URL_ENV} ({self._base_url!r})"
+            ) from exc
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            return error_without_answer(
+                f"connection failed: {exc}",
+                retryable=True,
+                cause=exc,
+                hint=f"check {BASE_URL_ENV} and the network",
+            )
+        except aiohttp.ClientError as exc:
+            return error_without_answer(f"request failed: {exc}", retryable=False, cause=exc)
+
+    async def request(self, method: str, path: str, payload: Any = None) -> Answer:
+        """Send one request with the retry rule; raise the typed error when it fails for good."""
+        base, headers, key = self._settings()
+        url = base + path
+        data = orjson.dumps(payload) if payload is not None else None
+        policy = self._retry
+        retry = 0
+        waited = 0.0
+        while True:
+            outcome = await self._attempt(method, url, data, headers, key)
+            if isinstance(outcome, Answer):
+                return outcome
+            if outcome.retryable:
+                retry += 1
+                pause = policy.delay(retry, outcome.retry_after)
+                too_long = (
+                    outcome.retry_after is not None and outcome.retry_after > policy.max_delay
+                )
+                if not too_long and policy.allows(retry, waited, pause):
+                    logger.warning(
+                        "%s %s failed (%s); retry %d of %d in %.2f s",
+                        method,
+                        path,
+                        _describe(outcome),
+                        retry,
+                        policy.attempts,
+                        pause,
+                    )
+                    await asyncio.sleep(pause)
+                    waited += pause
+                    continue
+            raise outcome.to_exception() from outcome.cause
+
+
+def _describe(error: ErrorInfo) -> str:
+    """A short description of a failed attempt for the retry log line (never the key)."""
+    if error.http_code == 0:
+        return error.developer_message
+    code = f" code {error.code}" if error.code is not None else ""
+    message = error.developer_message
+    if len(message) > 120:
+        message = message[:119] + "…"
+    return f"HTTP {error.http_code}{code}: {message}"
