@@ -26,12 +26,11 @@ import os
 import re
 import secrets
 import socket
-import ssl
 import time
 import zlib
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, cast
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 import nats
 import nats.errors
@@ -50,6 +49,7 @@ from whizrouter.inbox.base import (
     StoredEvent,
 )
 from whizrouter.inbox.nats_partitions import PartitionSettings, PartitionWorker
+from whizrouter.inbox.nats_url import parse_nats_url, redact
 
 logger = logging.getLogger(__name__)
 
@@ -68,55 +68,9 @@ _STALE = 5.0
 _SETTLE_TIMEOUT = 5.0
 _MAX_ERROR_CHARS = 8000
 
-_URL_OPTIONS = {
-    "stream": str,
-    "partitions": int,
-    "replicas": int,
-    "max_bytes": int,
-    "max_msgs": int,
-    "duplicate_window": float,
-    "ack_wait": float,
-    "lease_ttl": float,
-    "max_ack_pending": int,
-}
-_CONNECT_OPTIONS = {
-    "name": ("name", str),
-    "creds": ("user_credentials", str),
-    "nkey": ("nkeys_seed", str),
-    "tls_hostname": ("tls_hostname", str),
-    "reconnect": ("allow_reconnect", bool),
-    "max_reconnect_attempts": ("max_reconnect_attempts", int),
-    "reconnect_time_wait": ("reconnect_time_wait", float),
-    "connect_timeout": ("connect_timeout", float),
-}
-_TLS_OPTIONS = ("tls_ca", "tls_cert", "tls_key")
-
-
 def _header(value: str) -> str:
     # Header values must not carry CR/LF (an error text might); percent-encoding keeps them safe.
     return quote(value, safe=":/=@+,;!*'()")
-
-
-def _redact(server: str) -> str:
-    parts = urlsplit(server)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
-
-
-def _convert(setting: str, raw: str, kind: type) -> Any:
-    try:
-        if kind is bool:
-            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                raise ValueError(raw)
-            return raw.lower() in ("1", "true", "yes")
-        return kind(raw)
-    except ValueError:
-        raise ConfigurationError(
-            f"WHIZROUTER_INBOX: {setting}={raw!r} is not a valid {kind.__name__}"
-        ) from None
 
 
 def _stored_event(msg: Msg) -> StoredEvent:
@@ -203,7 +157,7 @@ class NatsInbox:
         self._max_backlog = max_backlog
         self._dedupe_seconds = dedupe_seconds
         try:
-            self.description = ",".join(_redact(s) for s in self._servers) + f"?stream={stream}"
+            self.description = ",".join(redact(s) for s in self._servers) + f"?stream={stream}"
         except ValueError as exc:  # a port that is not a number
             raise ConfigurationError(
                 f"WHIZROUTER_INBOX: malformed NATS server URL: {exc}"
@@ -267,43 +221,13 @@ class NatsInbox:
         Raises:
             ConfigurationError: an option is unknown or malformed.
         """
-        base, _, query = url.partition("?")
-        scheme = base.split("://", 1)[0] if "://" in base else "nats"
-        servers = [
-            s if "://" in s else f"{scheme}://{s}"
-            for s in (part.strip() for part in base.split(","))
-            if s
-        ]
-        settings: dict[str, Any] = {}
-        connect: dict[str, Any] = {}
-        tls: dict[str, str] = {}
-        for name, raw in parse_qsl(query, keep_blank_values=True):
-            if name in _URL_OPTIONS:
-                settings[name] = _convert(name, raw, _URL_OPTIONS[name])
-            elif name in _CONNECT_OPTIONS:
-                option, kind = _CONNECT_OPTIONS[name]
-                connect[option] = _convert(name, raw, kind)
-            elif name in _TLS_OPTIONS:
-                tls[name] = raw
-            else:
-                known = sorted([*_URL_OPTIONS, *_CONNECT_OPTIONS, *_TLS_OPTIONS])
-                raise ConfigurationError(
-                    f"WHIZROUTER_INBOX: unknown NATS option {name!r}; known: {', '.join(known)}"
-                )
-        if tls:
-            try:
-                context = ssl.create_default_context(cafile=tls.get("tls_ca"))
-                if "tls_cert" in tls:
-                    context.load_cert_chain(tls["tls_cert"], tls.get("tls_key"))
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigurationError(f"WHIZROUTER_INBOX: cannot load TLS files: {exc}") from exc
-            connect["tls"] = context
+        parsed = parse_nats_url(url)
         return cls(
-            servers,
-            connect_options=connect,
+            parsed.servers,
+            connect_options=parsed.connect,
             max_backlog=max_backlog,
             dedupe_seconds=dedupe_seconds,
-            **settings,
+            **parsed.settings,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------

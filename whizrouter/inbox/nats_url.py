@@ -1,0 +1,116 @@
+"""The ``nats://`` inbox URL: servers, inbox settings and connection options.
+
+``WHIZROUTER_INBOX=nats://[user:pass@]host:4222[,nats://host2:4222][?option=value&...]``; see
+``NatsInbox.from_url`` for the options. Parsing is kept apart from the inbox so that a
+malformed URL is refused with a message before anything connects.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from whizrouter.errors import ConfigurationError
+
+_URL_OPTIONS = {
+    "stream": str,
+    "partitions": int,
+    "replicas": int,
+    "max_bytes": int,
+    "max_msgs": int,
+    "duplicate_window": float,
+    "ack_wait": float,
+    "lease_ttl": float,
+    "max_ack_pending": int,
+}
+_CONNECT_OPTIONS = {
+    "name": ("name", str),
+    "creds": ("user_credentials", str),
+    "nkey": ("nkeys_seed", str),
+    "tls_hostname": ("tls_hostname", str),
+    "reconnect": ("allow_reconnect", bool),
+    "max_reconnect_attempts": ("max_reconnect_attempts", int),
+    "reconnect_time_wait": ("reconnect_time_wait", float),
+    "connect_timeout": ("connect_timeout", float),
+}
+_TLS_OPTIONS = ("tls_ca", "tls_cert", "tls_key")
+
+
+@dataclass(frozen=True, slots=True)
+class NatsUrl:
+    """What a ``nats://`` inbox URL says.
+
+    Attributes:
+        servers: the server URLs, credentials included (never log them: see ``redact``).
+        settings: inbox keyword arguments (``stream``, ``partitions``, ...).
+        connect: keyword arguments for ``nats.connect`` (``tls`` as a ready SSL context).
+    """
+
+    servers: list[str]
+    settings: dict[str, Any]
+    connect: dict[str, Any]
+
+
+def parse_nats_url(url: str) -> NatsUrl:
+    """Read an inbox URL.
+
+    Raises:
+        ConfigurationError: an option is unknown or malformed, or the TLS files cannot load.
+    """
+    base, _, query = url.partition("?")
+    scheme = base.split("://", 1)[0] if "://" in base else "nats"
+    servers = [
+        s if "://" in s else f"{scheme}://{s}"
+        for s in (part.strip() for part in base.split(","))
+        if s
+    ]
+    settings: dict[str, Any] = {}
+    connect: dict[str, Any] = {}
+    tls: dict[str, str] = {}
+    for name, raw in parse_qsl(query, keep_blank_values=True):
+        if name in _URL_OPTIONS:
+            settings[name] = _convert(name, raw, _URL_OPTIONS[name])
+        elif name in _CONNECT_OPTIONS:
+            option, kind = _CONNECT_OPTIONS[name]
+            connect[option] = _convert(name, raw, kind)
+        elif name in _TLS_OPTIONS:
+            tls[name] = raw
+        else:
+            known = sorted([*_URL_OPTIONS, *_CONNECT_OPTIONS, *_TLS_OPTIONS])
+            raise ConfigurationError(
+                f"WHIZROUTER_INBOX: unknown NATS option {name!r}; known: {', '.join(known)}"
+            )
+    if tls:
+        try:
+            context = ssl.create_default_context(cafile=tls.get("tls_ca"))
+            if "tls_cert" in tls:
+                context.load_cert_chain(tls["tls_cert"], tls.get("tls_key"))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"WHIZROUTER_INBOX: cannot load TLS files: {exc}") from exc
+        connect["tls"] = context
+    return NatsUrl(servers, settings, connect)
+
+
+def redact(server: str) -> str:
+    """``server`` without its credentials, path or query, for logs."""
+    parts = urlsplit(server)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def _convert(setting: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+        return kind(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"WHIZROUTER_INBOX: {setting}={raw!r} is not a valid {kind.__name__}"
+        ) from None
