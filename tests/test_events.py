@@ -145,6 +145,22 @@ def test_fixture_parses_to_expected_classes(name: str) -> None:
     assert all(event.shape == shape for event in parsed)
 
 
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_one_call_validation_builds_what_the_part_by_part_path_builds(name: str) -> None:
+    # The split always writes a shape; without one, parsing takes the lenient path that
+    # validates item, contact and metadata one by one. Both must give the same event.
+    for raw in split_callback(orjson.loads((FIXTURES / name).read_bytes())):
+        if raw.kind == "raw":
+            continue
+        envelope = orjson.loads(raw.body)
+        parse = parse_message if raw.kind == "message" else parse_status
+        fast = parse(envelope)
+        lenient = parse({key: value for key, value in envelope.items() if key != "shape"})
+        assert type(fast) is type(lenient)
+        assert fast == lenient
+        assert fast.model_fields_set == lenient.model_fields_set
+
+
 @pytest.mark.parametrize("name", ["onprem/text.json", "cloud/status_sent.json"])
 def test_events_are_frozen(name: str) -> None:
     (event,) = events(name)
