@@ -336,11 +336,7 @@ async def run_scenario(
                         f"p99 {load['p99_ms']:6.2f} ms  "
                         f"core {cpu['core_share'] or 0:4.0%}  "
                         f"{cpu['us_per_callback'] or 0:6.0f} us CPU/callback  "
-                        + (
-                            "dispatch ok"
-                            if result["check"]["passed"]
-                            else "CHECK FAILED: " + result["check"]["note"]
-                        )
+                        + check_verdict(result["check"])
                     )
             finally:
                 for process in processes.values():
@@ -358,10 +354,10 @@ def summarise(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "median_rps": statistics.median(load["rps"] for load in loads),
             "median_p50_ms": statistics.median(load["p50_ms"] for load in loads),
             "median_p99_ms": statistics.median(load["p99_ms"] for load in loads),
-            "median_cpu_us": _median_or_none(
+            "median_cpu_us": median_or_none(
                 result["cpu"]["us_per_callback"] for result in results
             ),
-            "median_core_share": _median_or_none(
+            "median_core_share": median_or_none(
                 result["cpu"]["core_share"] for result in results
             ),
             "non_2xx": sum(load["non_2xx"] for load in loads),
@@ -389,6 +385,12 @@ def _ratio(value: float, reference: float) -> float | None:
     return value / reference if reference else None
 
 
-def _median_or_none(values: Iterable[float | None]) -> float | None:
+def check_verdict(check: dict[str, Any]) -> str:
+    """The end of a progress line: whether the server handled what it acknowledged."""
+    return "dispatch ok" if check["passed"] else "CHECK FAILED: " + check["note"]
+
+
+def median_or_none(values: Iterable[float | None]) -> float | None:
+    """The median of the known values, or None when none is known."""
     known = [value for value in values if value is not None]
     return statistics.median(known) if known else None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -30,7 +29,9 @@ from benchmarks.http_bench import (
     Progress,
     ServerProcess,
     check_dispatch,
+    check_verdict,
     drive,
+    median_or_none,
     scenario_script,
 )
 from benchmarks.scenarios import Scenario
@@ -126,18 +127,19 @@ async def run_paired(
                     f"{result['us_per_callback'] or 0:6.0f} us CPU/callback, baseline beside it "
                     f"{result['baseline_us_per_callback'] or 0:6.0f}: "
                     f"{'-' if ratio is None else f'{ratio:.2f}x'}  "
-                    + (
-                        "dispatch ok"
-                        if result["check"]["passed"]
-                        else "CHECK FAILED: " + result["check"]["note"]
-                    )
+                    + check_verdict(result["check"])
                 )
-    summary: dict[str, Any] = {}
-    for kind, results in rounds.items():
-        ratios = [result["cpu_ratio"] for result in results if result["cpu_ratio"] is not None]
-        summary[kind] = {
-            "median_cpu_ratio": statistics.median(ratios) if ratios else None,
+    return {
+        kind: {
+            "median_cpu_ratio": median_or_none(result["cpu_ratio"] for result in results),
+            "median_us_per_callback": median_or_none(
+                result["us_per_callback"] for result in results
+            ),
+            "median_baseline_us_per_callback": median_or_none(
+                result["baseline_us_per_callback"] for result in results
+            ),
             "dispatch_checked": all(result["check"]["passed"] for result in results),
             "rounds": results,
         }
-    return summary
+        for kind, results in rounds.items()
+    }

@@ -5,7 +5,6 @@ Targets are reported, never asserted: a missed target is a finding, not a failur
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -154,20 +153,13 @@ def paired_table(results: dict[str, Any], servers: Iterable[str]) -> list[str]:
     lines = [f"{'scenario':<9} {'server':<12} {'CPU us':>7} {'base us':>8} {'x base':>7}  "
              "dispatched"]
     for label, kind, figures in _rows(results, servers):
-        rounds = figures["rounds"]
         lines.append(
-            f"{label:<9} {kind:<12} "
-            f"{_number(_median(r['us_per_callback'] for r in rounds)):>7} "
-            f"{_number(_median(r['baseline_us_per_callback'] for r in rounds)):>8} "
+            f"{label:<9} {kind:<12} {_number(figures['median_us_per_callback']):>7} "
+            f"{_number(figures['median_baseline_us_per_callback']):>8} "
             f"{_ratio(figures['median_cpu_ratio']):>7}  "
             f"{'ok' if figures['dispatch_checked'] else 'FAILED'}"
         )
     return lines
-
-
-def _median(values: Iterable[float | None]) -> float | None:
-    known = sorted(value for value in values if value is not None)
-    return statistics.median(known) if known else None
 
 
 def dispatch_table(results: dict[str, Any]) -> list[str]:
