@@ -9,15 +9,19 @@ and writes. Every operation is a job on its queue, and jobs queued together shar
 commit (group commit). No sqlite call ever runs on the event loop thread. A second thread
 checkpoints the WAL into the database file in the background.
 
-Schema (``PRAGMA user_version`` 1)::
+Schema (``PRAGMA user_version`` 2)::
 
     events(seq INTEGER PRIMARY KEY AUTOINCREMENT, state 0 pending | 2 dead, attempts, kind,
            key, conversation, received_at, handler, error, died_at, body)
-    seen(key TEXT PRIMARY KEY, at REAL) WITHOUT ROWID     -- dedupe keys, pruned by age
-    meta(name TEXT PRIMARY KEY, value INTEGER)            -- 'claimed_through', see _claim_rows
+    seen_recent(id INTEGER PRIMARY KEY AUTOINCREMENT, key, at)  -- newest dedupe keys
+    seen(key TEXT PRIMARY KEY, at REAL) WITHOUT ROWID          -- older ones, pruned by age
+    meta(name TEXT PRIMARY KEY, value INTEGER)  -- 'claimed_through' (see _claim_rows),
+                                                -- 'seen_generation' (see sqlite_seen)
 
-Settled events are deleted; the dedupe window lives in ``seen``. ``AUTOINCREMENT`` keeps seqs
-from ever being reused, which the in-memory claim cursor relies on.
+Settled events are deleted; the dedupe window lives in the two ``seen`` tables
+(``whizrouter.inbox.sqlite_seen``; version 1 had only ``seen`` and is upgraded in place).
+``AUTOINCREMENT`` keeps seqs from ever being reused, which the in-memory claim cursor relies
+on.
 
 One process consumes a file (calls ``claim``): the first claim takes an exclusive ``flock`` on
 ``<db>.lock`` and holds it until ``close``; a second consumer's claim fails with an
@@ -43,6 +47,9 @@ import orjson
 
 from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
 from whizrouter.inbox.base import DEFAULT_DEDUPE_SECONDS, DeadLetter, RawEvent, StoredEvent
+from whizrouter.inbox.sqlite_seen import COUNT as _COUNT_SEEN
+from whizrouter.inbox.sqlite_seen import SCHEMA as _SEEN_SCHEMA
+from whizrouter.inbox.sqlite_seen import SeenKeys
 from whizrouter.inbox.sqlite_writer import ConsumerLock, Writer
 
 logger = logging.getLogger(__name__)
@@ -51,7 +58,7 @@ Synchronous = Literal["normal", "full"]
 
 _T = TypeVar("_T")
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = f"""
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS events (
@@ -68,10 +75,9 @@ CREATE TABLE IF NOT EXISTS events (
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_dead ON events(seq) WHERE state = 2;
-CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS seen_at ON seen(at);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta(name, value) VALUES ('claimed_through', 0);
+{_SEEN_SCHEMA}
 PRAGMA user_version = {_SCHEMA_VERSION};
 COMMIT;
 """
@@ -79,14 +85,6 @@ COMMIT;
 # Keys and seqs travel as one JSON array, so a whole group needs one statement whatever its
 # size: each statement hands the GIL to the busy event loop and waits to get it back.
 _IN_JSON = "IN (SELECT value FROM json_each(?1))"
-# A key is new when it was never seen, or seen before the dedupe horizon (then refreshed, so
-# the window stays exact however late the prune runs). The rowcount says how many were new;
-# only when some were not does a second query ask which: ``at`` is unique per call.
-_REMEMBER_KEYS = (
-    "INSERT INTO seen(key, at) SELECT value, ?2 FROM json_each(?1) WHERE true "
-    "ON CONFLICT(key) DO UPDATE SET at = excluded.at WHERE seen.at < ?3"
-)
-_KEYS_WRITTEN = f"SELECT key FROM seen WHERE key {_IN_JSON} AND at = ?2"
 _SELECT_READY = (
     "SELECT seq, kind, key, conversation, body, attempts, received_at FROM events "
     "WHERE state = 0 AND seq > ? ORDER BY seq LIMIT ?"
@@ -107,13 +105,12 @@ _KILL = (
 )
 _STATS = (
     "SELECT (SELECT count(*) FROM events WHERE state = 0), "
-    "(SELECT count(*) FROM events WHERE state = 2), (SELECT count(*) FROM seen)"
+    f"(SELECT count(*) FROM events WHERE state = 2), {_COUNT_SEEN}"
 )
 _DEAD_LETTERS = (
     "SELECT seq, kind, key, conversation, body, coalesce(handler, ''), attempts, "
     "coalesce(error, ''), coalesce(died_at, 0) FROM events WHERE state = 2 ORDER BY seq LIMIT ?"
 )
-_PRUNE = "DELETE FROM seen WHERE key IN (SELECT key FROM seen WHERE at < ? ORDER BY at LIMIT ?)"
 _PRUNE_BATCH = 1000
 _MAX_ROWS = 128  # events per INSERT statement
 
@@ -135,6 +132,9 @@ class SqliteInbox:
         poll_interval: seconds between checks, while ``claim`` waits, for events another
             process put back (``whizrouter dead replay``).
         busy_timeout: seconds to wait for another process' write lock before failing.
+        recent_keys: new dedupe keys gathered (in an append-only table, and in memory at about
+            150 bytes each) before they are merged into the dedupe index in key order; see
+            ``whizrouter.inbox.sqlite_seen``.
 
     Attributes:
         description: the inbox URL, for logs (a file path holds no secret).
@@ -155,6 +155,7 @@ class SqliteInbox:
         prune_interval: float = 60.0,
         poll_interval: float = 1.0,
         busy_timeout: float = 5.0,
+        recent_keys: int = 50_000,
     ) -> None:
         if synchronous not in ("normal", "full"):
             raise ConfigurationError(
@@ -166,6 +167,7 @@ class SqliteInbox:
             ("prune_interval", prune_interval),
             ("poll_interval", poll_interval),
             ("busy_timeout", busy_timeout),
+            ("recent_keys", recent_keys),
         ]:
             if value <= 0:
                 raise ConfigurationError(f"sqlite inbox {name}={value!r} must be positive")
@@ -197,6 +199,8 @@ class SqliteInbox:
         self._claim_mark = 0  # ``_writes`` when the last claim looked
         self._data_version = 0  # changes when another process commits to the file
         self._last_now = 0.0
+        self._recent_keys = recent_keys
+        self._seen = SeenKeys(dedupe_seconds, merge_at=recent_keys)  # writer thread only
 
     @classmethod
     def from_url(
@@ -290,6 +294,7 @@ class SqliteInbox:
         self._claiming = anyio.Lock()
         self._cursor = self._writes = self._claim_mark = 0
         self._recovered = False
+        self._seen = SeenKeys(self._dedupe_seconds, merge_at=self._recent_keys)
         self._writer = Writer(
             self.description,
             self.path,
@@ -298,8 +303,9 @@ class SqliteInbox:
             statements=_MAX_ROWS + 64,
             prepare=self._prepare,
             insert=self._insert,
-            prune=self._prune,
+            prune=self._maintain,
             prune_interval=self._prune_interval,
+            on_rollback=self._seen.invalidate,
             after_settle=self._wake_claim,
         )
         await self._writer.start()
@@ -330,17 +336,23 @@ class SqliteInbox:
         self._data_version = _scalar(conn, "PRAGMA data_version")
         logger.info("sqlite inbox %s open: %d events pending", self.description, self._backlog)
 
-    def _prune(self, conn: sqlite3.Connection) -> float:
-        """Forget one batch of expired dedupe keys; return when to prune next."""
+    def _maintain(self, conn: sqlite3.Connection) -> float:
+        """Between commit groups: one slice of a dedupe-key merge if one is due, else forget
+        one batch of expired dedupe keys. Returns when to run next."""
+        if self._seen.merge_due:
+            try:
+                self._seen.merge_step(conn)
+            except sqlite3.Error as exc:
+                logger.warning(
+                    "sqlite inbox %s: merging dedupe keys failed: %s", self.description, exc
+                )
+                return time.monotonic() + self._prune_interval
+            return time.monotonic()  # the next slice after the groups queued meanwhile
         horizon = time.time() - self._dedupe_seconds
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            pruned = conn.execute(_PRUNE, (horizon, _PRUNE_BATCH)).rowcount
-            conn.execute("COMMIT")
+            pruned = self._seen.prune(conn, horizon, _PRUNE_BATCH)
         except sqlite3.Error as exc:
             logger.warning("sqlite inbox %s: pruning dedupe keys failed: %s", self.description, exc)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             return time.monotonic() + self._prune_interval
         if pruned:
             logger.debug("sqlite inbox %s: forgot %d dedupe keys", self.description, pruned)
@@ -400,11 +412,10 @@ class SqliteInbox:
     def _insert(self, conn: sqlite3.Connection, batches: list[list[RawEvent]]) -> list[int]:
         """Store the new events of several appends; return how many were new in each."""
         now = self._last_now = max(time.time(), self._last_now + 1e-6)
-        new = dict.fromkeys(event.key for batch in batches for event in batch)
-        keys = orjson.dumps(list(new)).decode()
-        remembered = conn.execute(_REMEMBER_KEYS, (keys, now, now - self._dedupe_seconds))
-        if remembered.rowcount < len(new):
-            new = dict.fromkeys(key for (key,) in conn.execute(_KEYS_WRITTEN, (keys, now)))
+        keys = list(dict.fromkeys(event.key for batch in batches for event in batch))
+        new = self._seen.new_keys(conn, keys, now)
+        if self._seen.merge_due and self._writer is not None:
+            self._writer.maintain_soon()
         rows: list[_EventRow] = []
         counts = []
         for batch in batches:
@@ -412,7 +423,7 @@ class SqliteInbox:
             for event in batch:
                 # Taken at its first occurrence: a repeat later in the group is a redelivery.
                 if event.key in new:
-                    del new[event.key]
+                    new.discard(event.key)
                     rows.append((event.kind, event.key, event.conversation, now, event.body))
             counts.append(len(rows) - before)
         for start in range(0, len(rows), _MAX_ROWS):

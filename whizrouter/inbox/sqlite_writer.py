@@ -117,8 +117,10 @@ class Writer:
         insert: stores the events of several appends in the open transaction and returns how
             many of each were new; the fast path merges a group's appends through it.
         prune: background maintenance between groups; returns the ``time.monotonic()`` at
-            which to run it next.
+            which to run it next (``maintain_soon`` brings that forward).
         prune_interval: seconds from the start to the first ``prune``.
+        on_rollback: runs on the writer thread whenever a group's transaction, or a job's
+            savepoint in it, was rolled back, so state mirrored from the file can be reloaded.
         after_settle: runs on the loop thread after a group's callers were answered.
 
     Attributes:
@@ -138,6 +140,7 @@ class Writer:
         insert: InsertBatches,
         prune: Prune,
         prune_interval: float,
+        on_rollback: Callable[[], None],
         after_settle: Callable[[], None],
     ) -> None:
         self.description = description
@@ -151,10 +154,16 @@ class Writer:
         self._insert = insert
         self._prune = prune
         self._prune_interval = prune_interval
+        self._maintain_now = False  # writer thread only
+        self._on_rollback = on_rollback
         self._after_settle = after_settle
         self._checkpointer = Checkpointer(path, description, busy_timeout=busy_timeout)
         self._queue: queue.SimpleQueue[Job[Any] | _Stop] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+
+    def maintain_soon(self) -> None:
+        """Run ``prune`` right after the current group (call on the writer thread)."""
+        self._maintain_now = True
 
     @property
     def running(self) -> bool:
@@ -282,7 +291,8 @@ class Writer:
                         break
                 if jobs:
                     self._run_group(conn, jobs)
-                if stop is None and time.monotonic() >= next_prune:
+                if stop is None and (self._maintain_now or time.monotonic() >= next_prune):
+                    self._maintain_now = False
                     next_prune = self._prune(conn)
         except Exception:
             logger.exception("sqlite inbox %s: the writer thread failed", self.description)
@@ -314,6 +324,7 @@ class Writer:
         except Exception as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._on_rollback()  # also when COMMIT failed and sqlite rolled back itself
             if isinstance(exc, _JobFailed) and len(jobs) > 1:
                 for job in jobs:
                     job.result = job.error = None
@@ -358,6 +369,7 @@ class Writer:
                 except Exception as exc:
                     job.error = _as_inbox_error(exc)
                     conn.execute("ROLLBACK TO job")
+                    self._on_rollback()
                 conn.execute("RELEASE job")
             conn.execute("COMMIT")
             self.commits += 1
@@ -366,6 +378,7 @@ class Writer:
             logger.error("sqlite inbox %s: commit failed: %s", self.description, exc)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._on_rollback()
             for job in jobs:
                 if job.error is None:
                     job.error = _as_inbox_error(exc)

@@ -1,0 +1,225 @@
+"""The sqlite inbox's dedupe window: which event keys it has stored, for how long.
+
+Provider ids arrive in no particular order, so a B-tree keyed by them takes each new key on
+a page of its own: with one insert per event, every commit rewrites a page per event (about
+three times the cost of storing the event itself). The window is therefore kept in two
+levels, like a small log-structured merge tree:
+
+- ``seen_recent``: an append-only table (rows only ever go on its last page) of the newest
+  keys, mirrored in a dict on the writer thread, so checking a recent key reads no page;
+- ``seen``: the B-tree of the older keys. When ``merge_at`` recent keys have gathered, they
+  move into it in key order, a slice of the key range per transaction between commit
+  groups. Many keys then share each page write, and no commit group waits long for one.
+
+A key is new when neither level holds it inside the window. The dict only ever holds keys
+committed to ``seen_recent`` (or written by the open transaction): after any rollback it is
+reloaded from the table before the next check, so a key whose event was not stored is never
+taken for a redelivery. Other processes appending to the same file (receiver-only ones, the
+CLI's replay) are caught up on at each check when ``PRAGMA data_version`` says the file
+changed; a merge or prune that deletes recent rows bumps ``meta.seen_generation`` so that
+every process reloads.
+
+Everything here runs on the inbox's writer thread, inside transactions the writer opens,
+except ``merge_step`` and ``prune``, which open their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+
+import orjson
+
+logger = logging.getLogger("whizrouter.inbox.sqlite")
+
+MERGE_SLICE = 1024  # keys a merge moves per transaction, about 5 ms of the writer's time
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_at ON seen(at);
+CREATE TABLE IF NOT EXISTS seen_recent (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, at REAL NOT NULL
+);
+INSERT OR IGNORE INTO meta(name, value) VALUES ('seen_generation', 0);
+"""
+
+_IN_JSON = "IN (SELECT value FROM json_each(?1))"
+_OLDER_SEEN = f"SELECT key FROM seen WHERE key {_IN_JSON} AND at >= ?2"
+# ``id`` comes from AUTOINCREMENT: never reused, so "rows after id N" stays meaningful after
+# deletes.
+_APPEND_RECENT = "INSERT INTO seen_recent(key, at) SELECT value, ?2 FROM json_each(?1)"
+_RECENT_AFTER = "SELECT id, key, at FROM seen_recent WHERE id > ? ORDER BY id"
+_GENERATION = "SELECT value FROM meta WHERE name = 'seen_generation'"
+_NEXT_GENERATION = "UPDATE meta SET value = value + 1 WHERE name = 'seen_generation'"
+# One time for the whole merge, so the ``seen_at`` entries of a merge are written in key
+# order at one end of that index, not each on a page of its own.
+_MERGE = (
+    "INSERT INTO seen(key, at) SELECT value, ?2 FROM json_each(?1) "
+    "WHERE true ON CONFLICT(key) DO UPDATE SET at = excluded.at WHERE excluded.at > seen.at"
+)
+_DROP_MERGED = "DELETE FROM seen_recent WHERE id <= ?"
+_PRUNE_OLDER = (
+    "DELETE FROM seen WHERE key IN (SELECT key FROM seen WHERE at < ? ORDER BY at LIMIT ?)"
+)
+# Recent rows are (nearly) in time order: this stops at the first batch it finds expired.
+_PRUNE_RECENT = (
+    "DELETE FROM seen_recent WHERE id IN "
+    "(SELECT id FROM seen_recent WHERE at < ? ORDER BY id LIMIT ?)"
+)
+# Keys in both levels (between a merge's slices and its end) count once.
+COUNT = (
+    "(SELECT count(*) FROM seen) + (SELECT count(DISTINCT key) FROM seen_recent AS r "
+    "WHERE NOT EXISTS (SELECT 1 FROM seen WHERE seen.key = r.key))"
+)
+
+
+class SeenKeys:
+    """The two-level dedupe window of one sqlite inbox connection; see the module docstring.
+
+    Args:
+        window: seconds a key is remembered; a key seen longer ago is new again.
+        merge_at: recent keys that start a merge into the ``seen`` B-tree. The dict holding
+            them costs about 150 bytes a key.
+    """
+
+    def __init__(self, window: float, *, merge_at: int) -> None:
+        self.window = window
+        self.merge_at = merge_at
+        self.merge_slice = MERGE_SLICE
+        self._recent: dict[str, float] = {}
+        self._through = 0  # highest seen_recent id mirrored in _recent
+        self._generation = -1
+        self._data_version = -1
+        self._stale = True
+        self._merge: list[str] = []  # the running merge's keys, sorted
+        self._merged = 0  # how many of them are merged
+        self._merge_at = 0.0  # the time they are remembered from: the newest of them
+        self._merge_through = 0  # the running merge deletes recent rows up to this id
+
+    @property
+    def merge_due(self) -> bool:
+        """A merge runs, or enough recent keys gathered to start one."""
+        return bool(self._merge) or len(self._recent) >= self.merge_at
+
+    def invalidate(self) -> None:
+        """The open transaction was rolled back (wholly or to a savepoint): reload first."""
+        self._stale = True
+
+    def new_keys(self, conn: sqlite3.Connection, keys: list[str], now: float) -> set[str]:
+        """Which of ``keys`` (distinct) are outside the window; remember those at ``now``.
+
+        Runs inside the writer's open write transaction, so the answer and the rows it adds
+        commit or roll back with the events they guard.
+        """
+        self._sync(conn)
+        fresh_after = now - self.window
+        recent = self._recent
+        new: set[str] = set()
+        unknown: list[str] = []
+        for key in keys:
+            at = recent.get(key)
+            if at is None:
+                unknown.append(key)
+            elif at < fresh_after:
+                new.add(key)  # the older level can only hold it from even earlier
+        if unknown:
+            older = {key for (key,) in conn.execute(_OLDER_SEEN, (_json(unknown), fresh_after))}
+            new.update(key for key in unknown if key not in older)
+        if new:
+            ordered = [key for key in keys if key in new]
+            cursor = conn.execute(_APPEND_RECENT, (_json(ordered), now))
+            for key in ordered:
+                recent[key] = now
+            self._through = cursor.lastrowid or self._through
+        return new
+
+    def merge_step(self, conn: sqlite3.Connection) -> None:
+        """Move one slice of the recent keys into the ``seen`` B-tree, in its own transaction.
+
+        The first step takes the recent keys sorted; the last one deletes their rows from
+        ``seen_recent``. Until then each key is in both levels, which changes no answer, so
+        a crash in between only means the next process merges those keys again.
+        """
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if not self._merge:
+                self._start_merge(conn)
+            chunk = self._merge[self._merged : self._merged + self.merge_slice]
+            conn.execute(_MERGE, (_json(chunk), self._merge_at))
+            if self._merged + len(chunk) >= len(self._merge):
+                conn.execute(_DROP_MERGED, (self._merge_through,))
+                self._reload_after_delete(conn)  # also ends this merge
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._merge = []
+            self._stale = True
+            raise
+        if self._merge:
+            self._merged += len(chunk)
+
+    def _start_merge(self, conn: sqlite3.Connection) -> None:
+        """Take the recent keys still inside the window, sorted, as the merge to run.
+
+        They are all remembered from the newest one's time: in the older level a key can
+        outlive the window by as long as the recent keys took to gather (never by more than
+        the window, since older ones are left out), never fall short of it.
+        """
+        self._sync(conn)
+        fresh_after = time.time() - self.window
+        live = [(key, at) for key, at in self._recent.items() if at >= fresh_after]
+        self._merge = sorted(key for key, _ in live)
+        self._merged = 0
+        self._merge_at = max((at for _, at in live), default=0.0)
+        self._merge_through = self._through
+        logger.debug("merging %d recent dedupe keys", len(self._merge))
+
+    def prune(self, conn: sqlite3.Connection, horizon: float, limit: int) -> int:
+        """Forget up to ``limit`` keys of each level seen before ``horizon``; in its own
+        transaction. Returns how many were forgotten."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            pruned = conn.execute(_PRUNE_OLDER, (horizon, limit)).rowcount
+            recent = conn.execute(_PRUNE_RECENT, (horizon, limit)).rowcount
+            if recent:
+                self._reload_after_delete(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._stale = True
+            raise
+        return max(pruned, recent)
+
+    def _reload_after_delete(self, conn: sqlite3.Connection) -> None:
+        """Recent rows were deleted in the open transaction: tell the other processes, and
+        mirror what is left (a failed commit marks the dict stale again)."""
+        conn.execute(_NEXT_GENERATION)
+        self._stale = True
+        self._sync(conn)
+
+    def _sync(self, conn: sqlite3.Connection) -> None:
+        """Bring the dict up to the file: reload after a rollback or another process's merge
+        or prune; otherwise read only the rows other processes appended."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if not self._stale and version == self._data_version:
+            return
+        self._data_version = version
+        generation = conn.execute(_GENERATION).fetchone()[0]
+        if self._stale or generation != self._generation:
+            self._recent = {}
+            self._through = 0
+            self._merge = []  # a merge elsewhere may have moved its keys: start over
+        self._stale = False
+        self._generation = generation
+        recent = self._recent
+        for row_id, key, at in conn.execute(_RECENT_AFTER, (self._through,)):
+            if at > recent.get(key, 0.0):
+                recent[key] = at
+            self._through = row_id
+
+
+def _json(values: list[str]) -> str:
+    return orjson.dumps(values).decode()
