@@ -33,7 +33,7 @@ import orjson
 
 logger = logging.getLogger("whizrouter.inbox.sqlite")
 
-MERGE_SLICE = 1024  # keys a merge moves per transaction, about 5 ms of the writer's time
+MERGE_SLICE = 256  # keys a merge moves per transaction: about 1 ms of the writer's time
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
