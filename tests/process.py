@@ -26,8 +26,15 @@ def free_port() -> int:
 class BotProcess:
     """A ``python -m whizrouter run TARGET`` child process on a free port."""
 
-    def __init__(self, target: str, env: Mapping[str, str], *, cwd: Path = ROOT,
-                 args: tuple[str, ...] = (), port: int | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        env: Mapping[str, str],
+        *,
+        cwd: Path = ROOT,
+        args: tuple[str, ...] = (),
+        port: int | None = None,
+    ) -> None:
         self.target = target
         self.port = port or free_port()
         self.env = {**os.environ, **env}
@@ -44,10 +51,20 @@ class BotProcess:
     async def launch(self) -> None:
         """Start the process without waiting for it."""
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "whizrouter", "run", self.target, "--host", "127.0.0.1",
-            "--port", str(self.port), *self.args,
-            env=self.env, cwd=self.cwd,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            sys.executable,
+            "-m",
+            "whizrouter",
+            "run",
+            self.target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *self.args,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
 
     async def wait_healthy(self, timeout: float = 20.0) -> None:

@@ -81,10 +81,22 @@ def test_smoke_run_measures_every_part_and_every_bot_dispatched(tmp_path: Path) 
 def test_smoke_run_without_wrk_uses_the_builtin_client(tmp_path: Path) -> None:
     output = tmp_path / "builtin.json"
 
-    code = main([
-        "--smoke", "--client", "builtin", "--parts", "http", "--scenarios", "statuses",
-        "--servers", "baseline", "sqlite", "--output", str(output),
-    ])
+    code = main(
+        [
+            "--smoke",
+            "--client",
+            "builtin",
+            "--parts",
+            "http",
+            "--scenarios",
+            "statuses",
+            "--servers",
+            "baseline",
+            "sqlite",
+            "--output",
+            str(output),
+        ]
+    )
 
     assert code == 0
     results = _results(output)

@@ -31,9 +31,7 @@ def test_only_https_on_443_is_accepted(make_app: MakeApp, url: str, complaint: s
         make_app(webhook_url=url)
 
 
-async def test_registers_url_and_basic_auth_once(
-    make_app: MakeApp, provider: FakeProvider
-) -> None:
+async def test_registers_url_and_basic_auth_once(make_app: MakeApp, provider: FakeProvider) -> None:
     app = make_app(webhook_url=URL, webhook_user="whizard", webhook_password="pw-123")
     async with app:
         pass
@@ -60,8 +58,11 @@ async def test_a_changed_url_is_written(make_app: MakeApp, provider: FakeProvide
 async def test_provider_4xx_stops_startup_with_its_message(
     make_app: MakeApp, provider: FakeProvider
 ) -> None:
-    provider.fail_next(403, meta_error_body(403, "Webhook URL is blocked for this number"),
-                       path="/v1/configs/webhook")
+    provider.fail_next(
+        403,
+        meta_error_body(403, "Webhook URL is blocked for this number"),
+        path="/v1/configs/webhook",
+    )
     app = make_app(webhook_url=URL)
     with pytest.raises(BootstrapError, match="Webhook URL is blocked for this number"):
         await app.start()

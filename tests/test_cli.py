@@ -17,8 +17,16 @@ from whizrouter.testing import FakeProvider, text_callback
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["run"], ["inbox"], ["inbox", "stats"], ["dead"], ["dead", "list"],
-     ["dead", "replay"], ["dead", "drop"]],
+    [
+        [],
+        ["run"],
+        ["inbox"],
+        ["inbox", "stats"],
+        ["dead"],
+        ["dead", "list"],
+        ["dead", "replay"],
+        ["dead", "drop"],
+    ],
 )
 def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
@@ -30,8 +38,13 @@ def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixtur
 
 
 def test_python_dash_m_works() -> None:
-    result = subprocess.run([sys.executable, "-m", "whizrouter", "--help"],
-                            capture_output=True, text=True, check=False, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-m", "whizrouter", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
     assert result.returncode == 0
     assert "run" in result.stdout
 
@@ -66,20 +79,25 @@ def test_unknown_plugin_fails_listing_installed(
 @pytest.mark.slow
 async def test_bot_process_serves_replies_and_drains_on_sigterm(tmp_path: Path) -> None:
     async with FakeProvider() as provider:
-        bot = BotProcess("tests.bots.slow_bot:app", {
-            "WHIZARD_API_KEY": provider.api_key,
-            "WHIZARD_BASE_URL": provider.base_url,
-            "WHIZROUTER_INBOX": f"sqlite:///{tmp_path / 'inbox.db'}",
-            "SLOW_BOT_WORK_SECONDS": "1.0",
-        })
+        bot = BotProcess(
+            "tests.bots.slow_bot:app",
+            {
+                "WHIZARD_API_KEY": provider.api_key,
+                "WHIZARD_BASE_URL": provider.base_url,
+                "WHIZROUTER_INBOX": f"sqlite:///{tmp_path / 'inbox.db'}",
+                "SLOW_BOT_WORK_SECONDS": "1.0",
+            },
+        )
         await bot.start()
         try:
             async with aiohttp.ClientSession() as session:
-                async with session.post(bot.url + "/webhook",
-                                        json=text_callback("job", wa_id="15550000001")) as r:
+                async with session.post(
+                    bot.url + "/webhook", json=text_callback("job", wa_id="15550000001")
+                ) as r:
                     assert r.status == 200
-                async with session.post(bot.url + "/webhook",
-                                        data=fixture_bytes("cloud/text.json")) as r:
+                async with session.post(
+                    bot.url + "/webhook", data=fixture_bytes("cloud/text.json")
+                ) as r:
                     assert r.status == 200
                 async with session.post(bot.url + "/webhook", data=b"{oops") as r:
                     assert r.status == 400
@@ -92,9 +110,16 @@ async def test_bot_process_serves_replies_and_drains_on_sigterm(tmp_path: Path) 
             output = await bot.stop()
         bodies = [c.json["text"]["body"] for c in provider.sent if c.json]
         assert "done job" in bodies, output
-        for line in ("role: all", "plugins: none", "inbox: sqlite", "listening on",
-                     "webhook registration: skipped", "garbage collector: startup heap frozen",
-                     "first threshold 50000", "stopped"):
+        for line in (
+            "role: all",
+            "plugins: none",
+            "inbox: sqlite",
+            "listening on",
+            "webhook registration: skipped",
+            "garbage collector: startup heap frozen",
+            "first threshold 50000",
+            "stopped",
+        ):
             assert line in output, output
 
 

@@ -15,8 +15,13 @@ from whizrouter.testing import FakeProvider, text_callback
 async def cli(*args: str) -> str:
     """Run the command as an operator would, in its own process; return what it printed."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "whizrouter", *args, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "whizrouter",
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, (out + err).decode()
@@ -49,8 +54,14 @@ async def test_dead_letters_are_listed_replayed_and_dropped_while_the_bot_runs(
 
             listing = await cli("dead", "list", "--inbox", url)
             lines = listing.splitlines()
-            assert lines[0].split("\t") == ["id", "event", "conversation", "handler",
-                                            "attempts", "last error"]
+            assert lines[0].split("\t") == [
+                "id",
+                "event",
+                "conversation",
+                "handler",
+                "attempts",
+                "last error",
+            ]
             rows = {line.split("\t")[1]: line.split("\t") for line in lines[1:]}
             assert set(rows) == {"m:wamid.cli-1", "m:wamid.cli-2"}
             first = rows["m:wamid.cli-1"]

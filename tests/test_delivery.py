@@ -132,7 +132,9 @@ async def test_events_waiting_through_clean_restarts_count_no_attempt(tmp_path: 
 
             @app.on_message(type="text")
             async def handler(
-                message: TextMessage, ctx: Context, started: asyncio.Event = started,
+                message: TextMessage,
+                ctx: Context,
+                started: asyncio.Event = started,
                 lifetime: int = lifetime,
             ) -> None:
                 attempts.setdefault(message.text.body, []).append(ctx.attempt)

@@ -186,8 +186,7 @@ async def test_failing_handler_is_retried_then_dead_lettered_without_stopping_ot
     assert letter.handler.endswith("poison")
     assert "boom" in letter.error
     assert any("is dead after 3 attempts" in r.getMessage() for r in caplog.records)
-    assert any(letter.key in r.getMessage() for r in caplog.records if "failed" in
-               r.getMessage())
+    assert any(letter.key in r.getMessage() for r in caplog.records if "failed" in r.getMessage())
 
 
 async def test_replayed_dead_letter_runs_again(

@@ -117,8 +117,9 @@ def one(name: str, cls: type[T]) -> T:
 
 def message(item: dict[str, Any], **envelope: Any) -> Message:
     """Parse a hand-made message item."""
-    return parse_message({"shape": "onprem", "item": item, "contact": None, "metadata": None,
-                          **envelope})
+    return parse_message(
+        {"shape": "onprem", "item": item, "contact": None, "metadata": None, **envelope}
+    )
 
 
 def status(item: dict[str, Any]) -> Status:
@@ -202,8 +203,11 @@ def test_cloud_text_with_business_number_and_contact_extras() -> None:
 @pytest.mark.parametrize(
     ("name", "quoted_from", "quoted_id"),
     [
-        ("onprem/text_reply_context.json", "15550009999",
-         "wamid.GAtNVFUxTlRFeU16QXdNREVWQWdBUkdCSkNSRGM0"),
+        (
+            "onprem/text_reply_context.json",
+            "15550009999",
+            "wamid.GAtNVFUxTlRFeU16QXdNREVWQWdBUkdCSkNSRGM0",
+        ),
         ("cloud/text_reply_context.json", "972123456789", "wamid.xyzxyz=="),
     ],
 )
@@ -251,10 +255,14 @@ def test_group_mentions() -> None:
 
 def test_batch_keeps_order_and_matches_each_sender() -> None:
     parsed = events("onprem/batch_mixed.json")
-    senders = [(e.from_, e.contact.name if e.contact else None)
-               for e in parsed if isinstance(e, Message)]
-    assert senders == [("15551230001", "Ana Souza"), ("15551230002", "Ben Okafor"),
-                       ("15551230001", "Ana Souza")]
+    senders = [
+        (e.from_, e.contact.name if e.contact else None) for e in parsed if isinstance(e, Message)
+    ]
+    assert senders == [
+        ("15551230001", "Ana Souza"),
+        ("15551230002", "Ben Okafor"),
+        ("15551230001", "Ana Souza"),
+    ]
     cloud = events("cloud/batch_mixed.json")
     numbers = [e.business.phone_number_id if e.business else None for e in cloud]
     assert numbers == ["109876543210987"] * 4 + ["109876543210988"]
@@ -290,8 +298,10 @@ def test_audio_is_not_voice() -> None:
 
 @pytest.mark.parametrize(
     ("name", "media_id"),
-    [("onprem/voice.json", "2b9c8d7e-6f5a-4b3c-8d2e-1f0a9b8c7d6e"),
-     ("cloud/voice.json", "1234567890987654321")],
+    [
+        ("onprem/voice.json", "2b9c8d7e-6f5a-4b3c-8d2e-1f0a9b8c7d6e"),
+        ("cloud/voice.json", "1234567890987654321"),
+    ],
 )
 def test_voice_normalized_in_both_shapes(name: str, media_id: str) -> None:
     msg = one(name, VoiceMessage)
@@ -372,9 +382,16 @@ def test_list_reply_description() -> None:
 
 
 def test_flow_reply_has_no_reply_id() -> None:
-    msg = message({**BASE, "type": "interactive", "interactive": {
-        "type": "nfm_reply",
-        "nfm_reply": {"name": "flow", "body": "Sent", "response_json": '{"a": 1}'}}})
+    msg = message(
+        {
+            **BASE,
+            "type": "interactive",
+            "interactive": {
+                "type": "nfm_reply",
+                "nfm_reply": {"name": "flow", "body": "Sent", "response_json": '{"a": 1}'},
+            },
+        }
+    )
     assert isinstance(msg, InteractiveMessage)
     assert msg.reply_id is None
     assert msg.reply_title is None
@@ -384,8 +401,10 @@ def test_flow_reply_has_no_reply_id() -> None:
 
 @pytest.mark.parametrize(
     ("name", "payload", "text"),
-    [("onprem/button_template_quick_reply.json", "STOP_PROMOTIONS", "Stop promotions"),
-     ("cloud/button_template_quick_reply.json", "callback_data", "title")],
+    [
+        ("onprem/button_template_quick_reply.json", "STOP_PROMOTIONS", "Stop promotions"),
+        ("cloud/button_template_quick_reply.json", "callback_data", "title"),
+    ],
 )
 def test_template_button(name: str, payload: str, text: str) -> None:
     msg = one(name, ButtonMessage)
@@ -408,8 +427,9 @@ def test_reaction(name: str, emoji: str) -> None:
     assert msg.removed is False
 
 
-@pytest.mark.parametrize("reaction", [{"message_id": "wamid.X"},
-                                      {"message_id": "wamid.X", "emoji": ""}])
+@pytest.mark.parametrize(
+    "reaction", [{"message_id": "wamid.X"}, {"message_id": "wamid.X", "emoji": ""}]
+)
 def test_reaction_removed(reaction: dict[str, Any]) -> None:
     msg = message({**BASE, "type": "reaction", "reaction": reaction})
     assert isinstance(msg, ReactionMessage)
@@ -420,15 +440,19 @@ def test_order() -> None:
     msg = one("onprem/order.json", OrderMessage)
     assert msg.order.catalog_id == "481923000000001"
     assert msg.order.text == "Please gift-wrap the mugs"
-    items = [(i.product_retailer_id, i.quantity, i.item_price, i.currency)
-             for i in msg.order.product_items]
+    items = [
+        (i.product_retailer_id, i.quantity, i.item_price, i.currency)
+        for i in msg.order.product_items
+    ]
     assert items == [("MUG-BLUE-350", 2, 12.5, "EUR"), ("BEANS-1KG", 1, 21.0, "EUR")]
 
 
 @pytest.mark.parametrize(
     ("name", "new_wa_id"),
-    [("onprem/system_user_changed_number.json", "15551230099"),
-     ("cloud/system_user_changed_number.json", "972912345678")],
+    [
+        ("onprem/system_user_changed_number.json", "15551230099"),
+        ("cloud/system_user_changed_number.json", "972912345678"),
+    ],
 )
 def test_system_number_change_both_shapes(name: str, new_wa_id: str) -> None:
     msg = one(name, SystemMessage)
@@ -483,8 +507,12 @@ def test_cloud_interactive_without_payload_falls_back() -> None:
     assert msg.raw["id"] == "wamid.wegrchytvwcggt="
     assert msg.business is not None
     assert msg.business.phone_number_id == "1122334455667"
-    kinds = [raw.kind for raw in split_callback(orjson.loads(
-        (FIXTURES / "cloud/interactive_with_value_errors.json").read_bytes()))]
+    kinds = [
+        raw.kind
+        for raw in split_callback(
+            orjson.loads((FIXTURES / "cloud/interactive_with_value_errors.json").read_bytes())
+        )
+    ]
     assert kinds == ["message", "raw"]
 
 
@@ -499,9 +527,15 @@ def test_cloud_edit_is_unmodelled_and_keeps_its_payload() -> None:
 
 @pytest.mark.parametrize(
     ("wire_type", "reason"),
-    [("unknown", "unsupported"), ("unsupported", "unsupported"), ("ephemeral", "unsupported"),
-     ("edit", "unmodelled"), ("revoke", "unmodelled"), ("request_welcome", "unmodelled"),
-     ("hologram", "unmodelled")],
+    [
+        ("unknown", "unsupported"),
+        ("unsupported", "unsupported"),
+        ("ephemeral", "unsupported"),
+        ("edit", "unmodelled"),
+        ("revoke", "unmodelled"),
+        ("request_welcome", "unmodelled"),
+        ("hologram", "unmodelled"),
+    ],
 )
 def test_types_without_a_class(wire_type: str, reason: str) -> None:
     msg = message({**BASE, "type": wire_type, wire_type: {"x": 1}})
@@ -524,8 +558,9 @@ def test_text_that_is_a_number_falls_back() -> None:
 
 
 def test_malformed_base_field_still_falls_back() -> None:
-    msg = message({"from": "15551230001", "id": "wamid.T2", "type": "hologram",
-                   "context": "not an object"})
+    msg = message(
+        {"from": "15551230001", "id": "wamid.T2", "type": "hologram", "context": "not an object"}
+    )
     assert isinstance(msg, UnknownMessage)
     assert msg.reason == "invalid"
     assert msg.context is None
@@ -544,16 +579,20 @@ def test_missing_type() -> None:
 
 
 def test_malformed_envelope_parts_do_not_spoil_the_message() -> None:
-    msg = message({**BASE, "type": "text", "text": {"body": "hi"}},
-                  contact={"wa_id": "15551230001", "profile": "oops"}, metadata=["x"])
+    msg = message(
+        {**BASE, "type": "text", "text": {"body": "hi"}},
+        contact={"wa_id": "15551230001", "profile": "oops"},
+        metadata=["x"],
+    )
     assert isinstance(msg, TextMessage)
     assert msg.contact is None
     assert msg.business is None
 
 
 def test_extra_fields_are_kept() -> None:
-    msg = message({**BASE, "type": "text", "text": {"body": "hi", "lang": "en"},
-                   "brand_new": {"a": 1}})
+    msg = message(
+        {**BASE, "type": "text", "text": {"body": "hi", "lang": "en"}, "brand_new": {"a": 1}}
+    )
     assert isinstance(msg, TextMessage)
     assert msg.model_extra == {"brand_new": {"a": 1}}
     assert msg.text.model_extra == {"lang": "en"}
@@ -629,7 +668,10 @@ def test_status_sent_conversation_and_pricing() -> None:
     assert st.conversation_info.origin.type == "service"
     assert st.pricing is not None
     assert (st.pricing.billable, st.pricing.pricing_model, st.pricing.category) == (
-        True, "CBP", "service")
+        True,
+        "CBP",
+        "service",
+    )
     assert st.model_dump(by_alias=True)["conversation"]["id"] == st.conversation_id
 
 
@@ -641,18 +683,29 @@ def test_status_delivered_keeps_late_client_extras() -> None:
 
 
 def test_status_recipient_falls_back_to_message() -> None:
-    st = status({"id": "wamid.S1", "status": "delivered", "timestamp": "1718001322",
-                 "message": {"recipient_id": "15551230009"}})
+    st = status(
+        {
+            "id": "wamid.S1",
+            "status": "delivered",
+            "timestamp": "1718001322",
+            "message": {"recipient_id": "15551230009"},
+        }
+    )
     assert st.recipient_id == "15551230009"
     assert st.conversation == "15551230009"
 
 
 @pytest.mark.parametrize(
     ("name", "code", "details"),
-    [("onprem/status_failed.json", 470, None),
-     ("cloud/status_failed.json", 130472,
-      "Failed to send message because this user's phone number is part of an experiment"),
-     ("onprem/status_warning.json", 2026, None)],
+    [
+        ("onprem/status_failed.json", 470, None),
+        (
+            "cloud/status_failed.json",
+            130472,
+            "Failed to send message because this user's phone number is part of an experiment",
+        ),
+        ("onprem/status_warning.json", 2026, None),
+    ],
 )
 def test_status_errors(name: str, code: int, details: str | None) -> None:
     (error,) = one(name, Status).errors
@@ -681,7 +734,10 @@ def test_pmp_status_without_conversation() -> None:
     assert st.conversation_id is None
     assert st.pricing is not None
     assert (st.pricing.pricing_model, st.pricing.category, st.pricing.type) == (
-        "PMP", "utility", "regular")
+        "PMP",
+        "utility",
+        "regular",
+    )
     assert st.business is not None
     assert st.business.phone_number_id == "109876543210987"
 
@@ -694,16 +750,28 @@ def test_status_played_business_number() -> None:
 
 
 def test_future_status_value_is_kept() -> None:
-    st = status({"id": "wamid.S2", "status": "exploded", "timestamp": "1718001400",
-                 "recipient_id": "15551230001", "biz_opaque_callback_data": "order-7"})
+    st = status(
+        {
+            "id": "wamid.S2",
+            "status": "exploded",
+            "timestamp": "1718001400",
+            "recipient_id": "15551230001",
+            "biz_opaque_callback_data": "order-7",
+        }
+    )
     assert st.status == "exploded"
     assert st.biz_opaque_callback_data == "order-7"
     assert st.validation_error is None
 
 
 def test_status_with_malformed_fields_is_kept() -> None:
-    item = {"id": "wamid.S3", "status": "sent", "recipient_id": "15551230001",
-            "conversation": "not an object", "errors": [{"code": "x"}]}
+    item = {
+        "id": "wamid.S3",
+        "status": "sent",
+        "recipient_id": "15551230001",
+        "conversation": "not an object",
+        "errors": [{"code": "x"}],
+    }
     st = status(item)
     assert st.status == "sent"
     assert st.conversation_info is None
@@ -724,12 +792,22 @@ def test_status_without_recipient_orders_by_id() -> None:
 
 
 def test_cloud_and_onprem_errors_normalize_alike() -> None:
-    cloud = ProviderErrorInfo.model_validate({
-        "code": 131000, "title": "Something went wrong", "message": "Something went wrong",
-        "error_data": {"details": "Unsupported webhook payload"}})
-    onprem = ProviderErrorInfo.model_validate({
-        "code": 400, "title": "Media download error", "details": "Failed to download",
-        "href": "https://example.com/errors"})
+    cloud = ProviderErrorInfo.model_validate(
+        {
+            "code": 131000,
+            "title": "Something went wrong",
+            "message": "Something went wrong",
+            "error_data": {"details": "Unsupported webhook payload"},
+        }
+    )
+    onprem = ProviderErrorInfo.model_validate(
+        {
+            "code": 400,
+            "title": "Media download error",
+            "details": "Failed to download",
+            "href": "https://example.com/errors",
+        }
+    )
     assert cloud.details == "Unsupported webhook payload"
     assert onprem.details == "Failed to download"
     assert onprem.href == "https://example.com/errors"

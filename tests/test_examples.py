@@ -16,8 +16,11 @@ from whizrouter.testing import FakeProvider, text_callback
 
 async def test_feed_from_queue_example_runs_as_a_script() -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "examples/feed_from_queue.py", cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "examples/feed_from_queue.py",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, err.decode()

@@ -36,4 +36,10 @@ def test_correct_registrations_work_at_runtime() -> None:
     router = Router()
     register(router)
     assert [spec.kind for spec in router.handlers()] == [
-        "message", "message", "status", "raw", "message", "status"]
+        "message",
+        "message",
+        "status",
+        "raw",
+        "message",
+        "status",
+    ]

@@ -12,8 +12,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_wheel_holds_exactly_whizrouter_and_whizrouter_plugins(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
         check=True,
     )
     [wheel] = tmp_path.glob("whizrouter-*.whl")

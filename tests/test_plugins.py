@@ -117,8 +117,12 @@ async def test_mark_read_failure_never_fails_the_handler(
     async def handler(message: TextMessage, ctx: Context) -> None:
         done.set()
 
-    provider.fail_next(404, {"errors": [{"code": 1006, "title": "Resource not found"}]},
-                       times=10, path="/v1/messages/wamid.gone")
+    provider.fail_next(
+        404,
+        {"errors": [{"code": 1006, "title": "Resource not found"}]},
+        times=10,
+        path="/v1/messages/wamid.gone",
+    )
     client = await serve(app)
     with caplog.at_level(logging.WARNING, logger="whizrouter"):
         await client.post("/webhook", json=text_callback("x", message_id="wamid.gone"))
@@ -141,11 +145,17 @@ async def test_mark_read_coalesces_a_burst_on_cloud(make_app: MakeApp, serve: Se
 
         client = await serve(app)
         for n in range(3):
-            await client.post("/webhook", json=text_callback(
-                f"m{n}", message_id=f"wamid.burst-{n}", shape="cloud"))
-        [call] = await cloud.wait_for(lambda c: c.json is not None and
-                                      c.json.get("status") == "read")
-        assert call.json == {"messaging_product": "whatsapp", "status": "read",
-                             "message_id": "wamid.burst-2"}
+            await client.post(
+                "/webhook",
+                json=text_callback(f"m{n}", message_id=f"wamid.burst-{n}", shape="cloud"),
+            )
+        [call] = await cloud.wait_for(
+            lambda c: c.json is not None and c.json.get("status") == "read"
+        )
+        assert call.json == {
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": "wamid.burst-2",
+        }
         await client.close()
         assert cloud.marked_read == ["wamid.burst-2"]

@@ -101,8 +101,9 @@ async def test_bad_bodies_get_400_with_reason(
     assert reason in (await response.json())["error"]
 
 
-@pytest.mark.parametrize("fixture", ["onprem/unknown.json", "cloud/unsupported.json",
-                                     "cloud/edit.json"])
+@pytest.mark.parametrize(
+    "fixture", ["onprem/unknown.json", "cloud/unsupported.json", "cloud/edit.json"]
+)
 async def test_unknown_types_are_acknowledged(
     make_app: MakeApp, serve: Serve, recorder: Recorder, fixture: str
 ) -> None:
@@ -149,12 +150,14 @@ async def test_auth_required_when_configured(
     client = await serve(app)
     body = fixture_bytes("onprem/text.json")
     assert (await client.post("/webhook", data=body)).status == 401
-    wrong = await client.post("/webhook", data=body,
-                              headers={"Authorization": basic("provider", "guess")})
+    wrong = await client.post(
+        "/webhook", data=body, headers={"Authorization": basic("provider", "guess")}
+    )
     assert wrong.status == 401
     assert wrong.headers["WWW-Authenticate"].startswith("Basic")
-    right = await client.post("/webhook", data=body,
-                              headers={"Authorization": basic("provider", "s3cret-pw")})
+    right = await client.post(
+        "/webhook", data=body, headers={"Authorization": basic("provider", "s3cret-pw")}
+    )
     assert right.status == 200
     assert len(await recorder.wait_for(1)) == 1
 
@@ -162,8 +165,9 @@ async def test_auth_required_when_configured(
 async def test_auth_is_checked_before_the_body_is_read(
     make_app: MakeApp, serve: Serve, recorder: Recorder
 ) -> None:
-    app = echo_app(make_app, recorder, webhook_user="provider", webhook_password="pw",
-                   read_timeout=30.0)
+    app = echo_app(
+        make_app, recorder, webhook_user="provider", webhook_password="pw", read_timeout=30.0
+    )
 
     async def never_finishes() -> Any:
         yield b'{"messages": ['
@@ -171,9 +175,7 @@ async def test_auth_is_checked_before_the_body_is_read(
 
     client = await serve(app)
     # The body never completes; a 401 can only come back if auth was checked first.
-    response = await asyncio.wait_for(
-        client.post("/webhook", data=never_finishes()), timeout=5
-    )
+    response = await asyncio.wait_for(client.post("/webhook", data=never_finishes()), timeout=5)
     assert response.status == 401
 
 
@@ -209,8 +211,19 @@ async def test_limit_holds_when_attached_to_an_app_with_a_small_client_max_size(
     web_app = web.Application(client_max_size=1024)
     echo_app(make_app, recorder).attach(web_app)
     client = await aiohttp_client(web_app)
-    body = orjson.dumps({"messages": [{"id": "wamid.big", "from": "1555", "type": "text",
-                                       "timestamp": "1", "text": {"body": "x" * 4000}}]})
+    body = orjson.dumps(
+        {
+            "messages": [
+                {
+                    "id": "wamid.big",
+                    "from": "1555",
+                    "type": "text",
+                    "timestamp": "1",
+                    "text": {"body": "x" * 4000},
+                }
+            ]
+        }
+    )
     assert (await client.post("/webhook", data=body)).status == 200
     [message] = await recorder.wait_for(1)
     assert message.text.body == "x" * 4000
@@ -264,9 +277,7 @@ async def test_full_inbox_answers_503(make_app: MakeApp, serve: Serve) -> None:
     gate.set()
 
 
-async def test_nothing_user_written_runs_before_the_200(
-    make_app: MakeApp, serve: Serve
-) -> None:
+async def test_nothing_user_written_runs_before_the_200(make_app: MakeApp, serve: Serve) -> None:
     app = make_app()
     release = asyncio.Event()
     started = asyncio.Event()

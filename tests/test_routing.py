@@ -126,12 +126,20 @@ async def test_routers_in_a_running_bot(
     await client.post("/webhook", json=text_callback("order 42", wa_id="15550000001"))
     await client.post("/webhook", json=text_callback("hello", wa_id="15550000002"))
     await client.post("/webhook", json=text_callback("ignored", wa_id="15550000009"))
-    await client.post("/webhook", json=status_callback("wamid.x", "read",
-                                                       recipient_id="15550000003"))
-    await client.post("/webhook", json=status_callback("wamid.x", "sent",
-                                                       recipient_id="15550000003"))
+    await client.post(
+        "/webhook", json=status_callback("wamid.x", "read", recipient_id="15550000003")
+    )
+    await client.post(
+        "/webhook", json=status_callback("wamid.x", "sent", recipient_id="15550000003")
+    )
     await client.post("/webhook", data=fixture_bytes("onprem/status_delivered.json"))
     items = await recorder.wait_for(4)
     # "order 42" also matches the app's own fallback, which is searched first.
-    assert sorted(items) == sorted([("fallback", "order 42"), ("fallback", "hello"),
-                                    ("receipt", "read"), ("receipt", "delivered")])
+    assert sorted(items) == sorted(
+        [
+            ("fallback", "order 42"),
+            ("fallback", "hello"),
+            ("receipt", "read"),
+            ("receipt", "delivered"),
+        ]
+    )

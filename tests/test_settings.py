@@ -17,11 +17,15 @@ MakeApp = Callable[..., WhizRouter]
 
 def test_environment_fills_what_arguments_leave_out() -> None:
     env = {
-        "WHIZARD_API_KEY": "env-key", "WHIZARD_BASE_URL": "https://api.example.com",
-        "WHIZARD_API_SHAPE": "cloud", "WHIZROUTER_INBOX": "memory",
-        "WHIZROUTER_PLUGINS": "mark-read, audit", "WHIZROUTER_CONCURRENCY": "8",
+        "WHIZARD_API_KEY": "env-key",
+        "WHIZARD_BASE_URL": "https://api.example.com",
+        "WHIZARD_API_SHAPE": "cloud",
+        "WHIZROUTER_INBOX": "memory",
+        "WHIZROUTER_PLUGINS": "mark-read, audit",
+        "WHIZROUTER_CONCURRENCY": "8",
         "WHIZROUTER_WEBHOOK_URL": "https://bot.example.com/hook",
-        "WHIZROUTER_WEBHOOK_USER": "u", "WHIZROUTER_WEBHOOK_PASSWORD": "p",
+        "WHIZROUTER_WEBHOOK_USER": "u",
+        "WHIZROUTER_WEBHOOK_PASSWORD": "p",
     }
     settings = Settings.resolve(env=env, concurrency=16)
     assert settings.api_key is not None
@@ -64,13 +68,18 @@ def test_bad_inbox_url_says_what_to_write() -> None:
 
 
 async def test_secrets_never_appear_in_reprs_or_logs(
-    make_app: MakeApp, serve: Callable[[WhizRouter], Awaitable[BotClient]],
+    make_app: MakeApp,
+    serve: Callable[[WhizRouter], Awaitable[BotClient]],
     provider: FakeProvider,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     password = "pw-Zq81-never-log"
-    app = make_app(webhook_user="whizard", webhook_password=password,
-                   webhook_url="https://bot.example.com/hook", retry=RetryPolicy(attempts=1))
+    app = make_app(
+        webhook_user="whizard",
+        webhook_password=password,
+        webhook_url="https://bot.example.com/hook",
+        retry=RetryPolicy(attempts=1),
+    )
 
     @app.on_message()
     async def reply(message: object, ctx: object) -> None:
@@ -78,8 +87,11 @@ async def test_secrets_never_appear_in_reprs_or_logs(
 
     with caplog.at_level(logging.DEBUG):
         client = await serve(app)
-        await client.post("/webhook", json=text_callback("x"),
-                          headers={"Authorization": app.settings.auth_header or ""})
+        await client.post(
+            "/webhook",
+            json=text_callback("x"),
+            headers={"Authorization": app.settings.auth_header or ""},
+        )
         assert app.dispatcher is not None
         await app.dispatcher.wait_idle()
         await client.close()

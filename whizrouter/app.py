@@ -154,8 +154,7 @@ class WhizRouter:
         retry: RetryPolicy | None = None,
     ) -> MessageDecorator:
         """Register a message handler on the app's own router; see ``Router.on_message``."""
-        return self.router.on_message(*predicates, type=type, text=text, from_=from_,
-                                      retry=retry)
+        return self.router.on_message(*predicates, type=type, text=text, from_=from_, retry=retry)
 
     def on_status(
         self,
@@ -243,8 +242,10 @@ class WhizRouter:
         """The fields ``GET /healthz`` reports."""
         dispatcher = self._dispatcher
         report: dict[str, object] = {
-            "status": "failed" if self._failure is not None
-            else "ok" if self._started and (self._accepting or self.role == "worker")
+            "status": "failed"
+            if self._failure is not None
+            else "ok"
+            if self._started and (self._accepting or self.role == "worker")
             else "unavailable",
             "role": self.role,
             "inbox": self.inbox.description,
@@ -295,7 +296,8 @@ class WhizRouter:
         log.info(
             "inbox: %s (%s)",
             inbox.description,
-            "durable: acknowledged events survive a crash" if inbox.durable
+            "durable: acknowledged events survive a crash"
+            if inbox.durable
             else "in memory: acknowledged events are lost if the process dies",
         )
         try:
@@ -303,8 +305,10 @@ class WhizRouter:
             client = self.client
             missing = [
                 name
-                for name, value in (("WHIZARD_API_KEY", self.settings.api_key),
-                                    ("WHIZARD_BASE_URL", self.settings.base_url))
+                for name, value in (
+                    ("WHIZARD_API_KEY", self.settings.api_key),
+                    ("WHIZARD_BASE_URL", self.settings.base_url),
+                )
                 if value is None
             ]
             if configured_client:
@@ -313,7 +317,8 @@ class WhizRouter:
                 log.warning(
                     "provider: %s not set; callbacks are received and handled, but replies "
                     "and mark-read will fail until you set %s",
-                    " and ".join(missing), " and ".join(missing),
+                    " and ".join(missing),
+                    " and ".join(missing),
                 )
             else:
                 log.info("provider: %s API at %s", self.settings.shape, self.settings.base_url)
@@ -350,7 +355,8 @@ class WhizRouter:
         self._failed.set()
         log.critical(
             "event handling stopped: %s; callbacks now get 503, restart the bot once the "
-            "cause is fixed", self._failure,
+            "cause is fixed",
+            self._failure,
         )
 
     @property
@@ -401,8 +407,11 @@ class WhizRouter:
         try:
             await release(dispatcher.unstarted())
         except Exception:
-            log.warning("shutdown: could not hand the unstarted events back; the next start "
-                        "counts an attempt for each", exc_info=True)
+            log.warning(
+                "shutdown: could not hand the unstarted events back; the next start "
+                "counts an attempt for each",
+                exc_info=True,
+            )
 
     async def _close_resources(self) -> None:
         self._dispatcher = None

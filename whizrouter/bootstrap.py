@@ -63,7 +63,5 @@ async def register_webhook(client: WhizardClient, settings: Settings) -> bool:
             f"the provider refused the webhook registration ({exc.http_code}): "
             f"{exc.developer_message}; {what}"
         ) from exc
-    log.info(
-        "webhook registration: registered %s%s", url, " with Basic auth" if headers else ""
-    )
+    log.info("webhook registration: registered %s%s", url, " with Basic auth" if headers else "")
     return True

@@ -52,8 +52,14 @@ class BotTester:
         app = self.app
         # Test wiring, set before start: the fake provider, a throwaway inbox, quick retries.
         app.replace_parts(client=self.provider.client(), inbox=MemoryInbox())
-        app.retry = RetryPolicy(attempts=app.retry.attempts, base=0.001, factor=1.0,
-                                max_delay=0.001, max_total=1.0, jitter=False)
+        app.retry = RetryPolicy(
+            attempts=app.retry.attempts,
+            base=0.001,
+            factor=1.0,
+            max_delay=0.001,
+            max_total=1.0,
+            jitter=False,
+        )
         self._server = TestServer(app.make_web_app())
         await self._server.start_server()
         self._session = aiohttp.ClientSession()
@@ -112,22 +118,30 @@ class BotTester:
             await dispatcher.wait_idle()
 
     async def text(
-        self, text: str, *, wa_id: str = DEFAULT_WA_ID, name: str = "Test User",
+        self,
+        text: str,
+        *,
+        wa_id: str = DEFAULT_WA_ID,
+        name: str = "Test User",
         message_id: str | None = None,
     ) -> list[str]:
         """Send a text message from ``wa_id``; return the bodies of the texts the bot sent."""
-        calls = await self.send(build_text_callback(
-            text, wa_id=wa_id, name=name, message_id=message_id, shape=self.provider.shape
-        ))
+        calls = await self.send(
+            build_text_callback(
+                text, wa_id=wa_id, name=name, message_id=message_id, shape=self.provider.shape
+            )
+        )
         return texts_of(calls)
 
     async def status(
         self, message_id: str, status: str, *, recipient_id: str = DEFAULT_WA_ID
     ) -> list[RecordedCall]:
         """Send a status update of a message the bot sent; return the provider calls made."""
-        return await self.send(status_callback(
-            message_id, status, recipient_id=recipient_id, shape=self.provider.shape
-        ))
+        return await self.send(
+            status_callback(
+                message_id, status, recipient_id=recipient_id, shape=self.provider.shape
+            )
+        )
 
     @property
     def replies(self) -> list[str]:

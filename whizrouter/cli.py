@@ -152,57 +152,73 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
     )
     parser.add_argument(
-        "--log-level", default=os.environ.get("WHIZROUTER_LOG_LEVEL"),
+        "--log-level",
+        default=os.environ.get("WHIZROUTER_LOG_LEVEL"),
         help="logging level: DEBUG, INFO, WARNING, ERROR (default: INFO for run, WARNING "
         "for the inspection commands; also WHIZROUTER_LOG_LEVEL)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser(
-        "run", help="serve a bot's webhook and handle its events",
+        "run",
+        help="serve a bot's webhook and handle its events",
         description="Serve POST /webhook and GET /healthz for the app at MODULE:ATTR; "
-        "SIGTERM or SIGINT drains running handlers and exits 0.", epilog=_EPILOG,
+        "SIGTERM or SIGINT drains running handlers and exits 0.",
+        epilog=_EPILOG,
     )
-    run.add_argument("target", metavar="MODULE:ATTR",
-                     help="where the app is, e.g. bot:app or path/to/bot.py:app")
+    run.add_argument(
+        "target", metavar="MODULE:ATTR", help="where the app is, e.g. bot:app or path/to/bot.py:app"
+    )
     run.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
     run.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
-    run.add_argument("--role", choices=ROLES, default="all",
-                     help="all: receive and handle (default); receiver: only accept and store; "
-                     "worker: only handle (needs a shared inbox such as nats://)")
+    run.add_argument(
+        "--role",
+        choices=ROLES,
+        default="all",
+        help="all: receive and handle (default); receiver: only accept and store; "
+        "worker: only handle (needs a shared inbox such as nats://)",
+    )
     run.set_defaults(func=_cmd_run)
 
     inbox_help = "inbox URL (default: WHIZROUTER_INBOX, else " + DEFAULT_INBOX_URL + ")"
-    inbox = commands.add_parser("inbox", help="inspect the inbox",
-                                description="Inspect the inbox a bot stores events in.")
+    inbox = commands.add_parser(
+        "inbox", help="inspect the inbox", description="Inspect the inbox a bot stores events in."
+    )
     inbox_commands = inbox.add_subparsers(dest="inbox_command", metavar="ACTION", required=True)
-    stats = inbox_commands.add_parser("stats", help="print event counts by state",
-                                      description="Print event counts by state.")
+    stats = inbox_commands.add_parser(
+        "stats", help="print event counts by state", description="Print event counts by state."
+    )
     stats.add_argument("--inbox", help=inbox_help)
     stats.set_defaults(func=_cmd_inbox_stats)
 
     dead = commands.add_parser(
-        "dead", help="list, replay or drop dead letters",
+        "dead",
+        help="list, replay or drop dead letters",
         description="Dead letters are events whose handler kept failing; they are kept until "
         "you replay or drop them. Works while the bot runs.",
     )
     dead_commands = dead.add_subparsers(dest="dead_command", metavar="ACTION", required=True)
     listing = dead_commands.add_parser(
-        "list", help="one line per dead letter",
+        "list",
+        help="one line per dead letter",
         description="One line per dead letter: id, event, conversation, handler, attempts, "
-        "last error.")
+        "last error.",
+    )
     listing.add_argument("--inbox", help=inbox_help)
     listing.add_argument("--limit", type=int, default=100, help="most lines to print (100)")
     listing.set_defaults(func=_cmd_dead_list)
     replay = dead_commands.add_parser(
-        "replay", help="hand dead letters to the handlers again",
-        description="Put dead letters back in the inbox with a fresh attempt count.")
+        "replay",
+        help="hand dead letters to the handlers again",
+        description="Put dead letters back in the inbox with a fresh attempt count.",
+    )
     replay.add_argument("ids", nargs="*", type=int, metavar="ID", help="ids from `dead list`")
     replay.add_argument("--all", action="store_true", help="replay every dead letter")
     replay.add_argument("--inbox", help=inbox_help)
     replay.set_defaults(func=_cmd_dead_replay)
-    drop = dead_commands.add_parser("drop", help="delete dead letters for good",
-                                    description="Delete dead letters for good.")
+    drop = dead_commands.add_parser(
+        "drop", help="delete dead letters for good", description="Delete dead letters for good."
+    )
     drop.add_argument("ids", nargs="+", type=int, metavar="ID", help="ids from `dead list`")
     drop.add_argument("--inbox", help=inbox_help)
     drop.set_defaults(func=_cmd_dead_drop)

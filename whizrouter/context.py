@@ -50,7 +50,14 @@ class Context:
     """
 
     __slots__ = (
-        "_state", "attempt", "client", "contact", "conversation", "event", "event_id", "handler",
+        "_state",
+        "attempt",
+        "client",
+        "contact",
+        "conversation",
+        "event",
+        "event_id",
+        "handler",
         "kind",
     )
 
@@ -118,7 +125,11 @@ class Context:
         )
 
     async def reply_image(
-        self, *, id: str | None = None, link: str | None = None, caption: str | None = None,
+        self,
+        *,
+        id: str | None = None,
+        link: str | None = None,
+        caption: str | None = None,
         quote: bool = False,
     ) -> str:
         """Send an image (by media id or link) to this conversation."""
@@ -127,12 +138,21 @@ class Context:
         )
 
     async def reply_document(
-        self, *, id: str | None = None, link: str | None = None, caption: str | None = None,
-        filename: str | None = None, quote: bool = False,
+        self,
+        *,
+        id: str | None = None,
+        link: str | None = None,
+        caption: str | None = None,
+        filename: str | None = None,
+        quote: bool = False,
     ) -> str:
         """Send a document (by media id or link) to this conversation."""
         return await self.client.send_document(
-            self.conversation, id=id, link=link, caption=caption, filename=filename,
+            self.conversation,
+            id=id,
+            link=link,
+            caption=caption,
+            filename=filename,
             reply_to=self._quote(quote),
         )
 
@@ -153,11 +173,17 @@ class Context:
         )
 
     async def reply_template(
-        self, *, name: str, language: str, components: Sequence[dict[str, Any]] | None = None,
+        self,
+        *,
+        name: str,
+        language: str,
+        components: Sequence[dict[str, Any]] | None = None,
     ) -> str:
         """Send a template message to this conversation (needed outside the 24-hour window)."""
         return await self.client.send_template(
-            self.conversation, name=name, language=language,
+            self.conversation,
+            name=name,
+            language=language,
             components=list(components) if components is not None else None,
         )
 

@@ -136,12 +136,11 @@ class Dispatcher:
                     self._room = asyncio.Event()
                     await self._room.wait()
                 try:
-                    batch = await self._inbox.claim(
-                        min(256, self._max_claimed - self._claimed)
-                    )
+                    batch = await self._inbox.claim(min(256, self._max_claimed - self._claimed))
                 except Exception:
-                    log.critical("the inbox failed to hand out events; the dispatcher stops",
-                                 exc_info=True)
+                    log.critical(
+                        "the inbox failed to hand out events; the dispatcher stops", exc_info=True
+                    )
                     raise
                 for event in batch:
                     self._enqueue(event)
@@ -382,7 +381,9 @@ class Dispatcher:
         failures = stored.attempts
         if failures > policy.attempts:
             await self._dead(
-                stored, spec.name, stored.attempts,
+                stored,
+                spec.name,
+                stored.attempts,
                 f"started {stored.attempts} times without finishing (the process stopped "
                 "while handling it each time)",
             )
@@ -405,15 +406,22 @@ class Dispatcher:
                 if not retryable or not policy.allows(failures, waited, pause):
                     log.error(
                         "handler %s failed on event %s (attempt %d%s): %s",
-                        spec.name, stored.key, attempt,
-                        "" if retryable else ", not worth retrying", error,
+                        spec.name,
+                        stored.key,
+                        attempt,
+                        "" if retryable else ", not worth retrying",
+                        error,
                         exc_info=exc,
                     )
                     await self._dead(stored, spec.name, attempt, error)
                     return
                 log.warning(
                     "handler %s failed on event %s (attempt %d), retrying in %.1f s: %s",
-                    spec.name, stored.key, attempt, pause, error,
+                    spec.name,
+                    stored.key,
+                    attempt,
+                    pause,
+                    error,
                 )
                 try:
                     await self._inbox.record_attempt(stored.seq, attempt, error)
@@ -447,6 +455,11 @@ class Dispatcher:
             log.error(
                 "event %s of conversation %s is dead after %d attempts in %s: %s; inspect it "
                 "with `whizrouter dead list`, replay it with `whizrouter dead replay %d`",
-                stored.key, stored.conversation, attempts, handler, error, stored.seq,
+                stored.key,
+                stored.conversation,
+                attempts,
+                handler,
+                error,
+                stored.seq,
             )
         await self._settle(stored.seq, ack=False)

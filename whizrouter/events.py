@@ -47,16 +47,63 @@ if TYPE_CHECKING:
     from whizrouter.parsing import parse_message, parse_status
 
 __all__ = [
-    "MESSAGE_TYPES", "AnyMessage", "AudioMessage", "BusinessNumber", "Button", "ButtonMessage",
-    "ButtonReply", "Contact", "ContactAddress", "ContactCard", "ContactEmail", "ContactName",
-    "ContactOrg", "ContactPhone", "ContactUrl", "ContactsMessage", "ConversationInfo",
-    "ConversationOrigin", "DocumentMessage", "ErrorData", "Identity", "ImageMessage",
-    "Interactive", "InteractiveMessage", "ListReply", "Location", "LocationMessage", "Media",
-    "Message", "MessageContext", "NfmReply", "Order", "OrderMessage", "Pricing", "ProductItem",
-    "Profile", "ProviderErrorInfo", "Reaction", "ReactionMessage", "Referral", "ReferredProduct",
-    "Shape", "Status", "StickerMessage", "StickerMetadata", "System", "SystemMessage", "Text",
-    "TextMessage", "UnknownMessage", "UnknownReason", "Unsupported", "VideoMessage",
-    "VoiceMessage", "WireModel", "parse_message", "parse_status",
+    "MESSAGE_TYPES",
+    "AnyMessage",
+    "AudioMessage",
+    "BusinessNumber",
+    "Button",
+    "ButtonMessage",
+    "ButtonReply",
+    "Contact",
+    "ContactAddress",
+    "ContactCard",
+    "ContactEmail",
+    "ContactName",
+    "ContactOrg",
+    "ContactPhone",
+    "ContactUrl",
+    "ContactsMessage",
+    "ConversationInfo",
+    "ConversationOrigin",
+    "DocumentMessage",
+    "ErrorData",
+    "Identity",
+    "ImageMessage",
+    "Interactive",
+    "InteractiveMessage",
+    "ListReply",
+    "Location",
+    "LocationMessage",
+    "Media",
+    "Message",
+    "MessageContext",
+    "NfmReply",
+    "Order",
+    "OrderMessage",
+    "Pricing",
+    "ProductItem",
+    "Profile",
+    "ProviderErrorInfo",
+    "Reaction",
+    "ReactionMessage",
+    "Referral",
+    "ReferredProduct",
+    "Shape",
+    "Status",
+    "StickerMessage",
+    "StickerMetadata",
+    "System",
+    "SystemMessage",
+    "Text",
+    "TextMessage",
+    "UnknownMessage",
+    "UnknownReason",
+    "Unsupported",
+    "VideoMessage",
+    "VoiceMessage",
+    "WireModel",
+    "parse_message",
+    "parse_status",
 ]
 
 #: Why a message became an ``UnknownMessage``: the provider could not render it (``unknown``,
@@ -599,9 +646,21 @@ class UnknownMessage(Message):
 
 
 AnyMessage: TypeAlias = (
-    TextMessage | ImageMessage | VideoMessage | AudioMessage | VoiceMessage | DocumentMessage
-    | StickerMessage | LocationMessage | ContactsMessage | InteractiveMessage | ButtonMessage
-    | ReactionMessage | OrderMessage | SystemMessage | UnknownMessage
+    TextMessage
+    | ImageMessage
+    | VideoMessage
+    | AudioMessage
+    | VoiceMessage
+    | DocumentMessage
+    | StickerMessage
+    | LocationMessage
+    | ContactsMessage
+    | InteractiveMessage
+    | ButtonMessage
+    | ReactionMessage
+    | OrderMessage
+    | SystemMessage
+    | UnknownMessage
 )
 """Every message class ``parse_message`` can return."""
 

@@ -72,8 +72,9 @@ class F:
         """
         wanted = _choices(value)
         return Filter(
-            lambda e: getattr(e, "type", None) in wanted
-            and getattr(e, "reason", None) != "invalid",
+            lambda e: (
+                getattr(e, "type", None) in wanted and getattr(e, "reason", None) != "invalid"
+            ),
             f"type in {sorted(wanted)}",
         )
 

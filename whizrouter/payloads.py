@@ -32,8 +32,9 @@ def _dumps(value: Any) -> bytes:
 
 def _raw_event(shape: Shape, item: dict[str, Any], reason: str) -> RawEvent:
     digest = hashlib.sha256(orjson.dumps(item, option=_SORTED)).hexdigest()
-    body = _dumps({"shape": shape, "item": item, "contact": None, "metadata": None,
-                   "reason": reason})
+    body = _dumps(
+        {"shape": shape, "item": item, "contact": None, "metadata": None, "reason": reason}
+    )
     return RawEvent(kind="raw", key="r:" + digest, conversation="raw:" + digest[:16], body=body)
 
 
@@ -73,12 +74,22 @@ def _split_value(
                     or not isinstance(message.get("id"), str)
                     or not isinstance(sender, str)
                 ):
-                    out.append(_raw_event(shape, wrap({"messages": [message]}),
-                                          "message without a string id and from"))
+                    out.append(
+                        _raw_event(
+                            shape,
+                            wrap({"messages": [message]}),
+                            "message without a string id and from",
+                        )
+                    )
                     continue
-                body = _dumps({"shape": shape, "item": message,
-                               "contact": _contact_for(contacts, sender),
-                               "metadata": metadata})
+                body = _dumps(
+                    {
+                        "shape": shape,
+                        "item": message,
+                        "contact": _contact_for(contacts, sender),
+                        "metadata": metadata,
+                    }
+                )
                 out.append(RawEvent("message", "m:" + message["id"], sender, body))
     statuses = value.get("statuses")
     if statuses is not None:
@@ -91,16 +102,22 @@ def _split_value(
                     or not isinstance(status.get("id"), str)
                     or not isinstance(status.get("status"), str)
                 ):
-                    out.append(_raw_event(shape, wrap({"statuses": [status]}),
-                                          "status without a string id and status"))
+                    out.append(
+                        _raw_event(
+                            shape,
+                            wrap({"statuses": [status]}),
+                            "status without a string id and status",
+                        )
+                    )
                     continue
                 recipient = status.get("recipient_id")
                 if not isinstance(recipient, str):
                     nested = status.get("message")
                     recipient = nested.get("recipient_id") if isinstance(nested, dict) else None
                 conversation = recipient if isinstance(recipient, str) else "status:" + status["id"]
-                body = _dumps({"shape": shape, "item": status, "contact": None,
-                               "metadata": metadata})
+                body = _dumps(
+                    {"shape": shape, "item": status, "contact": None, "metadata": metadata}
+                )
                 key = "s:" + status["id"] + ":" + status["status"]
                 out.append(RawEvent("status", key, conversation, body))
     errors = value.get("errors")
@@ -123,11 +140,15 @@ def split_callback(payload: dict[str, Any]) -> list[RawEvent]:
         for entry in entries:
             changes = entry.get("changes") if isinstance(entry, dict) else None
             if not isinstance(changes, list):
-                out.append(_raw_event("cloud", {"object": obj, "entry": [entry]},
-                                      "entry without a changes list"))
+                out.append(
+                    _raw_event(
+                        "cloud", {"object": obj, "entry": [entry]}, "entry without a changes list"
+                    )
+                )
                 continue
             entry_id = entry.get("id")
             for change in changes:
+
                 def wrap(
                     piece: dict[str, Any], _change: Any = change, _entry_id: Any = entry_id
                 ) -> dict[str, Any]:
@@ -135,8 +156,12 @@ def split_callback(payload: dict[str, Any]) -> list[RawEvent]:
                     for name in ("contacts", "messages", "statuses", "errors"):
                         value.pop(name, None)
                     value.update(piece)
-                    return {"object": obj, "entry": [{"id": _entry_id, "changes": [
-                        {"field": "messages", "value": value}]}]}
+                    return {
+                        "object": obj,
+                        "entry": [
+                            {"id": _entry_id, "changes": [{"field": "messages", "value": value}]}
+                        ],
+                    }
 
                 value = change.get("value") if isinstance(change, dict) else None
                 if (
@@ -144,15 +169,23 @@ def split_callback(payload: dict[str, Any]) -> list[RawEvent]:
                     or change.get("field") != "messages"
                     or not isinstance(value, dict)
                 ):
-                    out.append(_raw_event("cloud", {"object": obj, "entry": [
-                        {"id": entry_id, "changes": [change]}]}, "not a messages change"))
+                    out.append(
+                        _raw_event(
+                            "cloud",
+                            {"object": obj, "entry": [{"id": entry_id, "changes": [change]}]},
+                            "not a messages change",
+                        )
+                    )
                     continue
                 metadata = value.get("metadata")
-                _split_value("cloud", value, metadata if isinstance(metadata, dict) else None,
-                             wrap, out)
+                _split_value(
+                    "cloud", value, metadata if isinstance(metadata, dict) else None, wrap, out
+                )
         return out
     if not (
-        "messages" in payload or "statuses" in payload or "contacts" in payload
+        "messages" in payload
+        or "statuses" in payload
+        or "contacts" in payload
         or "errors" in payload
     ):
         return [_raw_event("onprem", payload, "neither an on-premises nor a Cloud callback")]

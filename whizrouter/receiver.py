@@ -104,14 +104,20 @@ class Receiver:
     async def webhook(self, request: web.Request) -> web.Response:
         """Handle ``POST /webhook``."""
         if not self._accepting():
-            return _answer(503, "not accepting callbacks right now (starting or shutting "
-                           "down); retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+            return _answer(
+                503,
+                "not accepting callbacks right now (starting or shutting down); retry later",
+                **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         if self._auth is not None:
             given = request.headers.get("Authorization", "").encode()
             # Constant-time comparison, so the password cannot be guessed byte by byte.
             if not hmac.compare_digest(given, self._auth):
-                return _answer(401, "missing or wrong Authorization header",
-                               **{"WWW-Authenticate": 'Basic realm="whizrouter"'})
+                return _answer(
+                    401,
+                    "missing or wrong Authorization header",
+                    **{"WWW-Authenticate": 'Basic realm="whizrouter"'},
+                )
         if self._full():
             # Refuse before parsing: under overload every saved microsecond helps drain.
             return self._refuse_full()
@@ -142,8 +148,11 @@ class Receiver:
         except Exception:
             # Never 200 for an event we did not store; 503 makes the provider resend it.
             log.exception("could not store a callback of %d events; answering 503", len(events))
-            return _answer(503, "could not store the callback; retry later",
-                           **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+            return _answer(
+                503,
+                "could not store the callback; retry later",
+                **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
         return web.Response(body=b'{"ok":true}', content_type=_JSON)
 
     def _refuse_full(self) -> web.Response:
@@ -155,10 +164,10 @@ class Receiver:
             log.warning(
                 "inbox backlog is at its bound: answering 503 so the provider retries later "
                 "(%d refused so far); handlers are slower than callbacks arrive, raise "
-                "concurrency or max_backlog, or scale out", self.refused_full,
+                "concurrency or max_backlog, or scale out",
+                self.refused_full,
             )
-        return _answer(503, "inbox full; retry later",
-                       **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return _answer(503, "inbox full; retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     async def healthz(self, request: web.Request) -> web.Response:
         """Handle ``GET /healthz``: 200 while accepting callbacks, 503 otherwise."""

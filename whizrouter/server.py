@@ -36,7 +36,9 @@ async def serve_forever(app: WhizRouter, *, host: str, port: int) -> None:
         site = web.TCPSite(runner, host, port)
         await site.start()
         log.info(
-            "listening on http://%s:%d (%s)", host, port,
+            "listening on http://%s:%d (%s)",
+            host,
+            port,
             "health check only" if app.role == "worker" else "webhook at POST /webhook",
         )
         stopped = asyncio.create_task(stop.wait())

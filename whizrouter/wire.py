@@ -33,8 +33,6 @@ class WireModel(BaseModel):
     )
 
 
-
-
 class ErrorData(WireModel):
     """The Cloud ``error_data`` object of an error: ``details`` says what went wrong."""
 

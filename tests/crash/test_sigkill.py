@@ -30,11 +30,13 @@ class Provider:
         self.unacknowledged: list[tuple[str, dict[str, object]]] = []
         self.sent = 0
 
-    async def post(self, session: aiohttp.ClientSession, url: str, message_id: str,
-                   body: dict[str, object]) -> None:
+    async def post(
+        self, session: aiohttp.ClientSession, url: str, message_id: str, body: dict[str, object]
+    ) -> None:
         try:
-            async with session.post(url, json=body,
-                                    timeout=aiohttp.ClientTimeout(total=5)) as response:
+            async with session.post(
+                url, json=body, timeout=aiohttp.ClientTimeout(total=5)
+            ) as response:
                 if response.status == 200:
                     self.acknowledged.add(message_id)
                     return
@@ -50,8 +52,9 @@ class Provider:
                 while not stop.is_set():
                     self.sent += 1
                     message_id = f"wamid.crash-{n}-{self.sent}"
-                    body = text_callback(message_id, message_id=message_id,
-                                         wa_id=f"1555{self.sent % 50:07d}")
+                    body = text_callback(
+                        message_id, message_id=message_id, wa_id=f"1555{self.sent % 50:07d}"
+                    )
                     await self.post(session, url, message_id, body)
                     await asyncio.sleep(pause)  # the provider's own pace
 
@@ -80,8 +83,7 @@ async def wait_until_handled(fake: FakeProvider, expected: set[str]) -> None:
     while not expected <= set(handled_counts(fake)):
         missing = expected - set(handled_counts(fake))
         try:
-            await fake.wait_for(lambda c: c.kind == "send", count=len(fake.sent) + 1,
-                                timeout=15)
+            await fake.wait_for(lambda c: c.kind == "send", count=len(fake.sent) + 1, timeout=15)
         except AssertionError:
             raise AssertionError(f"lost {len(missing)} acknowledged events") from None
 
@@ -93,7 +95,11 @@ async def wait_until_handled(fake: FakeProvider, expected: set[str]) -> None:
     ids=["fast-handler", "slow-handler"],
 )
 async def test_sigkill_loses_nothing_that_was_acknowledged(
-    tmp_path: Path, work_seconds: float, concurrency: int, senders: int, pause: float,
+    tmp_path: Path,
+    work_seconds: float,
+    concurrency: int,
+    senders: int,
+    pause: float,
     kill_after: int,
 ) -> None:
     async with FakeProvider() as fake:
@@ -115,8 +121,9 @@ async def test_sigkill_loses_nothing_that_was_acknowledged(
                 provider.stream(bot.url + "/webhook", stop, senders=senders, pause=pause)
             )
             # Kill once handlers have been busy for a while (replies are arriving).
-            await fake.wait_for(lambda c: c.kind == "send", count=len(fake.sent) + kill_after,
-                                timeout=30)
+            await fake.wait_for(
+                lambda c: c.kind == "send", count=len(fake.sent) + kill_after, timeout=30
+            )
             bot.signal(signal.SIGKILL)
             await bot.wait()
             stop.set()

@@ -68,6 +68,7 @@ _STALE = 5.0
 _SETTLE_TIMEOUT = 5.0
 _MAX_ERROR_CHARS = 8000
 
+
 def _header(value: str) -> str:
     # Header values must not carry CR/LF (an error text might); percent-encoding keeps them safe.
     return quote(value, safe=":/=@+,;!*'()")
