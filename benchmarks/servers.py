@@ -23,9 +23,12 @@ The servers:
 - ``baseline``: bare aiohttp: read the body, ``json.loads`` it, answer 200.
 - ``handwritten``: the usual hand-rolled bot: ``orjson.loads``, then ``asyncio.create_task`` of
   a trivial handler that walks the callback's messages and statuses, then 200.
-- ``memory``, ``sqlite``: whizrouter with that inbox (sqlite: a fresh file given by ``--db``)
-  and a no-op message and status handler, with the garbage collector tuned after startup as
-  ``whizrouter run`` tunes it (``--python-gc`` keeps Python's defaults). Its webhook is
+- ``memory``, ``sqlite``: whizrouter with that inbox and a no-op message and status handler.
+  The sqlite file (``--db``) is made to look like a long-running bot's: its dedupe index
+  already holds 200,000 keys, and new keys are merged into it every 5,000 instead of every
+  50,000, so that every measured window pays for lookups in a full index and for merges,
+  as a bot does over a day. Both servers run with the garbage collector tuned after startup as
+  ``whizrouter run`` tunes it (``--python-gc`` keeps Python's defaults). Their webhook is
   wrapped by a counter of 200s; the wrapper costs one coroutine call per request.
 
 Access logs are off everywhere, as in ``whizrouter run``.
@@ -40,6 +43,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -50,6 +54,8 @@ import orjson
 from aiohttp import web
 
 from whizrouter import Context, Message, Status, WhizRouter, tune_gc
+from whizrouter.inbox.base import Inbox
+from whizrouter.inbox.sqlite import SqliteInbox
 from whizrouter.runtime import DEFAULT_GC_THRESHOLD
 
 KINDS = ("baseline", "handwritten", "memory", "sqlite")
@@ -134,7 +140,7 @@ def handwritten_app() -> web.Application:
     return app
 
 
-def new_bot(inbox: str, **settings: Any) -> WhizRouter:
+def new_bot(inbox: str | Inbox, **settings: Any) -> WhizRouter:
     """A ``WhizRouter`` on ``inbox`` configured like a production bot.
 
     It has a provider key and URL (never called: the handlers send nothing), so startup does
@@ -145,7 +151,34 @@ def new_bot(inbox: str, **settings: Any) -> WhizRouter:
     )
 
 
-def whizrouter_app(inbox: str) -> web.Application:
+OLDER_KEYS = 200_000
+RECENT_KEYS = 5_000
+
+
+def aged_sqlite_inbox(db: str, older_keys: int = OLDER_KEYS) -> SqliteInbox:
+    """A sqlite inbox in a new file whose dedupe index already holds ``older_keys`` keys."""
+    inbox = SqliteInbox(db, recent_keys=RECENT_KEYS)
+
+    async def create() -> None:
+        await inbox.open()
+        await inbox.close()
+
+    asyncio.run(create())
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        at = time.time() - 3600
+        # Random provider-like ids, generated, sorted and stored inside sqlite: a fraction of
+        # a second for 200,000.
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+            "INSERT INTO seen(key, at) SELECT 'm:wamid.HBgM' || lower(hex(randomblob(12))) AS key, "
+            "? FROM n ORDER BY key",
+            (older_keys, at),
+        )
+        conn.commit()
+    return inbox
+
+
+def whizrouter_app(inbox: str | Inbox) -> web.Application:
     """whizrouter with the given inbox URL and a no-op handler for messages and statuses."""
     bot = new_bot(inbox)
     counters = Counters(handled=0)
@@ -198,7 +231,7 @@ def build_app(kind: str, db: str | None = None) -> web.Application:
     if kind == "sqlite":
         if not db:
             raise ValueError("the sqlite server needs --db PATH (a fresh file)")
-        return whizrouter_app(f"sqlite:///{db}")
+        return whizrouter_app(aged_sqlite_inbox(db))
     raise ValueError(f"unknown server {kind!r}; choose one of {', '.join(KINDS)}")
 
 
