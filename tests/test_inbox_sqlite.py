@@ -348,6 +348,12 @@ def test_synchronous_is_read_from_the_query(value: str) -> None:
     assert inbox.path == Path("data/inbox.db").absolute()
 
 
+def test_recent_keys_is_read_from_the_query() -> None:
+    inbox = SqliteInbox.from_url("sqlite:///x.db?synchronous=full&recent_keys=5000")
+    assert (inbox.synchronous, inbox.recent_keys) == ("full", 5000)
+    assert SqliteInbox.from_url("sqlite:///x.db").recent_keys == 50_000
+
+
 def test_the_factory_builds_a_sqlite_inbox() -> None:
     inbox = inbox_from_url("sqlite:///x.db?synchronous=full", max_backlog=5, dedupe_seconds=9)
     assert isinstance(inbox, SqliteInbox)
@@ -371,6 +377,8 @@ async def test_synchronous_full_is_applied(tmp_path: Path, trace: SqliteTrace) -
         ("sqlite:///:memory:", "WHIZROUTER_INBOX=memory"),
         ("sqlite:///x.db?synchronous=off", "synchronous='off' is not supported"),
         ("sqlite:///x.db?journal_mode=delete", "unknown parameter 'journal_mode'"),
+        ("sqlite:///x.db?recent_keys=0", "recent_keys='0' is not a positive whole number"),
+        ("sqlite:///x.db?recent_keys=lots", "write e.g. recent_keys=50000"),
         ("postgres://db/inbox", "not a sqlite URL"),
     ],
 )
@@ -382,7 +390,13 @@ def test_a_bad_url_says_what_to_write(url: str, complaint: str) -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"synchronous": "off"}, {"max_backlog": 0}, {"dedupe_seconds": -1}, {"poll_interval": 0}],
+    [
+        {"synchronous": "off"},
+        {"max_backlog": 0},
+        {"dedupe_seconds": -1},
+        {"poll_interval": 0},
+        {"recent_keys": 0},
+    ],
 )
 def test_bad_options_are_refused(options: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):

@@ -141,6 +141,7 @@ class SqliteInbox:
         durable: always True.
         path: the database file, absolute.
         synchronous: ``normal`` or ``full``.
+        recent_keys: see the arguments.
     """
 
     durable: bool = True
@@ -199,7 +200,7 @@ class SqliteInbox:
         self._claim_mark = 0  # ``_writes`` when the last claim looked
         self._data_version = 0  # changes when another process commits to the file
         self._last_now = 0.0
-        self._recent_keys = recent_keys
+        self.recent_keys = recent_keys
         self._seen = SeenKeys(dedupe_seconds, merge_at=recent_keys)  # writer thread only
 
     @classmethod
@@ -214,7 +215,8 @@ class SqliteInbox:
         """Build the inbox a ``WHIZROUTER_INBOX`` URL names.
 
         ``sqlite:///inbox.db`` is relative to the working directory, ``sqlite:////var/x.db``
-        absolute; ``?synchronous=full`` asks for power-loss safety.
+        absolute; ``?synchronous=full`` asks for power-loss safety, ``?recent_keys=N`` sets
+        ``recent_keys``; join both with ``&``.
 
         Args:
             url: the URL.
@@ -248,10 +250,18 @@ class SqliteInbox:
             )
         synchronous = "normal"
         for name, value in parse_qsl(query, keep_blank_values=True):
+            if name == "recent_keys":
+                if not value.isdigit() or int(value) < 1:
+                    raise ConfigurationError(
+                        f"WHIZROUTER_INBOX={url!r}: recent_keys={value!r} is not a positive "
+                        "whole number; write e.g. recent_keys=50000"
+                    )
+                options["recent_keys"] = int(value)
+                continue
             if name != "synchronous":
                 raise ConfigurationError(
                     f"WHIZROUTER_INBOX={url!r}: unknown parameter {name!r}; "
-                    "the only one is synchronous=normal|full"
+                    "the parameters are synchronous=normal|full and recent_keys=N"
                 )
             synchronous = value.lower()
             if synchronous not in ("normal", "full"):
@@ -294,7 +304,7 @@ class SqliteInbox:
         self._claiming = anyio.Lock()
         self._cursor = self._writes = self._claim_mark = 0
         self._recovered = False
-        self._seen = SeenKeys(self._dedupe_seconds, merge_at=self._recent_keys)
+        self._seen = SeenKeys(self._dedupe_seconds, merge_at=self.recent_keys)
         self._writer = Writer(
             self.description,
             self.path,
