@@ -10,10 +10,15 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import AiohttpClient
+from tests.natsserver import nats_url, unique_stream
 from whizrouter import Context, RetryPolicy, TextMessage, WhizRouter
 from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.testing import FakeProvider, text_callback
+
+__all__ = ["nats_url"]  # the fixture, imported so pytest finds it
 
 QUICK = RetryPolicy(attempts=3, base=0.01, factor=2.0, max_delay=0.05, max_total=1.0)
 
@@ -119,11 +124,18 @@ async def test_an_event_interrupted_more_often_than_the_budget_is_dead_lettered(
     assert runs == [1, 2]
 
 
-async def test_events_waiting_through_clean_restarts_count_no_attempt(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "nats"])
+async def test_events_waiting_through_clean_restarts_count_no_attempt(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     # One conversation, one at a time: the first event hangs, the others wait behind it.
     # Each clean stop interrupts the first; the waiting ones never started, so their
     # attempt stays 1 however many restarts they sit through.
-    db = tmp_path / "inbox.db"
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'inbox.db'}"
+    else:
+        nats_server: str = request.getfixturevalue("nats_url")
+        url = f"{nats_server}?stream={unique_stream()}&partitions=2&lease_ttl=1&ack_wait=2"
     attempts: dict[str, list[int]] = {}
     async with FakeProvider() as provider:
         for lifetime in range(4):
@@ -142,7 +154,7 @@ async def test_events_waiting_through_clean_restarts_count_no_attempt(tmp_path: 
                 if message.text.body == "first" and lifetime < 3:
                     await asyncio.Event().wait()  # interrupted by the stop
 
-            app.replace_parts(client=provider.client(), inbox=inbox_from_url(f"sqlite:///{db}"))
+            app.replace_parts(client=provider.client(), inbox=inbox_from_url(url))
             async with app:
                 if lifetime == 0:
                     for body in ("first", "second", "third"):

@@ -396,6 +396,25 @@ async def test_a_closed_worker_hands_its_events_over_in_order(nats_url: str) -> 
         assert all(e.attempts == 1 for e in redelivered)
 
 
+async def test_a_clean_stop_hands_back_unstarted_events_without_counting_an_attempt(
+    nats_url: str,
+) -> None:
+    stream = unique_stream()
+    async with opened(nats_url, stream) as b:
+        for _ in range(3):  # through several deploys
+            a = NatsInbox([nats_url], stream=stream, **FAST)
+            await a.open()
+            await a.append([event("491", n) for n in range(6)])  # the repeats are dropped
+            _started, unstarted = await claim_n(a, 2)
+            # The app's clean stop: one handler ran and was cut off, one never started; the
+            # other four were fetched or not, never claimed.
+            await a.release([unstarted.seq])
+            await a.close()
+        redelivered = await claim_n(b, 6)
+        assert [e.key for e in redelivered] == [f"m:491:{n}" for n in range(6)]
+        assert [e.attempts for e in redelivered] == [3, 0, 0, 0, 0, 0]
+
+
 WORKER = """
 import asyncio, sys
 from whizrouter.inbox.nats import NatsInbox

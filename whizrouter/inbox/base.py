@@ -7,7 +7,8 @@ default) and ``nats`` (JetStream, several processes).
 
 Optional: a durable backend may provide ``async release(unstarted: Sequence[int])``. The app
 calls it once the dispatcher has drained at a clean stop, with the claimed events no handler
-started, so that they count no attempt at the next start (see ``SqliteInbox.release``).
+started, so that they count no attempt at the next start (see ``SqliteInbox.release`` and
+``NatsInbox.release``).
 """
 
 from __future__ import annotations

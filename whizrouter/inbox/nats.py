@@ -49,6 +49,7 @@ from whizrouter.inbox.base import (
     StoredEvent,
 )
 from whizrouter.inbox.nats_partitions import PartitionSettings, PartitionWorker
+from whizrouter.inbox.nats_spared import spare, spared_count
 from whizrouter.inbox.nats_url import parse_nats_url, redact
 
 logger = logging.getLogger(__name__)
@@ -166,6 +167,7 @@ class NatsInbox:
         self._dead_stream = f"{stream}_DEAD"
         self._seen_bucket = f"{stream}_SEEN"
         self._lease_bucket = f"{stream}_LEASES"
+        self._spared_bucket = f"{stream}_SPARED"
         self._worker_id = "-".join(
             (
                 re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40],
@@ -186,6 +188,7 @@ class NatsInbox:
         self._net_when_counted = 0
         self._last_change = 0.0
         self._closed = False
+        self._unstarted: set[int] = set()  # claimed events the app said never started
         self._fetcher = PartitionWorker(
             PartitionSettings(
                 stream=self._stream,
@@ -199,7 +202,7 @@ class NatsInbox:
             worker_id=self._worker_id,
             js=self._require_open,
             leases=lambda: self._leases,
-            decode=_stored_event,
+            decode=self._decode,
             spawn=self._spawn,
         )
 
@@ -332,6 +335,16 @@ class NatsInbox:
             )
         self._seen = await self._bucket(self._seen_bucket, self._dedupe_seconds)
         self._leases = await self._bucket(self._lease_bucket, self._lease_ttl)
+        self._spared = await self._bucket(self._spared_bucket, self._dedupe_seconds)
+
+    async def _decode(self, msg: Msg) -> StoredEvent:
+        """A fetched message's event; a redelivery's attempts leave out spared hand-backs."""
+        event = _stored_event(msg)
+        if event.attempts:
+            spared = await spared_count(self._spared, event.seq)
+            if spared:
+                event.attempts = max(0, event.attempts - spared)
+        return event
 
     async def _bucket(self, name: str, ttl: float) -> KeyValue:
         js = self._js
@@ -351,6 +364,14 @@ class NatsInbox:
             )
         return kv
 
+    async def release(self, unstarted: Sequence[int]) -> None:
+        """The app stops cleanly: claimed events in ``unstarted`` never reached a handler.
+
+        ``close`` then hands them back without their delivery counting as an attempt, as it
+        always does for events fetched but never claimed (see ``whizrouter.inbox.nats_spared``).
+        """
+        self._unstarted.update(unstarted)
+
     async def close(self) -> None:
         """Stop fetching, hand unsettled events back to JetStream, release leases, drain."""
         if self._nc is None or self._closed:
@@ -363,6 +384,21 @@ class NatsInbox:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        unstarted = [
+            seq
+            for seq, held in self._fetcher.held.items()
+            if not held.claimed or seq in self._unstarted
+        ]
+        if unstarted:
+            try:
+                await asyncio.wait_for(spare(self._spared, unstarted), timeout=5.0)
+            except Exception as exc:  # they count an attempt each at the next start
+                logger.warning(
+                    "NATS inbox %s: could not record %d unstarted events as spared: %s",
+                    self.description,
+                    len(unstarted),
+                    exc,
+                )
         with contextlib.suppress(Exception):
             # Nak'd events (ascending, so they come back in order) go to the next owner now,
             # not after ack_wait. Bounded: a dead server must not hang shutdown.

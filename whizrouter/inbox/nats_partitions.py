@@ -29,7 +29,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -128,7 +128,7 @@ class PartitionWorker:
         worker_id: str,
         js: Callable[[], JetStreamContext],
         leases: Callable[[], KeyValue],
-        decode: Callable[[Msg], StoredEvent],
+        decode: Callable[[Msg], Awaitable[StoredEvent]],
         spawn: Spawn,
     ) -> None:
         self._stream = settings.stream
@@ -411,17 +411,19 @@ class PartitionWorker:
                 continue
             busy = bool(msgs)
             for msg in msgs:
-                self._receive(part, msg)
+                await self._receive(part, msg)
             if part.gated:
                 await self._open_gate(part)
 
-    def _receive(self, part: Partition, msg: Msg) -> None:
+    async def _receive(self, part: Partition, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
         held = self.held.get(seq)
         if held is not None:
             held.msg = msg  # redelivered while still ours: settle through the newest delivery
             return
-        self.held[seq] = Held(msg=msg, event=self._decode(msg), partition=part.index)
+        # Only this partition's fetch loop receives its messages: nothing else adds ``seq``
+        # while the decoding waits.
+        self.held[seq] = Held(msg=msg, event=await self._decode(msg), partition=part.index)
         if part.gated:
             part.buffer.append(seq)
         else:
