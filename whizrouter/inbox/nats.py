@@ -9,11 +9,14 @@ What lives on the server (``S`` is the ``stream`` setting, ``WHIZROUTER`` by def
     KV S_SEEN          dedupe keys (sha256 of the event key), TTL = dedupe_seconds
     KV S_LEASES        p.<p> = the worker fetching partition p, w.<worker> = its heartbeat;
                        TTL = lease_ttl
+    KV S_SPARED        <seq> = hand-backs of event seq that never started (see
+                       ``whizrouter.inbox.nats_spared``), TTL = dedupe_seconds
 
-This module owns the connection, the streams, the wire format (headers), appends, settling,
-counts and dead letters. Order per conversation across workers (partition leases, fetching,
-takeover, hand-out order) lives in ``whizrouter.inbox.nats_partitions``; ``claim`` starts it
-lazily, so a receiver that only appends never fetches or heartbeats.
+This module owns the connection, the streams, appends, settling, counts and dead letters.
+The message format (body and ``Whiz-*`` headers) is ``whizrouter.inbox.nats_messages``.
+Order per conversation across workers (partition leases, fetching, takeover, hand-out order)
+lives in ``whizrouter.inbox.nats_partitions``; ``claim`` starts it lazily, so a receiver that
+only appends never fetches or heartbeats.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ import time
 import zlib
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, cast
-from urllib.parse import quote, unquote
 
 import nats
 import nats.errors
@@ -44,9 +46,16 @@ from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
 from whizrouter.inbox.base import (
     DEFAULT_DEDUPE_SECONDS,
     DeadLetter,
-    EventKind,
     RawEvent,
     StoredEvent,
+)
+from whizrouter.inbox.nats_messages import (
+    MSG_ID,
+    dead_letter,
+    dead_letter_headers,
+    event_headers,
+    quote_header,
+    stored_event,
 )
 from whizrouter.inbox.nats_partitions import PartitionSettings, PartitionWorker
 from whizrouter.inbox.nats_spared import spare, spared_count
@@ -54,12 +63,7 @@ from whizrouter.inbox.nats_url import parse_nats_url, redact
 
 logger = logging.getLogger(__name__)
 
-H_KIND, H_KEY, H_CONVERSATION = "Whiz-Kind", "Whiz-Key", "Whiz-Conversation"
-H_SEQ = "Whiz-Seq"
-H_HANDLER, H_ATTEMPTS, H_ERROR = "Whiz-Handler", "Whiz-Attempts", "Whiz-Error"
-MSG_ID = "Nats-Msg-Id"
 
-_KINDS = ("message", "status", "raw")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 #: JetStream API error codes for a stream refusing writes at its limits (discard new).
 _FULL_CODES = {10047, 10077, 10078}
@@ -67,28 +71,6 @@ _BACKLOG_REFRESH = 1.0
 _QUIET = 0.1
 _STALE = 5.0
 _SETTLE_TIMEOUT = 5.0
-_MAX_ERROR_CHARS = 8000
-
-
-def _header(value: str) -> str:
-    # Header values must not carry CR/LF (an error text might); percent-encoding keeps them safe.
-    return quote(value, safe=":/=@+,;!*'()")
-
-
-def _stored_event(msg: Msg) -> StoredEvent:
-    """The event a fetched JetStream message carries (body plus ``Whiz-*`` headers)."""
-    meta = msg.metadata
-    headers = msg.headers or {}
-    kind = headers.get(H_KIND, "raw")
-    return StoredEvent(
-        seq=meta.sequence.stream,
-        kind=cast(EventKind, kind if kind in _KINDS else "raw"),
-        key=unquote(headers.get(H_KEY, "")),
-        conversation=unquote(headers.get(H_CONVERSATION, "")),
-        body=msg.data,
-        attempts=meta.num_delivered - 1,
-        received_at=meta.timestamp.timestamp(),
-    )
 
 
 class NatsInbox:
@@ -339,7 +321,7 @@ class NatsInbox:
 
     async def _decode(self, msg: Msg) -> StoredEvent:
         """A fetched message's event; a redelivery's attempts leave out spared hand-backs."""
-        event = _stored_event(msg)
+        event = stored_event(msg)
         if event.attempts:
             spared = await spared_count(self._spared, event.seq)
             if spared:
@@ -481,7 +463,7 @@ class NatsInbox:
             if isinstance(known, BaseException):
                 raise InboxError(f"cannot check dedupe keys in NATS: {known}") from known
             if not known:
-                fresh.append((event, digest, self._event_headers(event)))
+                fresh.append((event, digest, event_headers(event)))
         self._check_sizes(fresh)
         stored: list[str] = []
         new = 0
@@ -511,14 +493,6 @@ class NatsInbox:
                 "the provider will retry, or raise max_bytes/max_msgs"
             ) from failure
         raise InboxError(f"NATS did not store the events: {failure!r}") from failure
-
-    def _event_headers(self, event: RawEvent | StoredEvent | DeadLetter) -> dict[str, str]:
-        return {
-            MSG_ID: _header(event.key),
-            H_KIND: event.kind,
-            H_KEY: _header(event.key),
-            H_CONVERSATION: _header(event.conversation),
-        }
 
     def _check_sizes(self, fresh: list[tuple[RawEvent, str, dict[str, str]]]) -> None:
         # The server counts headers too and drops the connection past its limit.
@@ -600,18 +574,7 @@ class NatsInbox:
         if held is None:
             return
         event = held.event
-        headers = {
-            **self._event_headers(event),
-            # Two workers settling the same delivery leave one dead letter.
-            MSG_ID: f"dead:{seq}",
-            H_SEQ: str(seq),
-            H_HANDLER: _header(handler),
-            H_ATTEMPTS: str(attempts),
-            # The end of a traceback says the most.
-            H_ERROR: _header(
-                error if len(error) <= _MAX_ERROR_CHARS else "…" + error[-_MAX_ERROR_CHARS:]
-            ),
-        }
+        headers = dead_letter_headers(event, handler=handler, attempts=attempts, error=error)
         try:
             await self._js.publish(f"{self._stream}.dead", event.body, headers=headers)
         except nats.errors.Error as exc:
@@ -678,20 +641,7 @@ class NatsInbox:
                 break
             except nats.errors.Error as exc:
                 raise InboxError(f"cannot read dead letters from NATS: {exc}") from exc
-            headers: dict[str, str] = raw.headers or {}
-            kind = headers.get(H_KIND, "raw")
-            letter = DeadLetter(
-                seq=int(headers.get(H_SEQ, "0")),
-                kind=cast(EventKind, kind if kind in _KINDS else "raw"),
-                key=unquote(headers.get(H_KEY, "")),
-                conversation=unquote(headers.get(H_CONVERSATION, "")),
-                body=raw.data or b"",
-                handler=unquote(headers.get(H_HANDLER, "")),
-                attempts=int(headers.get(H_ATTEMPTS, "0")),
-                error=unquote(headers.get(H_ERROR, "")),
-                died_at=raw.time.timestamp() if raw.time else 0.0,
-            )
-            letters.append((cast(int, raw.seq), letter))
+            letters.append((cast(int, raw.seq), dead_letter(raw)))
             cursor = cast(int, raw.seq) + 1
         return letters
 
@@ -707,10 +657,10 @@ class NatsInbox:
             if wanted is not None and letter.seq not in wanted:
                 continue
             headers = {
-                **self._event_headers(letter),
+                **event_headers(letter),
                 # Not the event key (JetStream would drop it as a duplicate), but stable per
                 # dead letter, so a replay retried after a crash does not publish it twice.
-                MSG_ID: _header(f"{letter.key}#replay{dead_seq}"),
+                MSG_ID: quote_header(f"{letter.key}#replay{dead_seq}"),
             }
             subject = f"{self._stream}.events.{self._partition_of(letter.conversation)}"
             try:
