@@ -12,8 +12,9 @@ What lives on the server (``S`` is the ``stream`` setting, ``WHIZROUTER`` by def
     KV S_SPARED        <seq> = hand-backs of event seq that never started (see
                        ``whizrouter.inbox.nats_spared``), TTL = dedupe_seconds
 
-This module owns the connection, the streams, appends, settling, counts and dead letters.
-The message format (body and ``Whiz-*`` headers) is ``whizrouter.inbox.nats_messages``.
+This module owns the connection, the streams, appends, settling and counts. The message
+format (body and ``Whiz-*`` headers) is ``whizrouter.inbox.nats_messages``; the dead-letter
+stream, ``whizrouter.inbox.nats_dead``.
 Order per conversation across workers (partition leases, fetching, takeover, hand-out order)
 lives in ``whizrouter.inbox.nats_partitions``; ``claim`` starts it lazily, so a receiver that
 only appends never fetches or heartbeats.
@@ -32,7 +33,7 @@ import socket
 import time
 import zlib
 from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import nats
 import nats.errors
@@ -49,12 +50,9 @@ from whizrouter.inbox.base import (
     RawEvent,
     StoredEvent,
 )
+from whizrouter.inbox.nats_dead import DeadLetterStream
 from whizrouter.inbox.nats_messages import (
-    MSG_ID,
-    dead_letter,
-    dead_letter_headers,
     event_headers,
-    quote_header,
     stored_event,
 )
 from whizrouter.inbox.nats_partitions import PartitionSettings, PartitionWorker
@@ -146,7 +144,12 @@ class NatsInbox:
             raise ConfigurationError(
                 f"WHIZROUTER_INBOX: malformed NATS server URL: {exc}"
             ) from None
-        self._dead_stream = f"{stream}_DEAD"
+        self._dead = DeadLetterStream(
+            self._require_open,
+            stream,
+            events_subject=self._events_subject,
+            replayed=self._changed_backlog,
+        )
         self._seen_bucket = f"{stream}_SEEN"
         self._lease_bucket = f"{stream}_LEASES"
         self._spared_bucket = f"{stream}_SPARED"
@@ -303,18 +306,7 @@ class NatsInbox:
                 "changing it would break per-conversation order. Use the same value, or "
                 "another stream= once the old one is drained"
             )
-        with contextlib.suppress(nats.js.errors.BadRequestError):  # exists, maybe other limits
-            await js.add_stream(
-                api.StreamConfig(
-                    name=self._dead_stream,
-                    description="whizrouter dead letters",
-                    subjects=[f"{self._stream}.dead"],
-                    storage=api.StorageType.FILE,
-                    discard=api.DiscardPolicy.NEW,
-                    num_replicas=self._replicas,
-                    duplicate_window=120.0,
-                )
-            )
+        await self._dead.ensure(self._replicas)
         self._seen = await self._bucket(self._seen_bucket, self._dedupe_seconds)
         self._leases = await self._bucket(self._lease_bucket, self._lease_ttl)
         self._spared = await self._bucket(self._spared_bucket, self._dedupe_seconds)
@@ -426,9 +418,9 @@ class NatsInbox:
             "held": len(self._fetcher.held),
         }
 
-    def _partition_of(self, conversation: str) -> int:
+    def _events_subject(self, conversation: str) -> str:
         # crc32, not hash(): every process must map a conversation to the same partition.
-        return zlib.crc32(conversation.encode()) % self._partitions
+        return f"{self._stream}.events.{zlib.crc32(conversation.encode()) % self._partitions}"
 
     async def append(self, events: Sequence[RawEvent]) -> int:
         """Publish new events and wait for JetStream to store them; see ``Inbox.append``.
@@ -469,7 +461,7 @@ class NatsInbox:
         new = 0
         failure: BaseException | None = None
         for event, digest, headers in fresh:
-            subject = f"{self._stream}.events.{self._partition_of(event.conversation)}"
+            subject = self._events_subject(event.conversation)
             try:
                 ack = await js.publish(subject, event.body, headers=headers)
             except (nats.errors.Error, OSError) as exc:
@@ -573,10 +565,8 @@ class NatsInbox:
         held = self._fetcher.held.get(seq)
         if held is None:
             return
-        event = held.event
-        headers = dead_letter_headers(event, handler=handler, attempts=attempts, error=error)
         try:
-            await self._js.publish(f"{self._stream}.dead", event.body, headers=headers)
+            await self._dead.store(held.event, handler=handler, attempts=attempts, error=error)
         except nats.errors.Error as exc:
             # Hand it back rather than keep it claimed forever: it comes round again later.
             self._fetcher.held.pop(seq, None)
@@ -618,7 +608,7 @@ class NatsInbox:
         try:
             events, dead, seen = await asyncio.gather(
                 js.stream_info(self._stream),
-                js.stream_info(self._dead_stream),
+                js.stream_info(self._dead.name),
                 js.stream_info(f"KV_{self._seen_bucket}"),
             )
         except nats.errors.Error as exc:
@@ -629,58 +619,14 @@ class NatsInbox:
             "seen": seen.state.messages,
         }
 
-    async def _scan_dead(self, limit: int | None = None) -> list[tuple[int, DeadLetter]]:
-        letters: list[tuple[int, DeadLetter]] = []
-        cursor = 1
-        while limit is None or len(letters) < limit:
-            try:
-                raw = await self._js.get_msg(
-                    self._dead_stream, seq=cursor, subject=f"{self._stream}.dead", next=True
-                )
-            except nats.js.errors.NotFoundError:
-                break
-            except nats.errors.Error as exc:
-                raise InboxError(f"cannot read dead letters from NATS: {exc}") from exc
-            letters.append((cast(int, raw.seq), dead_letter(raw)))
-            cursor = cast(int, raw.seq) + 1
-        return letters
-
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The oldest dead letters; works from any process, workers running or not."""
-        return [letter for _, letter in await self._scan_dead(limit)]
+        return [letter for _, letter in await self._dead.scan(limit)]
 
     async def replay(self, seqs: Sequence[int] | None = None) -> int:
         """Publish dead letters as new events (all when ``seqs`` is None), then delete them."""
-        wanted = None if seqs is None else set(seqs)
-        replayed = 0
-        for dead_seq, letter in await self._scan_dead():
-            if wanted is not None and letter.seq not in wanted:
-                continue
-            headers = {
-                **event_headers(letter),
-                # Not the event key (JetStream would drop it as a duplicate), but stable per
-                # dead letter, so a replay retried after a crash does not publish it twice.
-                MSG_ID: quote_header(f"{letter.key}#replay{dead_seq}"),
-            }
-            subject = f"{self._stream}.events.{self._partition_of(letter.conversation)}"
-            try:
-                await self._js.publish(subject, letter.body, headers=headers)
-                await self._js.delete_msg(self._dead_stream, dead_seq)
-            except nats.errors.Error as exc:
-                raise InboxError(f"cannot replay dead letter {letter.seq}: {exc}") from exc
-            replayed += 1
-            self._changed_backlog(1)
-        return replayed
+        return await self._dead.replay(seqs)
 
     async def drop(self, seqs: Sequence[int]) -> int:
         """Delete dead letters for good."""
-        wanted = set(seqs)
-        dropped = 0
-        for dead_seq, letter in await self._scan_dead():
-            if letter.seq in wanted:
-                try:
-                    await self._js.delete_msg(self._dead_stream, dead_seq)
-                except nats.errors.Error as exc:
-                    raise InboxError(f"cannot drop dead letter {letter.seq}: {exc}") from exc
-                dropped += 1
-        return dropped
+        return await self._dead.drop(seqs)
