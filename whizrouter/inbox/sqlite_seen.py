@@ -52,11 +52,22 @@ _APPEND_RECENT = "INSERT INTO seen_recent(key, at) SELECT value, ?2 FROM json_ea
 _RECENT_AFTER = "SELECT id, key, at FROM seen_recent WHERE id > ? ORDER BY id"
 _GENERATION = "SELECT value FROM meta WHERE name = 'seen_generation'"
 _NEXT_GENERATION = "UPDATE meta SET value = value + 1 WHERE name = 'seen_generation'"
+# A merge's keys, sorted by sqlite (without holding the GIL, which sorting 50,000 keys in
+# Python would for tens of milliseconds); rowid n is the n-th key. A temporary table: it is
+# the connection's own, never written to the file.
+_PLAN_TABLE = "CREATE TEMP TABLE IF NOT EXISTS merging (key TEXT NOT NULL)"
+_CLEAR_PLAN = "DELETE FROM temp.merging"
+_FILL_PLAN = (
+    "INSERT INTO temp.merging(key) SELECT key FROM seen_recent WHERE id <= ?1 AND at >= ?2 "
+    "GROUP BY key ORDER BY key"
+)
+_NEWEST = "SELECT max(at) FROM seen_recent WHERE id <= ?"
 # One time for the whole merge, so the ``seen_at`` entries of a merge are written in key
 # order at one end of that index, not each on a page of its own.
 _MERGE = (
-    "INSERT INTO seen(key, at) SELECT value, ?2 FROM json_each(?1) "
-    "WHERE true ON CONFLICT(key) DO UPDATE SET at = excluded.at WHERE excluded.at > seen.at"
+    "INSERT INTO seen(key, at) SELECT key, ?2 FROM temp.merging WHERE rowid > ?1 "
+    "ORDER BY rowid LIMIT ?3 "
+    "ON CONFLICT(key) DO UPDATE SET at = excluded.at WHERE excluded.at > seen.at"
 )
 _DROP_MERGED = "DELETE FROM seen_recent WHERE id <= ?"
 _PRUNE_OLDER = (
@@ -92,15 +103,16 @@ class SeenKeys:
         self._generation = -1
         self._data_version = -1
         self._stale = True
-        self._merge: list[str] = []  # the running merge's keys, sorted
-        self._merged = 0  # how many of them are merged
+        self._merging = False
+        self._merge_size = 0  # keys in temp.merging
+        self._merged = 0  # how many of them are merged (they are rowids 1 to _merged)
         self._merge_at = 0.0  # the time they are remembered from: the newest of them
         self._merge_through = 0  # the running merge deletes recent rows up to this id
 
     @property
     def merge_due(self) -> bool:
         """A merge runs, or enough recent keys gathered to start one."""
-        return bool(self._merge) or len(self._recent) >= self.merge_at
+        return self._merging or len(self._recent) >= self.merge_at
 
     def invalidate(self) -> None:
         """The open transaction was rolled back (wholly or to a savepoint): reload first."""
@@ -137,44 +149,46 @@ class SeenKeys:
     def merge_step(self, conn: sqlite3.Connection) -> None:
         """Move one slice of the recent keys into the ``seen`` B-tree, in its own transaction.
 
-        The first step takes the recent keys sorted; the last one deletes their rows from
+        The first step has sqlite sort the recent keys; the last one deletes their rows from
         ``seen_recent``. Until then each key is in both levels, which changes no answer, so
         a crash in between only means the next process merges those keys again.
         """
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if not self._merge:
+            if not self._merging:
                 self._start_merge(conn)
-            chunk = self._merge[self._merged : self._merged + self.merge_slice]
-            conn.execute(_MERGE, (_json(chunk), self._merge_at))
-            if self._merged + len(chunk) >= len(self._merge):
+            conn.execute(_MERGE, (self._merged, self._merge_at, self.merge_slice))
+            merged = self._merged + self.merge_slice
+            if merged >= self._merge_size:
                 conn.execute(_DROP_MERGED, (self._merge_through,))
+                conn.execute(_CLEAR_PLAN)
                 self._reload_after_delete(conn)  # also ends this merge
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            self._merge = []
+            self._merging = False
             self._stale = True
             raise
-        if self._merge:
-            self._merged += len(chunk)
+        self._merged = merged
 
     def _start_merge(self, conn: sqlite3.Connection) -> None:
-        """Take the recent keys still inside the window, sorted, as the merge to run.
+        """Sort the recent keys still inside the window into ``temp.merging``: the merge to run.
 
         They are all remembered from the newest one's time: in the older level a key can
         outlive the window by as long as the recent keys took to gather (never by more than
         the window, since older ones are left out), never fall short of it.
         """
         self._sync(conn)
+        conn.execute(_PLAN_TABLE)
+        conn.execute(_CLEAR_PLAN)
         fresh_after = time.time() - self.window
-        live = [(key, at) for key, at in self._recent.items() if at >= fresh_after]
-        self._merge = sorted(key for key, _ in live)
-        self._merged = 0
-        self._merge_at = max((at for _, at in live), default=0.0)
+        self._merge_size = conn.execute(_FILL_PLAN, (self._through, fresh_after)).rowcount
+        self._merge_at = conn.execute(_NEWEST, (self._through,)).fetchone()[0] or 0.0
         self._merge_through = self._through
-        logger.debug("merging %d recent dedupe keys", len(self._merge))
+        self._merged = 0
+        self._merging = True
+        logger.debug("merging %d recent dedupe keys", self._merge_size)
 
     def prune(self, conn: sqlite3.Connection, horizon: float, limit: int) -> int:
         """Forget up to ``limit`` keys of each level seen before ``horizon``; in its own
@@ -211,7 +225,7 @@ class SeenKeys:
         if self._stale or generation != self._generation:
             self._recent = {}
             self._through = 0
-            self._merge = []  # a merge elsewhere may have moved its keys: start over
+            self._merging = False  # a merge elsewhere may have moved its keys: start over
         self._stale = False
         self._generation = generation
         recent = self._recent
