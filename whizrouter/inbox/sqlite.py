@@ -48,6 +48,7 @@ import orjson
 from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
 from whizrouter.inbox.base import DEFAULT_DEDUPE_SECONDS, DeadLetter, RawEvent, StoredEvent
 from whizrouter.inbox.sqlite_seen import COUNT as _COUNT_SEEN
+from whizrouter.inbox.sqlite_seen import IN_JSON as _IN_JSON
 from whizrouter.inbox.sqlite_seen import SCHEMA as _SEEN_SCHEMA
 from whizrouter.inbox.sqlite_seen import SeenKeys
 from whizrouter.inbox.sqlite_writer import ConsumerLock, Writer
@@ -82,9 +83,6 @@ PRAGMA user_version = {_SCHEMA_VERSION};
 COMMIT;
 """
 
-# Keys and seqs travel as one JSON array, so a whole group needs one statement whatever its
-# size: each statement hands the GIL to the busy event loop and waits to get it back.
-_IN_JSON = "IN (SELECT value FROM json_each(?1))"
 _SELECT_READY = (
     "SELECT seq, kind, key, conversation, body, attempts, received_at FROM events "
     "WHERE state = 0 AND seq > ? ORDER BY seq LIMIT ?"

@@ -44,8 +44,10 @@ CREATE TABLE IF NOT EXISTS seen_recent (
 INSERT OR IGNORE INTO meta(name, value) VALUES ('seen_generation', 0);
 """
 
-_IN_JSON = "IN (SELECT value FROM json_each(?1))"
-_OLDER_SEEN = f"SELECT key FROM seen WHERE key {_IN_JSON} AND at >= ?2"
+# Keys and seqs travel as one JSON array, so a whole group needs one statement whatever its
+# size: each statement hands the GIL to the busy event loop and waits to get it back.
+IN_JSON = "IN (SELECT value FROM json_each(?1))"
+_OLDER_SEEN = f"SELECT key FROM seen WHERE key {IN_JSON} AND at >= ?2"
 # ``id`` comes from AUTOINCREMENT: never reused, so "rows after id N" stays meaningful after
 # deletes.
 _APPEND_RECENT = "INSERT INTO seen_recent(key, at) SELECT value, ?2 FROM json_each(?1)"
