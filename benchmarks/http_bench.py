@@ -44,6 +44,7 @@ class LoadPlan:
         pinning: where the processes run.
         python_gc: whizrouter servers keep Python's collector settings instead of the tuning
             ``whizrouter run`` applies.
+        asyncio_loop: whizrouter servers run on asyncio's own loop instead of uvloop.
     """
 
     client: str
@@ -53,6 +54,7 @@ class LoadPlan:
     rounds: int
     pinning: Pinning
     python_gc: bool = False
+    asyncio_loop: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +85,18 @@ class ServerProcess:
     """One benchmarked server (``python -m benchmarks.servers KIND``) as a child process."""
 
     def __init__(
-        self, kind: str, workdir: Path, pinning: Pinning, label: str, *, python_gc: bool = False
+        self,
+        kind: str,
+        workdir: Path,
+        pinning: Pinning,
+        label: str,
+        *,
+        python_gc: bool = False,
+        asyncio_loop: bool = False,
     ) -> None:
         self.kind = kind
         self._python_gc = python_gc
+        self._asyncio_loop = asyncio_loop
         self.label = label
         self._workdir = workdir
         self._pinning = pinning
@@ -110,6 +120,8 @@ class ServerProcess:
             args += ["--db", str(self._workdir / f"{self.label}.db")]
         if self._python_gc:
             args.append("--python-gc")
+        if self._asyncio_loop:
+            args.append("--asyncio-loop")
         with self._log.open("wb") as log:
             self._process = await asyncio.create_subprocess_exec(
                 *self._pinning.server(python_module("benchmarks.servers", *args)),
@@ -313,7 +325,7 @@ async def run_scenario(
             processes = {
                 kind: ServerProcess(
                     kind, workdir, plan.pinning, f"{scenario.name}-r{number}-{kind}",
-                    python_gc=plan.python_gc,
+                    python_gc=plan.python_gc, asyncio_loop=plan.asyncio_loop,
                 )
                 for kind in order
             }

@@ -106,7 +106,8 @@ async def run_paired(
                 label = f"{scenario.name}-pair{number}-{kind}"
                 baseline = ServerProcess(BASELINE, workdir, plan.pinning, label + "-baseline")
                 server = ServerProcess(
-                    kind, workdir, plan.pinning, label, python_gc=plan.python_gc
+                    kind, workdir, plan.pinning, label,
+                    python_gc=plan.python_gc, asyncio_loop=plan.asyncio_loop,
                 )
                 try:
                     await asyncio.gather(baseline.start(), server.start())

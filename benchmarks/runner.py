@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import importlib
 import os
 import platform
 import subprocess
@@ -86,6 +87,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--python-gc", action="store_true",
                         help="whizrouter servers keep Python's garbage collector settings instead "
                         "of the tuning `whizrouter run` applies (WHIZROUTER_GC_THRESHOLD=0)")
+    parser.add_argument("--asyncio-loop", action="store_true",
+                        help="whizrouter servers run on asyncio's own event loop instead of "
+                        "uvloop, which `whizrouter run` uses when installed "
+                        "(WHIZROUTER_LOOP=asyncio)")
     parser.add_argument("--events", type=int, default=None,
                         help="events per dispatch measurement (default 100,000, smoke 2,000)")
     parser.add_argument("--conversations", type=int, nargs="+", default=None,
@@ -250,6 +255,13 @@ def describe_source() -> dict[str, Any]:
     return {"commit": commit, "modified": [line[3:] for line in status.splitlines()]}
 
 
+def _uvloop_version() -> str | None:
+    try:
+        return str(importlib.import_module("uvloop").__version__)
+    except ImportError:
+        return None
+
+
 def describe_machine(args: argparse.Namespace, client: str, pinning: Pinning) -> dict[str, Any]:
     """Where and how the figures were taken, for the JSON results."""
     return {
@@ -267,6 +279,8 @@ def describe_machine(args: argparse.Namespace, client: str, pinning: Pinning) ->
         "pinning": pinning.describe(),
         "connections": args.connections,
         "python_gc": args.python_gc,
+        "asyncio_loop": args.asyncio_loop,
+        "uvloop": _uvloop_version(),
         "rounds": args.rounds,
         "warmup_s": args.warmup,
         "duration_s": args.duration,
@@ -285,11 +299,13 @@ async def run(args: argparse.Namespace, client: str, out: TextIO) -> dict[str, A
     plan = LoadPlan(
         client=client, warmup=args.warmup, duration=args.duration,
         connections=args.connections, rounds=args.rounds, pinning=pinning,
-        python_gc=args.python_gc,
+        python_gc=args.python_gc, asyncio_loop=args.asyncio_loop,
     )
     results: dict[str, Any] = {"meta": describe_machine(args, client, pinning)}
+    uvloop = None if args.asyncio_loop else _uvloop_version()
+    loop = f"uvloop {uvloop}" if uvloop else "asyncio's own loop"
     out.write(f"whizrouter benchmarks{' (smoke run: figures mean nothing)' if args.smoke else ''}"
-              f"; load by {client}; {pinning.describe()}\n\n")
+              f"; load by {client}; {pinning.describe()}; whizrouter servers on {loop}\n\n")
     if "http" in args.parts:
         results["http"] = await run_http(args, plan, out)
     if "paired" in args.parts:

@@ -65,6 +65,16 @@ def test_bad_environment_value_is_a_clear_error(
     assert "WHIZROUTER_CONCURRENCY='lots' is not a whole number" in caplog.text
 
 
+def test_unknown_event_loop_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("WHIZROUTER_LOOP", "fastest")
+    monkeypatch.setenv("WHIZROUTER_INBOX", "memory")
+    sys.modules.pop("tests.bots.slow_bot", None)
+    assert main(["run", "tests.bots.slow_bot:app", "--port", "0"]) == 1
+    assert "WHIZROUTER_LOOP='fastest' is not an event loop whizrouter knows" in caplog.text
+
+
 def test_unknown_plugin_fails_listing_installed(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
@@ -115,6 +125,7 @@ async def test_bot_process_serves_replies_and_drains_on_sigterm(tmp_path: Path) 
             "plugins: none",
             "inbox: sqlite",
             "listening on",
+            "event loop: uvloop",
             "webhook registration: skipped",
             "garbage collector: startup heap frozen",
             "first threshold 50000",

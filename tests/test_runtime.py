@@ -1,14 +1,27 @@
-"""The garbage-collector tuning of the standalone process (``whizrouter.runtime``)."""
+"""The standalone process's event loop and collector tuning (``whizrouter.runtime``)."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import subprocess
 import sys
 
 import pytest
 
 from whizrouter import ConfigurationError
-from whizrouter.runtime import DEFAULT_GC_THRESHOLD, gc_threshold_from_env
+from whizrouter.runtime import (
+    DEFAULT_GC_THRESHOLD,
+    describe_running_loop,
+    gc_threshold_from_env,
+    loop_choice_from_env,
+    run_with_loop,
+)
+
+
+async def _running_loop_module_and_line() -> tuple[str, str]:
+    await asyncio.sleep(0)
+    return type(asyncio.get_running_loop()).__module__, describe_running_loop()
 
 
 def test_threshold_defaults_and_reads_the_environment() -> None:
@@ -54,3 +67,45 @@ def test_tune_gc_with_zero_leaves_the_collector_alone() -> None:
     same, frozen, line = out.split(" ", 2)
     assert (same, frozen) == ("True", "0")
     assert "Python's defaults" in line
+
+
+def test_loop_choice_defaults_to_auto_and_reads_the_environment() -> None:
+    assert loop_choice_from_env({}) == "auto"
+    assert loop_choice_from_env({"WHIZROUTER_LOOP": ""}) == "auto"
+    assert loop_choice_from_env({"WHIZROUTER_LOOP": "asyncio"}) == "asyncio"
+    assert loop_choice_from_env({"WHIZROUTER_LOOP": " UVLOOP "}) == "uvloop"
+
+
+def test_an_unknown_loop_names_the_variable_and_the_choices() -> None:
+    with pytest.raises(ConfigurationError, match=r"WHIZROUTER_LOOP='tokio'.*auto, uvloop, asyncio"):
+        loop_choice_from_env({"WHIZROUTER_LOOP": "tokio"})
+
+
+def test_auto_runs_on_uvloop_where_it_is_installed() -> None:
+    # uvloop is a dependency on CPython off Windows, where this suite runs.
+    pytest.importorskip("uvloop")
+    module, line = run_with_loop(_running_loop_module_and_line(), "auto")
+    assert module.startswith("uvloop")
+    assert line.startswith("event loop: uvloop ")
+    assert "WHIZROUTER_LOOP=asyncio" in line
+
+
+def test_asyncio_keeps_the_standard_loop() -> None:
+    module, line = run_with_loop(_running_loop_module_and_line(), "asyncio")
+    assert module.startswith("asyncio")
+    assert line.startswith("event loop: asyncio's own")
+
+
+def test_without_uvloop_auto_falls_back_and_uvloop_fails_clearly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # makes ``import uvloop`` fail
+    module, line = run_with_loop(_running_loop_module_and_line(), "auto")
+    assert module.startswith("asyncio")
+    assert "uvloop is not installed" in line
+    assert "pip install uvloop" in line
+    coroutine = _running_loop_module_and_line()
+    with pytest.raises(ConfigurationError, match="pip install uvloop"):
+        run_with_loop(coroutine, "uvloop")
+    # Closed, not left to warn that it was never awaited.
+    assert inspect.getcoroutinestate(coroutine) == inspect.CORO_CLOSED

@@ -479,7 +479,15 @@ class WhizRouter:
         return web_app
 
     def run(self, host: str = "0.0.0.0", port: int = 8080) -> None:
-        """Serve until SIGTERM or SIGINT, then drain and return (see ``whizrouter run``)."""
+        """Serve until SIGTERM or SIGINT, then drain and return (see ``whizrouter run``).
+
+        Runs on uvloop when it is installed; ``WHIZROUTER_LOOP=asyncio`` keeps asyncio's own
+        loop (see ``whizrouter.runtime``).
+
+        Raises:
+            ConfigurationError: ``WHIZROUTER_LOOP`` is unknown or names a missing loop.
+        """
+        from whizrouter.runtime import run_with_loop
         from whizrouter.server import serve_forever
 
-        asyncio.run(serve_forever(self, host=host, port=port))
+        run_with_loop(serve_forever(self, host=host, port=port))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from whizrouter.errors import WhizrouterError
-from whizrouter.runtime import gc_threshold_from_env, tune_gc
+from whizrouter.runtime import describe_running_loop, gc_threshold_from_env, tune_gc
 
 if TYPE_CHECKING:
     from whizrouter.app import WhizRouter
@@ -32,6 +32,7 @@ async def serve_forever(app: WhizRouter, *, host: str, port: int) -> None:
     runner = web.AppRunner(app.make_web_app(), handle_signals=False, access_log=None)
     await runner.setup()
     try:
+        log.info("%s", describe_running_loop())
         log.info("%s", tune_gc(gc_threshold))
         site = web.TCPSite(runner, host, port)
         await site.start()
