@@ -59,7 +59,7 @@ from aiohttp import web
 from whizrouter import Context, Message, Status, WhizRouter, tune_gc
 from whizrouter.inbox.base import Inbox
 from whizrouter.inbox.sqlite import SqliteInbox
-from whizrouter.runtime import DEFAULT_GC_THRESHOLD, run_with_loop
+from whizrouter.runtime import DEFAULT_GC_THRESHOLD, LoopChoice, run_with_loop
 
 KINDS = ("baseline", "handwritten", "memory", "sqlite")
 _OK = b'{"ok":true}'
@@ -301,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     threshold = DEFAULT_GC_THRESHOLD if whizrouter_kind and not args.python_gc else 0
     app = build_app(args.kind, args.db)
     if whizrouter_kind:
-        loop = "asyncio" if args.asyncio_loop else "auto"
+        loop: LoopChoice = "asyncio" if args.asyncio_loop else "auto"
         run_with_loop(serve(app, gc_threshold=threshold), loop)
     else:
         asyncio.run(serve(app, gc_threshold=threshold))

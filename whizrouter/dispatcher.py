@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -32,6 +32,10 @@ log = logging.getLogger("whizrouter.dispatcher")
 LANE_TURN = 8
 
 Decoder = Callable[[StoredEvent], tuple[Any, Any]]
+
+
+async def _nothing_left() -> None:
+    """``_handle``'s answer for an event it settled itself."""
 ContextFactory = Callable[[StoredEvent, Any, Any, int], Context]
 
 
@@ -303,20 +307,21 @@ class Dispatcher:
         """
         return [event.seq for lane in self._lanes.values() for event in lane]
 
-    async def _settle(self, seq: int, *, ack: bool) -> None:
-        """Release the event's slot; a durable inbox's ack goes to the batching flusher."""
+    def _settle(self, seq: int, *, ack: bool) -> None:
+        """Release the event's slot; its ack goes to the batching flusher.
+
+        Not a coroutine: every handled event passes here, and the flusher acks a batch in one
+        inbox call (one task switch per batch instead of an ack call per event).
+        """
         self._claimed -= 1
         if not self._room.is_set():
             self._room.set()
-        if not self._durable:
-            if ack:
-                # Nothing survives a crash anyway: settle in place, no hand-off to the flusher.
-                await self._inbox.ack((seq,))
-        elif ack:
+        if ack:
             self._acks.append(seq)
-            self._ack_wakeup.set()
+            if not self._ack_wakeup.is_set():
+                self._ack_wakeup.set()
             return  # the flusher releases the replay slot and checks for idleness
-        else:
+        if self._durable:
             self._release_replay_slot()
         self._check_idle()
 
@@ -353,23 +358,28 @@ class Dispatcher:
                 # Unsettled means replayed after a restart: a duplicate, never a loss.
                 log.exception("could not settle %d handled events in the inbox", len(batch))
             finally:
-                self._release_replay_slot(len(batch))
+                if self._durable:
+                    self._release_replay_slot(len(batch))
             self._check_idle()
 
-    async def _handle(self, stored: StoredEvent) -> None:
+    def _handle(self, stored: StoredEvent) -> Awaitable[None]:
+        """What settles ``stored``: its handler's run, or a dead letter or an ack.
+
+        Returns the awaitable instead of being a coroutine itself: one coroutine less for
+        every event.
+        """
         try:
             event, contact = self._decode(stored)
         except Exception:
             log.exception("event %s could not be decoded; dead-lettering it", stored.key)
-            await self._dead(stored, "<decode>", stored.attempts + 1, "could not decode event")
-            return
+            return self._dead(stored, "<decode>", stored.attempts + 1, "could not decode event")
         spec = self._router.resolve(stored.kind, event)
         if spec is None:
             self.unhandled += 1
             log.debug("no handler wants %s event %s; settling it", stored.kind, stored.key)
-            await self._settle(stored.seq, ack=True)
-            return
-        await self._run_handler(stored, spec, event, contact)
+            self._settle(stored.seq, ack=True)
+            return _nothing_left()
+        return self._run_handler(stored, spec, event, contact)
 
     async def _run_handler(
         self, stored: StoredEvent, spec: HandlerSpec, event: Any, contact: Any
@@ -442,7 +452,7 @@ class Dispatcher:
             if self._after_hooks:
                 await call_hooks(self._after_hooks, "after_handle", event, ctx)
             self.handled += 1
-            await self._settle(stored.seq, ack=True)
+            self._settle(stored.seq, ack=True)
             return
 
     async def _dead(self, stored: StoredEvent, handler: str, attempts: int, error: str) -> None:
@@ -462,4 +472,4 @@ class Dispatcher:
                 error,
                 stored.seq,
             )
-        await self._settle(stored.seq, ack=False)
+        self._settle(stored.seq, ack=False)

@@ -63,7 +63,9 @@ def _validate_whole(
     if with_contact:
         data["contact"] = envelope.get("contact")
     try:
-        return cls.model_validate(data)
+        # The validator itself, without ``model_validate``'s Python wrapper: about a sixth of
+        # what building a typed event costs, on every event.
+        return cls.__pydantic_validator__.validate_python(data)
     except ValidationError:
         return None
 
