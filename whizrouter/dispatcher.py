@@ -32,11 +32,11 @@ log = logging.getLogger("whizrouter.dispatcher")
 LANE_TURN = 8
 
 Decoder = Callable[[StoredEvent], tuple[Any, Any]]
+ContextFactory = Callable[[StoredEvent, Any, Any, int], Context]
 
 
 async def _nothing_left() -> None:
     """``_handle``'s answer for an event it settled itself."""
-ContextFactory = Callable[[StoredEvent, Any, Any, int], Context]
 
 
 def worth_retrying(exc: BaseException) -> bool:
