@@ -70,6 +70,7 @@ class DispatchCheck:
         dispatcher_handled: whizrouter's own count of handled events, if it is whizrouter.
         passed: handled equals expected (and the counters agree).
         note: what went wrong, if anything.
+        loop: the event loop that served it (``asyncio`` or ``uvloop``).
     """
 
     ok: int
@@ -79,6 +80,7 @@ class DispatchCheck:
     dispatcher_handled: int | None
     passed: bool
     note: str
+    loop: str
 
 
 class ServerProcess:
@@ -262,6 +264,7 @@ async def check_dispatch(
         dispatcher_handled=dispatcher_handled,
         passed=not notes,
         note="; ".join(notes),
+        loop=str(stats["loop"]),
     )
 
 

@@ -16,7 +16,8 @@ its counters:
 - ``pending``: events stored and not yet settled (tasks not yet finished, for the hand-written
   server), so the runner knows when it may compare ``handled`` with ``ok``;
 - ``cpu_s``: CPU seconds the process used so far (all threads), so the runner can tell what
-  a callback costs even when other programs compete for the core.
+  a callback costs even when other programs compete for the core;
+- ``loop``: the event loop serving it, ``asyncio`` or ``uvloop``.
 
 The servers:
 
@@ -84,6 +85,7 @@ class Counters:
                 "dispatcher_handled": self.dispatcher_handled,
                 "pending": self.pending,
                 "cpu_s": time.process_time(),
+                "loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],
             }
         )
 

@@ -6,6 +6,7 @@ every event of every callback answered 200.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,15 @@ def test_smoke_run_measures_every_part_and_every_bot_dispatched(tmp_path: Path) 
     results = _results(output)
     assert results["failed_checks"] == []
     _assert_dispatched(results["http"], HANDLING_SERVERS)
+    # whizrouter's servers run as `whizrouter run` does, the others on asyncio's own loop.
+    whizrouter_loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    for kind, loop in (
+        ("baseline", "asyncio"),
+        ("handwritten", "asyncio"),
+        ("memory", whizrouter_loop),
+        ("sqlite", whizrouter_loop),
+    ):
+        assert {r["check"]["loop"] for r in results["http"]["batch"][kind]["rounds"]} == {loop}
     http = results["http"]["batch"]
     for kind in HANDLING_SERVERS:
         for result in http[kind]["rounds"]:
@@ -93,6 +103,7 @@ def test_smoke_run_without_wrk_uses_the_builtin_client(tmp_path: Path) -> None:
             "--servers",
             "baseline",
             "sqlite",
+            "--asyncio-loop",
             "--output",
             str(output),
         ]
@@ -101,6 +112,10 @@ def test_smoke_run_without_wrk_uses_the_builtin_client(tmp_path: Path) -> None:
     assert code == 0
     results = _results(output)
     assert results["meta"]["client"] == "builtin"
+    assert results["meta"]["asyncio_loop"] is True
+    assert {r["check"]["loop"] for r in results["http"]["statuses"]["sqlite"]["rounds"]} == {
+        "asyncio"
+    }
     _assert_dispatched(results["http"], ("sqlite",))
     for result in results["http"]["statuses"]["sqlite"]["rounds"]:
         assert result["check"]["handled"] == 3 * result["check"]["ok"]
