@@ -56,23 +56,29 @@ def test_bad_target_says_what_to_write(caplog: pytest.LogCaptureFixture) -> None
     assert "not a WhizRouter" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("WHIZROUTER_CONCURRENCY", "lots", "WHIZROUTER_CONCURRENCY='lots' is not a whole number"),
+        (
+            "WHIZROUTER_LOOP",
+            "fastest",
+            "WHIZROUTER_LOOP='fastest' is not an event loop whizrouter knows",
+        ),
+    ],
+)
 def test_bad_environment_value_is_a_clear_error(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    variable: str,
+    value: str,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setenv("WHIZROUTER_CONCURRENCY", "lots")
-    sys.modules.pop("tests.bots.slow_bot", None)
-    assert main(["run", "tests.bots.slow_bot:app"]) == 1
-    assert "WHIZROUTER_CONCURRENCY='lots' is not a whole number" in caplog.text
-
-
-def test_unknown_event_loop_is_a_clear_error(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    monkeypatch.setenv("WHIZROUTER_LOOP", "fastest")
+    monkeypatch.setenv(variable, value)
     monkeypatch.setenv("WHIZROUTER_INBOX", "memory")
     sys.modules.pop("tests.bots.slow_bot", None)
     assert main(["run", "tests.bots.slow_bot:app", "--port", "0"]) == 1
-    assert "WHIZROUTER_LOOP='fastest' is not an event loop whizrouter knows" in caplog.text
+    assert message in caplog.text
 
 
 def test_unknown_plugin_fails_listing_installed(
