@@ -60,7 +60,12 @@ from aiohttp import web
 from whizrouter import Context, Message, Status, WhizRouter, tune_gc
 from whizrouter.inbox.base import Inbox
 from whizrouter.inbox.sqlite import SqliteInbox
-from whizrouter.runtime import DEFAULT_GC_THRESHOLD, LoopChoice, run_with_loop
+from whizrouter.runtime import (
+    DEFAULT_GC_THRESHOLD,
+    LoopChoice,
+    run_with_loop,
+    running_loop_name,
+)
 
 KINDS = ("baseline", "handwritten", "memory", "sqlite")
 _OK = b'{"ok":true}'
@@ -85,7 +90,7 @@ class Counters:
                 "dispatcher_handled": self.dispatcher_handled,
                 "pending": self.pending,
                 "cpu_s": time.process_time(),
-                "loop": type(asyncio.get_running_loop()).__module__.partition(".")[0],
+                "loop": running_loop_name(),
             }
         )
 
