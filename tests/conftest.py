@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import importlib.util
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,27 @@ from whizrouter import WhizRouter
 from whizrouter.testing import FakeProvider
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+#: Modules whose async tests also run on uvloop, the loop ``whizrouter run`` serves on: the
+#: webhook, the inboxes (whose writer threads call back into the loop) and delivery end to end.
+BOTH_LOOPS = {"tests.test_receiver", "tests.test_inbox_contract", "tests.test_delivery"}
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """asyncio's own loop for every async test, and uvloop as well for ``BOTH_LOOPS``."""
+    factories: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+        "asyncio": asyncio.new_event_loop
+    }
+    module = getattr(item, "module", None)
+    in_both = module is not None and module.__name__ in BOTH_LOOPS
+    if in_both and importlib.util.find_spec("uvloop") is not None:
+        import uvloop
+
+        factories["uvloop"] = uvloop.new_event_loop
+    return factories
+
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
 BotClient = TestClient[web.Request, web.Application]
