@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BotClient, Recorder
+from tests.conftest import BotClient, Recorder, fixture_bytes
 from whizrouter import (
     ConfigurationError,
     Context,
@@ -20,6 +20,8 @@ from whizrouter import (
     TextMessage,
     WhizRouter,
 )
+from whizrouter.app import decode_event
+from whizrouter.inbox.base import StoredEvent
 from whizrouter.inbox.sqlite import SqliteInbox
 from whizrouter.testing import text_callback
 
@@ -239,6 +241,36 @@ async def test_unhandled_events_are_settled(make_app: MakeApp, serve: Serve) -> 
     await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
     assert app.inbox.backlog() == 0
     assert app.dispatcher is not None and app.dispatcher.unhandled == 1
+
+
+async def test_events_of_a_kind_without_handlers_are_settled_without_decoding(
+    make_app: MakeApp, serve: Serve, recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[str] = []
+
+    def counting_decode(stored: StoredEvent) -> tuple[Any, Any]:
+        decoded.append(stored.kind)
+        return decode_event(stored)
+
+    # The app hands this module-level function to its dispatcher at start.
+    monkeypatch.setattr("whizrouter.app.decode_event", counting_decode)
+    app = make_app()
+
+    @app.on_message()
+    async def on_message(message: TextMessage, ctx: Context) -> None:
+        await recorder.add(message.text.body)
+
+    client = await serve(app)
+    for name in ("status_sent.json", "status_delivered.json", "status_read.json"):
+        response = await client.post("/webhook", data=fixture_bytes("onprem/" + name))
+        assert response.status == 200
+    await post_texts(client, "15550000001", ["wanted"])
+    assert await recorder.wait_for(1) == ["wanted"]
+    assert app.dispatcher is not None
+    await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
+    assert decoded == ["message"]  # no status handler: no typed status built
+    assert app.dispatcher.unhandled == 3
+    assert app.inbox.backlog() == 0
 
 
 async def test_stop_drains_running_handlers(make_app: MakeApp) -> None:

@@ -88,6 +88,10 @@ class Dispatcher:
         # free on the hot path.
         self._before_hooks = hooks_of(plugins, "before_handle")
         self._after_hooks = hooks_of(plugins, "after_handle")
+        # Registration is closed once the app starts: an event of a kind no handler takes is
+        # settled without building its typed event (a bot without status handlers skips
+        # three events in four of a busy number's callbacks).
+        self._kinds_handled = frozenset(spec.kind for spec in router.handlers())
         self._retry = retry
         self._max_claimed = max_claimed or max(1024, concurrency * 16)
         self._lanes: dict[str, deque[StoredEvent]] = {}
@@ -368,6 +372,8 @@ class Dispatcher:
         Returns the awaitable instead of being a coroutine itself: one coroutine less for
         every event.
         """
+        if stored.kind not in self._kinds_handled:
+            return self._unwanted(stored)
         try:
             event, contact = self._decode(stored)
         except Exception:
@@ -375,11 +381,14 @@ class Dispatcher:
             return self._dead(stored, "<decode>", stored.attempts + 1, "could not decode event")
         spec = self._router.resolve(stored.kind, event)
         if spec is None:
-            self.unhandled += 1
-            log.debug("no handler wants %s event %s; settling it", stored.kind, stored.key)
-            self._settle(stored.seq, ack=True)
-            return _nothing_left()
+            return self._unwanted(stored)
         return self._run_handler(stored, spec, event, contact)
+
+    def _unwanted(self, stored: StoredEvent) -> Awaitable[None]:
+        self.unhandled += 1
+        log.debug("no handler wants %s event %s; settling it", stored.kind, stored.key)
+        self._settle(stored.seq, ack=True)
+        return _nothing_left()
 
     async def _run_handler(
         self, stored: StoredEvent, spec: HandlerSpec, event: Any, contact: Any
