@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import importlib
 import os
 import platform
 import subprocess
@@ -54,6 +53,7 @@ from benchmarks.report import (
     targets_table,
 )
 from benchmarks.scenarios import CONVERSATIONS, Scenario, build_scenarios
+from whizrouter.runtime import uvloop_version
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
 PARTS = ("http", "paired", "dispatch", "memory")
@@ -255,13 +255,6 @@ def describe_source() -> dict[str, Any]:
     return {"commit": commit, "modified": [line[3:] for line in status.splitlines()]}
 
 
-def _uvloop_version() -> str | None:
-    try:
-        return str(importlib.import_module("uvloop").__version__)
-    except ImportError:
-        return None
-
-
 def describe_machine(args: argparse.Namespace, client: str, pinning: Pinning) -> dict[str, Any]:
     """Where and how the figures were taken, for the JSON results."""
     return {
@@ -280,7 +273,7 @@ def describe_machine(args: argparse.Namespace, client: str, pinning: Pinning) ->
         "connections": args.connections,
         "python_gc": args.python_gc,
         "asyncio_loop": args.asyncio_loop,
-        "uvloop": _uvloop_version(),
+        "uvloop": uvloop_version(),
         "rounds": args.rounds,
         "warmup_s": args.warmup,
         "duration_s": args.duration,
@@ -302,7 +295,7 @@ async def run(args: argparse.Namespace, client: str, out: TextIO) -> dict[str, A
         python_gc=args.python_gc, asyncio_loop=args.asyncio_loop,
     )
     results: dict[str, Any] = {"meta": describe_machine(args, client, pinning)}
-    uvloop = None if args.asyncio_loop else _uvloop_version()
+    uvloop = None if args.asyncio_loop else uvloop_version()
     loop = f"uvloop {uvloop}" if uvloop else "asyncio's own loop"
     out.write(f"whizrouter benchmarks{' (smoke run: figures mean nothing)' if args.smoke else ''}"
               f"; load by {client}; {pinning.describe()}; whizrouter servers on {loop}\n\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from whizrouter import WhizRouter
+from whizrouter.runtime import loop_factory
 from whizrouter.testing import FakeProvider
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -31,11 +31,9 @@ def pytest_asyncio_loop_factories(
         "asyncio": asyncio.new_event_loop
     }
     module = getattr(item, "module", None)
-    in_both = module is not None and module.__name__ in BOTH_LOOPS
-    if in_both and importlib.util.find_spec("uvloop") is not None:
-        import uvloop
-
-        factories["uvloop"] = uvloop.new_event_loop
+    uvloop = loop_factory("auto")  # None where uvloop is not installed
+    if module is not None and module.__name__ in BOTH_LOOPS and uvloop is not None:
+        factories["uvloop"] = uvloop
     return factories
 
 

@@ -6,7 +6,6 @@ every event of every callback answered 200.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from benchmarks.runner import main
 from benchmarks.scenarios import CONVERSATIONS, build_scenarios
 from whizrouter.payloads import split_callback
+from whizrouter.runtime import uvloop_version
 
 HANDLING_SERVERS = ("handwritten", "memory", "sqlite")
 
@@ -51,7 +51,7 @@ def test_smoke_run_measures_every_part_and_every_bot_dispatched(tmp_path: Path) 
     assert results["failed_checks"] == []
     _assert_dispatched(results["http"], HANDLING_SERVERS)
     # whizrouter's servers run as `whizrouter run` does, the others on asyncio's own loop.
-    whizrouter_loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    whizrouter_loop = "asyncio" if uvloop_version() is None else "uvloop"
     for kind, loop in (
         ("baseline", "asyncio"),
         ("handwritten", "asyncio"),

@@ -4,8 +4,8 @@
 implementation of the asyncio loop, when it is installed (it is a dependency wherever it
 builds: CPython off Windows). Serving a callback is mostly event-loop and socket work, which
 uvloop does in C: measured side by side on one core, a whizrouter bot needed 6 to 14 % less
-CPU per single-message callback than on asyncio's own loop. ``WHIZROUTER_LOOP=asyncio`` keeps the
-standard loop; ``uvloop`` insists on it and fails when it is missing. An app embedded in
+CPU per single-message callback than on asyncio's own loop. ``WHIZROUTER_LOOP=asyncio``
+keeps the standard loop; ``uvloop`` insists on it and fails when it is missing. An app embedded in
 someone else's process runs on whatever loop its owner started.
 
 **Garbage collector.**
@@ -154,16 +154,23 @@ def running_loop_name() -> str:
     return type(asyncio.get_running_loop()).__module__.partition(".")[0]
 
 
-def describe_running_loop() -> str:
-    """A one-line description of the running event loop, for the startup log."""
+def uvloop_version() -> str | None:
+    """The installed uvloop's version, or None when uvloop cannot be imported."""
     try:
         uvloop = importlib.import_module("uvloop")
     except ImportError:
+        return None
+    return str(getattr(uvloop, "__version__", "?"))
+
+
+def describe_running_loop() -> str:
+    """A one-line description of the running event loop, for the startup log."""
+    version = uvloop_version()
+    if version is None:
         return (
             "event loop: asyncio's own, as uvloop is not installed (`pip install uvloop` for "
             "less CPU per callback)"
         )
     if running_loop_name() == "uvloop":
-        version = getattr(uvloop, "__version__", "?")
         return f"event loop: uvloop {version} ({LOOP_ENV_VAR}=asyncio keeps Python's own)"
     return f"event loop: asyncio's own ({LOOP_ENV_VAR}=asyncio; unset it for uvloop)"
