@@ -247,6 +247,29 @@ async def test_healthz(make_app: MakeApp, serve: Serve, recorder: Recorder) -> N
     report = await response.json()
     assert report["status"] == "ok"
     assert report["inbox"] == "memory"
+    assert report["acknowledged"] == 0
+
+
+async def test_healthz_counts_acknowledged_and_refused_callbacks(
+    make_app: MakeApp, serve: Serve
+) -> None:
+    app = make_app(max_backlog=2)
+    gate = asyncio.Event()
+
+    @app.on_message()
+    async def stuck(message: Message, ctx: Context) -> None:
+        await gate.wait()
+
+    client = await serve(app)
+    assert (await client.post("/webhook", data=fixture_bytes("onprem/text.json"))).status == 200
+    assert (await client.post("/webhook", data=b"[]")).status == 400
+    # A redelivery is acknowledged too: the provider must stop resending it.
+    assert (await client.post("/webhook", data=fixture_bytes("onprem/text.json"))).status == 200
+    batch = fixture_bytes("onprem/batch_mixed.json")  # five events: over the bound of two
+    assert (await client.post("/webhook", data=batch)).status == 503
+    report = await (await client.get("/healthz")).json()
+    assert (report["acknowledged"], report["refused_full"]) == (2, 1)
+    gate.set()
 
 
 async def test_shutting_down_answers_503_with_retry_after(

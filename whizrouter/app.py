@@ -250,6 +250,8 @@ class WhizRouter:
             "role": self.role,
             "inbox": self.inbox.description,
             "backlog": self.inbox.backlog() if self._started else 0,
+            "acknowledged": self.receiver.acknowledged,
+            "refused_full": self.receiver.refused_full,
             "in_flight": dispatcher.in_flight if dispatcher else 0,
             "handled": dispatcher.handled if dispatcher else 0,
             "dead_lettered": dispatcher.dead_lettered if dispatcher else 0,

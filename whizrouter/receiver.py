@@ -93,6 +93,8 @@ class Receiver:
         self._append = append
         self._full = full
         self._last_full_warning = -math.inf
+        #: Callbacks answered 200: their events are stored (redeliveries included).
+        self.acknowledged = 0
         #: Callbacks answered 503 because the inbox was full.
         self.refused_full = 0
         self._accepting = accepting
@@ -153,6 +155,7 @@ class Receiver:
                 "could not store the callback; retry later",
                 **{"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
+        self.acknowledged += 1
         return web.Response(body=b'{"ok":true}', content_type=_JSON)
 
     def _refuse_full(self) -> web.Response:
