@@ -64,8 +64,9 @@ async def throughput(
     backend: str, events: int, conversations: int, workdir: Path
 ) -> dict[str, Any]:
     """Events per second from a preloaded inbox to a no-op handler."""
-    app = new_bot(inbox_url(backend, workdir, f"throughput-{conversations}"),
-                  max_backlog=max(events, 100_000))
+    app = new_bot(
+        inbox_url(backend, workdir, f"throughput-{conversations}"), max_backlog=max(events, 100_000)
+    )
     done = asyncio.Event()
     handled = 0
 

@@ -301,7 +301,8 @@ async def _measure_one(
             # Everything the server did for every callback it acknowledged (parsing, storing
             # and, after the window, handling the events still waiting), per callback.
             "us_per_callback": (last["cpu_s"] - first["cpu_s"]) / check.ok * 1e6
-            if check.ok else None,
+            if check.ok
+            else None,
         },
         "warmup": warmup.as_dict() if warmup else None,
         "check": asdict(check),
@@ -327,8 +328,12 @@ async def run_scenario(
             order = list(servers) if number % 2 else list(reversed(servers))
             processes = {
                 kind: ServerProcess(
-                    kind, workdir, plan.pinning, f"{scenario.name}-r{number}-{kind}",
-                    python_gc=plan.python_gc, asyncio_loop=plan.asyncio_loop,
+                    kind,
+                    workdir,
+                    plan.pinning,
+                    f"{scenario.name}-r{number}-{kind}",
+                    python_gc=plan.python_gc,
+                    asyncio_loop=plan.asyncio_loop,
                 )
                 for kind in order
             }
@@ -369,12 +374,8 @@ def summarise(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "median_rps": statistics.median(load["rps"] for load in loads),
             "median_p50_ms": statistics.median(load["p50_ms"] for load in loads),
             "median_p99_ms": statistics.median(load["p99_ms"] for load in loads),
-            "median_cpu_us": median_or_none(
-                result["cpu"]["us_per_callback"] for result in results
-            ),
-            "median_core_share": median_or_none(
-                result["cpu"]["core_share"] for result in results
-            ),
+            "median_cpu_us": median_or_none(result["cpu"]["us_per_callback"] for result in results),
+            "median_core_share": median_or_none(result["cpu"]["core_share"] for result in results),
             "non_2xx": sum(load["non_2xx"] for load in loads),
             "socket_errors": sum(load["socket_errors"] for load in loads),
             "dispatch_checked": all(result["check"]["passed"] for result in results),

@@ -86,8 +86,7 @@ async def measure(backend: str, events: int) -> dict[str, Any]:
     started = 0
 
     with tempfile.TemporaryDirectory(prefix="whizbench-memory-") as scratch:
-        app = new_bot(inbox_url(backend, Path(scratch), "memory"),
-                      max_backlog=max(events, 100_000))
+        app = new_bot(inbox_url(backend, Path(scratch), "memory"), max_backlog=max(events, 100_000))
 
         @app.on_message()
         async def blocked(message: Message, ctx: Context) -> None:

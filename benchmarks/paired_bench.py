@@ -97,22 +97,29 @@ async def run_paired(
         callback over the server's: the req/s ratio it predicts).
     """
     script = scenario_script(scenario, plan, workdir)
-    rounds: dict[str, list[dict[str, Any]]] = {
-        kind: [] for kind in servers if kind != BASELINE
-    }
+    rounds: dict[str, list[dict[str, Any]]] = {kind: [] for kind in servers if kind != BASELINE}
     async with aiohttp.ClientSession() as session:
         for number in range(1, plan.rounds + 1):
             for kind in rounds:
                 label = f"{scenario.name}-pair{number}-{kind}"
                 baseline = ServerProcess(BASELINE, workdir, plan.pinning, label + "-baseline")
                 server = ServerProcess(
-                    kind, workdir, plan.pinning, label,
-                    python_gc=plan.python_gc, asyncio_loop=plan.asyncio_loop,
+                    kind,
+                    workdir,
+                    plan.pinning,
+                    label,
+                    python_gc=plan.python_gc,
+                    asyncio_loop=plan.asyncio_loop,
                 )
                 try:
                     await asyncio.gather(baseline.start(), server.start())
                     result = await _measure_pair(
-                        baseline, server, session, scenario, plan, script,
+                        baseline,
+                        server,
+                        session,
+                        scenario,
+                        plan,
+                        script,
                         f"{scenario.name}{number}{kind}p",
                     )
                 finally:

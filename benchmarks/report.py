@@ -49,49 +49,79 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         memory, sqlite = servers.get("memory"), servers.get("sqlite")
         if memory is not None and memory["rps_ratio"] is not None:
             ratio = memory["rps_ratio"]
-            targets.append(Target(f"{scenario}: memory req/s >= {MEMORY_RPS_RATIO}x baseline",
-                                  ratio, ratio >= MEMORY_RPS_RATIO))
+            targets.append(
+                Target(
+                    f"{scenario}: memory req/s >= {MEMORY_RPS_RATIO}x baseline",
+                    ratio,
+                    ratio >= MEMORY_RPS_RATIO,
+                )
+            )
         if sqlite is not None and sqlite["rps_ratio"] is not None:
             ratio = sqlite["rps_ratio"]
-            targets.append(Target(f"{scenario}: sqlite req/s >= {SQLITE_RPS_RATIO}x baseline",
-                                  ratio, ratio >= SQLITE_RPS_RATIO))
+            targets.append(
+                Target(
+                    f"{scenario}: sqlite req/s >= {SQLITE_RPS_RATIO}x baseline",
+                    ratio,
+                    ratio >= SQLITE_RPS_RATIO,
+                )
+            )
             p99 = sqlite["p99_ratio"]
-            targets.append(Target(f"{scenario}: sqlite p99 <= {SQLITE_P99_RATIO}x baseline p99",
-                                  p99, p99 is not None and p99 <= SQLITE_P99_RATIO))
+            targets.append(
+                Target(
+                    f"{scenario}: sqlite p99 <= {SQLITE_P99_RATIO}x baseline p99",
+                    p99,
+                    p99 is not None and p99 <= SQLITE_P99_RATIO,
+                )
+            )
     for scenario, servers in results.get("paired", {}).items():
         for kind, floor in (("memory", MEMORY_RPS_RATIO), ("sqlite", SQLITE_RPS_RATIO)):
             figures = servers.get(kind)
             if figures is not None and figures["median_cpu_ratio"] is not None:
                 ratio = figures["median_cpu_ratio"]
-                targets.append(Target(
-                    f"{scenario}: {kind} req/s >= {floor}x baseline (paired, from CPU/callback)",
-                    ratio, ratio >= floor,
-                ))
+                targets.append(
+                    Target(
+                        f"{scenario}: {kind} req/s >= {floor}x baseline "
+                        "(paired, from CPU/callback)",
+                        ratio,
+                        ratio >= floor,
+                    )
+                )
     for backend, figures in results.get("dispatch", {}).items():
         floor = DISPATCH_RATE[backend]
         rates = figures["throughput"]
         for rate in rates:
-            targets.append(Target(
-                f"dispatch {backend}, {rate['conversations']:,} conversations: "
-                f">= {floor:,.0f} events/s",
-                rate["events_per_s"], rate["events_per_s"] >= floor,
-            ))
+            targets.append(
+                Target(
+                    f"dispatch {backend}, {rate['conversations']:,} conversations: "
+                    f">= {floor:,.0f} events/s",
+                    rate["events_per_s"],
+                    rate["events_per_s"] >= floor,
+                )
+            )
         if len(rates) >= 2:
             fewest = min(rates, key=lambda rate: rate["conversations"])
             most = max(rates, key=lambda rate: rate["conversations"])
             ratio = most["us_per_event"] / fewest["us_per_event"]
-            targets.append(Target(
-                f"dispatch {backend}: cost per event at {most['conversations']:,} conversations "
-                f"<= {CONVERSATION_COST_RATIO}x that at {fewest['conversations']:,}",
-                ratio, ratio <= CONVERSATION_COST_RATIO,
-            ))
+            targets.append(
+                Target(
+                    f"dispatch {backend}: cost per event at {most['conversations']:,} "
+                    f"conversations <= {CONVERSATION_COST_RATIO}x that at "
+                    f"{fewest['conversations']:,}",
+                    ratio,
+                    ratio <= CONVERSATION_COST_RATIO,
+                )
+            )
     sqlite_memory = results.get("memory", {}).get("sqlite")
     if sqlite_memory is not None:
         rss = sqlite_memory["rss_mib"]
-        targets.append(Target(
-            f"RSS with {sqlite_memory['events']:,} events waiting in sqlite <= "
-            f"{RSS_LIMIT_MIB:.0f} MiB", rss, rss <= RSS_LIMIT_MIB,
-        ))
+        targets.append(
+            Target(
+                f"RSS with {sqlite_memory['events']:,} events waiting in sqlite <= "
+                f"{RSS_LIMIT_MIB:.0f} MiB",
+                rss,
+                rss <= RSS_LIMIT_MIB,
+            )
+        )
     return targets
 
 
@@ -150,8 +180,9 @@ def http_table(results: dict[str, Any], servers: Iterable[str]) -> list[str]:
 
 def paired_table(results: dict[str, Any], servers: Iterable[str]) -> list[str]:
     """The paired table: CPU per callback beside a baseline, and the ratio it predicts."""
-    lines = [f"{'scenario':<9} {'server':<12} {'CPU us':>7} {'base us':>8} {'x base':>7}  "
-             "dispatched"]
+    lines = [
+        f"{'scenario':<9} {'server':<12} {'CPU us':>7} {'base us':>8} {'x base':>7}  dispatched"
+    ]
     for label, kind, figures in _rows(results, servers):
         lines.append(
             f"{label:<9} {kind:<12} {_number(figures['median_us_per_callback']):>7} "
@@ -164,8 +195,10 @@ def paired_table(results: dict[str, Any], servers: Iterable[str]) -> list[str]:
 
 def dispatch_table(results: dict[str, Any]) -> list[str]:
     """The dispatch table: events/s per backend and conversation count, then the latency."""
-    lines = [f"{'backend':<8} {'conversations':>13} {'events':>9} {'events/s':>10} "
-             f"{'us/event':>9}  handled"]
+    lines = [
+        f"{'backend':<8} {'conversations':>13} {'events':>9} {'events/s':>10} "
+        f"{'us/event':>9}  handled"
+    ]
     for backend, figures in results.items():
         for rate in figures["throughput"]:
             lines.append(
@@ -186,8 +219,10 @@ def dispatch_table(results: dict[str, Any]) -> list[str]:
 
 def memory_table(results: dict[str, Any]) -> list[str]:
     """The memory table: resident size with the backlog waiting, per backend."""
-    lines = [f"{'backend':<8} {'waiting':>9} {'in memory':>10} {'RSS MiB':>8} {'idle MiB':>9} "
-             f"{'peak MiB':>9} {'file MiB':>9}"]
+    lines = [
+        f"{'backend':<8} {'waiting':>9} {'in memory':>10} {'RSS MiB':>8} {'idle MiB':>9} "
+        f"{'peak MiB':>9} {'file MiB':>9}"
+    ]
     for backend, figures in results.items():
         lines.append(
             f"{backend:<8} {figures['backlog']:>9,} {figures['claimed_in_memory']:>10,} "

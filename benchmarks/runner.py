@@ -68,44 +68,93 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Benchmark whizrouter against a bare aiohttp baseline and a hand-written "
         "bot; print a table and write the raw figures as JSON.",
     )
-    parser.add_argument("--smoke", action="store_true",
-                        help="a quick run that checks everything works (figures mean nothing); "
-                        "falls back to a built-in load generator without wrk")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a quick run that checks everything works (figures mean nothing); "
+        "falls back to a built-in load generator without wrk",
+    )
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
-    parser.add_argument("--scenarios", nargs="+", choices=scenarios, default=None,
-                        help="default: all (smoke: batch)")
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=scenarios,
+        default=None,
+        help="default: all (smoke: batch)",
+    )
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
-    parser.add_argument("--client", choices=("auto", "wrk", "builtin"), default="auto",
-                        help="load generator; auto means wrk, or builtin in a smoke run "
-                        "without wrk")
+    parser.add_argument(
+        "--client",
+        choices=("auto", "wrk", "builtin"),
+        default="auto",
+        help="load generator; auto means wrk, or builtin in a smoke run without wrk",
+    )
     parser.add_argument("--rounds", type=int, default=None, help="default 3 (smoke 1)")
-    parser.add_argument("--warmup", type=float, default=None,
-                        help="warm-up seconds per server and round (default 2, smoke 0)")
-    parser.add_argument("--duration", type=float, default=None,
-                        help="measured seconds per server and round (default 5, smoke 1)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="warm-up seconds per server and round (default 2, smoke 0)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="measured seconds per server and round (default 5, smoke 1)",
+    )
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--python-gc", action="store_true",
-                        help="whizrouter servers keep Python's garbage collector settings instead "
-                        "of the tuning `whizrouter run` applies (WHIZROUTER_GC_THRESHOLD=0)")
-    parser.add_argument("--asyncio-loop", action="store_true",
-                        help="whizrouter servers run on asyncio's own event loop instead of "
-                        "uvloop, which `whizrouter run` uses when installed "
-                        "(WHIZROUTER_LOOP=asyncio)")
-    parser.add_argument("--events", type=int, default=None,
-                        help="events per dispatch measurement (default 100,000, smoke 2,000)")
-    parser.add_argument("--conversations", type=int, nargs="+", default=None,
-                        help="conversation counts of the dispatch benchmark "
-                        "(default 10 1000 100000, smoke 10 100 1000)")
-    parser.add_argument("--latency-events", type=int, default=None,
-                        help="callbacks of the 200-to-handler measurement (default 2,000, "
-                        "smoke 100)")
-    parser.add_argument("--memory-events", type=int, default=None,
-                        help="events waiting in the memory benchmark (default 100,000, "
-                        "smoke 2,000)")
-    parser.add_argument("--memory-backends", nargs="+", choices=BACKENDS, default=None,
-                        help="inboxes of the memory benchmark (default both, smoke sqlite)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help=f"where the raw figures go (default {DEFAULT_OUTPUT})")
+    parser.add_argument(
+        "--python-gc",
+        action="store_true",
+        help="whizrouter servers keep Python's garbage collector settings instead "
+        "of the tuning `whizrouter run` applies (WHIZROUTER_GC_THRESHOLD=0)",
+    )
+    parser.add_argument(
+        "--asyncio-loop",
+        action="store_true",
+        help="whizrouter servers run on asyncio's own event loop instead of "
+        "uvloop, which `whizrouter run` uses when installed "
+        "(WHIZROUTER_LOOP=asyncio)",
+    )
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=None,
+        help="events per dispatch measurement (default 100,000, smoke 2,000)",
+    )
+    parser.add_argument(
+        "--conversations",
+        type=int,
+        nargs="+",
+        default=None,
+        help="conversation counts of the dispatch benchmark "
+        "(default 10 1000 100000, smoke 10 100 1000)",
+    )
+    parser.add_argument(
+        "--latency-events",
+        type=int,
+        default=None,
+        help="callbacks of the 200-to-handler measurement (default 2,000, smoke 100)",
+    )
+    parser.add_argument(
+        "--memory-events",
+        type=int,
+        default=None,
+        help="events waiting in the memory benchmark (default 100,000, smoke 2,000)",
+    )
+    parser.add_argument(
+        "--memory-backends",
+        nargs="+",
+        choices=BACKENDS,
+        default=None,
+        help="inboxes of the memory benchmark (default both, smoke sqlite)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help=f"where the raw figures go (default {DEFAULT_OUTPUT})",
+    )
     args = parser.parse_args(argv)
     smoke = args.smoke
     defaults: dict[str, Any] = {
@@ -170,40 +219,50 @@ async def run_scenarios(
 async def run_http(args: argparse.Namespace, plan: LoadPlan, out: TextIO) -> dict[str, Any]:
     """The HTTP part: every scenario, every server, every round."""
     return await run_scenarios(
-        args, plan, out, run_scenario,
-        lambda scenario: f"{scenario.name}: {scenario.title} ({scenario.events_per_request} "
-        f"events per callback, fresh ids, {CONVERSATIONS:,} conversations)",
+        args,
+        plan,
+        out,
+        run_scenario,
+        lambda scenario: (
+            f"{scenario.name}: {scenario.title} ({scenario.events_per_request} "
+            f"events per callback, fresh ids, {CONVERSATIONS:,} conversations)"
+        ),
     )
 
 
 async def run_pairs(args: argparse.Namespace, plan: LoadPlan, out: TextIO) -> dict[str, Any]:
     """The paired part: every scenario, every server beside a baseline, every round."""
     return await run_scenarios(
-        args, plan, out, run_paired,
+        args,
+        plan,
+        out,
+        run_paired,
         lambda scenario: f"{scenario.name}, paired with the baseline on one core:",
     )
 
 
-async def run_dispatch(
-    args: argparse.Namespace, pinning: Pinning, out: TextIO
-) -> dict[str, Any]:
+async def run_dispatch(args: argparse.Namespace, pinning: Pinning, out: TextIO) -> dict[str, Any]:
     """The dispatch part: one child process per backend."""
     results: dict[str, Any] = {}
     for backend in BACKENDS:
         out.write(f"dispatch: {backend} inbox, {args.events:,} events ...\n")
         out.flush()
         command = python_module(
-            "benchmarks.dispatch_bench", "--backend", backend, "--events", str(args.events),
-            "--conversations", *map(str, args.conversations),
-            "--latency-events", str(args.latency_events),
+            "benchmarks.dispatch_bench",
+            "--backend",
+            backend,
+            "--events",
+            str(args.events),
+            "--conversations",
+            *map(str, args.conversations),
+            "--latency-events",
+            str(args.latency_events),
         )
         results[backend] = await run_child(pinning.server(command), wait_seconds=1800)
     return results
 
 
-async def run_memory(
-    args: argparse.Namespace, pinning: Pinning, out: TextIO
-) -> dict[str, Any]:
+async def run_memory(args: argparse.Namespace, pinning: Pinning, out: TextIO) -> dict[str, Any]:
     """The memory part: one child process per backend."""
     results: dict[str, Any] = {}
     for backend in args.memory_backends:
@@ -224,19 +283,23 @@ def failed_checks(results: dict[str, Any]) -> list[str]:
             for kind, figures in servers.items():
                 for number, result in enumerate(figures["rounds"], 1):
                     if not result["check"]["passed"]:
-                        failures.append(f"{part} {scenario} {kind} {unit} {number}: "
-                                        f"{result['check']['note']}")
+                        failures.append(
+                            f"{part} {scenario} {kind} {unit} {number}: {result['check']['note']}"
+                        )
     for backend, figures in results.get("dispatch", {}).items():
         for rate in figures["throughput"]:
             if rate["dispatcher_handled"] != rate["events"] or rate["handled"] != rate["events"]:
-                failures.append(f"dispatch {backend}: {rate['dispatcher_handled']} of "
-                                f"{rate['events']} events handled")
+                failures.append(
+                    f"dispatch {backend}: {rate['dispatcher_handled']} of "
+                    f"{rate['events']} events handled"
+                )
         if figures["latency"]["handled"] != figures["latency"]["events"]:
             failures.append(f"dispatch latency {backend}: not every event was handled")
     for backend, figures in results.get("memory", {}).items():
         if figures["stored"] != figures["events"]:
-            failures.append(f"memory {backend}: {figures['stored']} of {figures['events']} "
-                            "events stored")
+            failures.append(
+                f"memory {backend}: {figures['stored']} of {figures['events']} events stored"
+            )
     return failures
 
 
@@ -248,7 +311,10 @@ def describe_source() -> dict[str, Any]:
         ).stdout.strip()
         status = subprocess.run(
             ["git", "status", "--porcelain", "--", "whizrouter"],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "modified": None}
@@ -290,15 +356,22 @@ async def run(args: argparse.Namespace, client: str, out: TextIO) -> dict[str, A
     """Run the chosen parts and return every raw figure."""
     pinning = choose_pinning()
     plan = LoadPlan(
-        client=client, warmup=args.warmup, duration=args.duration,
-        connections=args.connections, rounds=args.rounds, pinning=pinning,
-        python_gc=args.python_gc, asyncio_loop=args.asyncio_loop,
+        client=client,
+        warmup=args.warmup,
+        duration=args.duration,
+        connections=args.connections,
+        rounds=args.rounds,
+        pinning=pinning,
+        python_gc=args.python_gc,
+        asyncio_loop=args.asyncio_loop,
     )
     results: dict[str, Any] = {"meta": describe_machine(args, client, pinning)}
     uvloop = None if args.asyncio_loop else uvloop_version()
     loop = f"uvloop {uvloop}" if uvloop else "asyncio's own loop"
-    out.write(f"whizrouter benchmarks{' (smoke run: figures mean nothing)' if args.smoke else ''}"
-              f"; load by {client}; {pinning.describe()}; whizrouter servers on {loop}\n\n")
+    out.write(
+        f"whizrouter benchmarks{' (smoke run: figures mean nothing)' if args.smoke else ''}"
+        f"; load by {client}; {pinning.describe()}; whizrouter servers on {loop}\n\n"
+    )
     if "http" in args.parts:
         results["http"] = await run_http(args, plan, out)
     if "paired" in args.parts:
@@ -334,15 +407,19 @@ def print_report(results: dict[str, Any], args: argparse.Namespace, out: TextIO)
         )
         out.write("\n".join(paired_table(results["paired"], args.servers)) + "\n")
     if "dispatch" in results:
-        out.write(f"\nDispatch without HTTP: {meta['dispatch_events']:,} events preloaded, "
-                  "no-op handler, default concurrency 64\n")
+        out.write(
+            f"\nDispatch without HTTP: {meta['dispatch_events']:,} events preloaded, "
+            "no-op handler, default concurrency 64\n"
+        )
         out.write("\n".join(dispatch_table(results["dispatch"])) + "\n")
     if "memory" in results:
         out.write("\nMemory: a started bot whose handlers block, the rest waiting in the inbox\n")
         out.write("\n".join(memory_table(results["memory"])) + "\n")
-    out.write("\nTargets (reported, not asserted)"
-              + (": a smoke run is too small for them to mean anything" if args.smoke else "")
-              + "\n")
+    out.write(
+        "\nTargets (reported, not asserted)"
+        + (": a smoke run is too small for them to mean anything" if args.smoke else "")
+        + "\n"
+    )
     out.write("\n".join(targets_table(evaluate(results))) + "\n")
 
 
@@ -356,9 +433,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = sys.stdout
     client = choose_client(args)
     if client is None and ("http" in args.parts or "paired" in args.parts):
-        sys.stderr.write(f"wrk is not installed; {WRK_HINT}\n"
-                         "(or run the smoke test, which falls back to a built-in client: "
-                         "python -m benchmarks --smoke)\n")
+        sys.stderr.write(
+            f"wrk is not installed; {WRK_HINT}\n"
+            "(or run the smoke test, which falls back to a built-in client: "
+            "python -m benchmarks --smoke)\n"
+        )
         return 2
     results = asyncio.run(run(args, client or "builtin", out))
     targets = evaluate(results)

@@ -25,8 +25,15 @@ def callback(text: str, message_id: str) -> dict[str, object]:
     """A minimal on-premises callback body, as a queue consumer might receive it."""
     return {
         "contacts": [{"profile": {"name": "Ana"}, "wa_id": "15551230001"}],
-        "messages": [{"from": "15551230001", "id": message_id, "timestamp": "1718000001",
-                      "type": "text", "text": {"body": text}}],
+        "messages": [
+            {
+                "from": "15551230001",
+                "id": message_id,
+                "timestamp": "1718000001",
+                "type": "text",
+                "text": {"body": text},
+            }
+        ],
     }
 
 

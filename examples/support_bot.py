@@ -62,8 +62,13 @@ async def thanks_for_the_picture(message: ImageMessage, ctx: Context) -> None:
 async def undeliverable(status: Status, ctx: Context) -> None:
     """A reply could not be delivered: log the provider's reason."""
     for error in status.errors:
-        log.warning("message %s to %s failed: %s %s", status.id, status.recipient_id,
-                    error.code, error.title)
+        log.warning(
+            "message %s to %s failed: %s %s",
+            status.id,
+            status.recipient_id,
+            error.code,
+            error.title,
+        )
 
 
 app.include_router(menu)

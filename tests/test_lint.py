@@ -23,6 +23,18 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.timeout(300)
+def test_ruff_format_is_clean() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, "run `ruff format .`\n" + result.stdout + result.stderr
+
+
 @pytest.mark.timeout(600)
 def test_mypy_strict_is_clean() -> None:
     result = subprocess.run(

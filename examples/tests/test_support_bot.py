@@ -27,8 +27,10 @@ async def test_order_numbers_get_a_status(bot_tester: StartBot) -> None:
 
 async def test_menu_choice_is_answered_and_marked_read(bot_tester: StartBot) -> None:
     bot = await bot_tester(app)
-    body = message_callback("interactive", {"type": "button_reply",
-                                            "button_reply": {"id": "returns", "title": "Returns"}})
+    body = message_callback(
+        "interactive",
+        {"type": "button_reply", "button_reply": {"id": "returns", "title": "Returns"}},
+    )
     await bot.send(body)
     assert bot.replies == ["You can return anything within 30 days: https://example.com/returns"]
     assert bot.provider.marked_read == [body["messages"][0]["id"]]
