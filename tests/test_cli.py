@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,18 @@ async def test_a_second_bot_on_the_same_inbox_file_exits_with_a_clear_error(
             assert r.status == 200
     finally:
         await first.stop()
+
+
+@pytest.mark.slow
+async def test_a_port_in_use_exits_with_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {"WHIZROUTER_INBOX": f"sqlite:///{tmp_path / 'inbox.db'}"}
+        bot = BotProcess("tests.bots.slow_bot:app", env, port=taken.getsockname()[1])
+        await bot.launch()
+        assert await bot.wait() == 1
+    output = await bot.output()
+    assert f"cannot listen on 127.0.0.1:{bot.port}" in output
+    assert "choose another with --port" in output
+    assert "Traceback" not in output

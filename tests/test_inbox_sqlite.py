@@ -411,6 +411,15 @@ async def test_a_missing_directory_fails_open_with_the_path(tmp_path: Path) -> N
         await inbox.append([event(1)])
 
 
+async def test_a_file_that_is_not_a_database_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "inbox.db"
+    path.write_bytes(b"not sqlite at all; " * 300)
+    with pytest.raises(InboxError, match="not a database") as raised:
+        await SqliteInbox(path).open()
+    assert str(path) in str(raised.value)
+    assert "move it aside" in str(raised.value)
+
+
 async def test_a_file_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "inbox.db"
     with contextlib.closing(sqlite3.connect(path)) as conn:

@@ -35,7 +35,13 @@ async def serve_forever(app: WhizRouter, *, host: str, port: int) -> None:
         log.info("%s", describe_running_loop())
         log.info("%s", tune_gc(gc_threshold))
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise WhizrouterError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; stop whatever "
+                "uses that port, or choose another with --port (and --host for the address)"
+            ) from exc
         log.info(
             "listening on http://%s:%d (%s)",
             host,

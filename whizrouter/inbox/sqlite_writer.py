@@ -255,7 +255,11 @@ class Writer:
         except BaseException as exc:
             conn.close()
             if isinstance(exc, sqlite3.Error):
-                raise InboxError(f"cannot use the sqlite inbox {self._path}: {exc}") from exc
+                raise InboxError(
+                    f"cannot use the sqlite inbox {self._path}: {exc}; if the file is not a "
+                    "whizrouter inbox or is damaged, move it aside (a new one is created) or "
+                    "point WHIZROUTER_INBOX at another file"
+                ) from exc
             raise
         return conn
 
