@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -38,6 +39,21 @@ def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixtur
     assert len(out.splitlines()) > 3
 
 
+def test_help_and_readme_name_every_environment_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    source = "".join(path.read_text() for path in (ROOT / "whizrouter").rglob("*.py"))
+    variables = set(re.findall(r'"((?:WHIZARD|WHIZROUTER)_[A-Z_]+)"', source))
+    assert "WHIZROUTER_INBOX" in variables
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    readme = (ROOT / "README.md").read_text()
+    for variable in sorted(variables):
+        assert variable in help_text, variable
+        assert f"`{variable}`" in readme, variable
+
+
 def test_python_dash_m_works() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "whizrouter", "--help"],
@@ -55,6 +71,8 @@ def test_bad_target_says_what_to_write(caplog: pytest.LogCaptureFixture) -> None
     assert "cannot import" in caplog.text
     assert main(["run", "tests.conftest:Recorder"]) == 2
     assert "not a WhizRouter" in caplog.text
+    assert main(["run", "tests.conftest:no_such_app"]) == 2
+    assert "tests.conftest has no attribute 'no_such_app'" in caplog.text
 
 
 @pytest.mark.parametrize(

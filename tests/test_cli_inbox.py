@@ -12,8 +12,11 @@ from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.testing import FakeProvider, text_callback
 
 
-async def cli(*args: str) -> str:
-    """Run the command as an operator would, in its own process; return what it printed."""
+async def cli(*args: str, code: int = 0) -> str:
+    """Run the command as an operator would, in its own process; return what it printed.
+
+    ``code`` is the exit code expected; stderr (where errors go) is returned after stdout.
+    """
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -24,8 +27,8 @@ async def cli(*args: str) -> str:
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 0, (out + err).decode()
-    return out.decode()
+    assert process.returncode == code, (out + err).decode()
+    return (out + err).decode()
 
 
 async def test_dead_letters_are_listed_replayed_and_dropped_while_the_bot_runs(
@@ -77,6 +80,51 @@ async def test_dead_letters_are_listed_replayed_and_dropped_while_the_bot_runs(
             await asyncio.wait_for(replayed.wait(), timeout=10)
             assert handled == ["wamid.cli-1"]
 
+            # Asking again, or for an id that never was, is an error that says where to look.
+            out = await cli("dead", "replay", first[0], "--inbox", url, code=1)
+            assert "replayed 0" in out
+            assert "1 of the ids given are not dead letters" in out
+            assert "whizrouter dead list" in out
+
             second = rows["m:wamid.cli-2"][0]
+            out = await cli("dead", "list", "--limit", "0", "--inbox", url, code=2)
+            assert "--limit must be a positive whole number" in out
             assert "dropped 1" in await cli("dead", "drop", second, "--inbox", url)
+            assert "dropped 0" in await cli("dead", "drop", second, "--inbox", url, code=1)
             assert "no dead letters" in await cli("dead", "list", "--inbox", url)
+
+
+async def test_dead_list_says_when_the_limit_cut_it_short(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'inbox.db'}"
+    app = WhizRouter(retry=RetryPolicy(attempts=0))
+
+    @app.on_message(type="text")
+    async def handler(message: TextMessage, ctx: Context) -> None:
+        raise ValueError("broken")
+
+    async with FakeProvider() as provider:
+        app.replace_parts(client=provider.client(), inbox=inbox_from_url(url))
+        async with app:
+            for number in range(3):
+                await app.feed(text_callback("hi", message_id=f"wamid.limit-{number}"))
+            assert app.dispatcher is not None
+            await app.dispatcher.wait_idle()
+    out = await cli("dead", "list", "--limit", "2", "--inbox", url)
+    assert len(out.splitlines()) == 1 + 2 + 1
+    assert "more dead letters than these 2; raise --limit" in out
+    out = await cli("dead", "replay", "1", "--all", "--inbox", url, code=2)
+    assert "or --all; not both" in out
+
+
+async def test_inspecting_an_inbox_that_is_not_there_creates_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "elsewhere" / "inbox.db"
+    (tmp_path / "elsewhere").mkdir()
+    for command in (("inbox", "stats"), ("dead", "list")):
+        out = await cli(*command, "--inbox", f"sqlite:///{missing}", code=2)
+        assert f"no inbox file at {missing}" in out
+        assert "run this command in the directory the bot runs in" in out
+    assert not missing.exists()
+    out = await cli("inbox", "stats", "--inbox", "memory", code=2)
+    assert "a memory inbox lives inside the bot's process" in out
+    out = await cli("inbox", "stats", "--inbox", "README.md", code=2)
+    assert "--inbox 'README.md'" in out

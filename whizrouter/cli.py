@@ -17,6 +17,8 @@ from whizrouter.app import ROLES, WhizRouter
 from whizrouter.errors import WhizrouterError
 from whizrouter.inbox.base import Inbox
 from whizrouter.inbox.factory import DEFAULT_INBOX_URL, inbox_from_url
+from whizrouter.inbox.memory import MemoryInbox
+from whizrouter.inbox.sqlite import SqliteInbox
 
 log = logging.getLogger("whizrouter.cli")
 T = TypeVar("T")
@@ -24,7 +26,8 @@ T = TypeVar("T")
 _EPILOG = """\
 environment: WHIZARD_API_KEY, WHIZARD_BASE_URL, WHIZARD_API_SHAPE, WHIZROUTER_WEBHOOK_URL,
 WHIZROUTER_WEBHOOK_USER, WHIZROUTER_WEBHOOK_PASSWORD, WHIZROUTER_INBOX, WHIZROUTER_PLUGINS,
-WHIZROUTER_CONCURRENCY, WHIZROUTER_LOOP, WHIZROUTER_GC_THRESHOLD (see the README's configuration
+WHIZROUTER_CONCURRENCY, WHIZROUTER_MAX_BACKLOG, WHIZROUTER_BODY_LIMIT, WHIZROUTER_SHUTDOWN_GRACE,
+WHIZROUTER_LOOP, WHIZROUTER_GC_THRESHOLD, WHIZROUTER_LOG_LEVEL (see the README's configuration
 table)."""
 
 
@@ -60,7 +63,12 @@ def load_app(target: str) -> WhizRouter:
             f"cannot import {module_name!r} ({exc}); run from the directory that holds it, "
             "or give a file path such as bots/echo.py:app"
         ) from exc
-    app = getattr(module, attribute, None)
+    if not hasattr(module, attribute):
+        raise UsageError(
+            f"{module_name} has no attribute {attribute!r}; write MODULE:ATTR with the name of "
+            "the object created with `app = WhizRouter(...)`"
+        )
+    app = getattr(module, attribute)
     if not isinstance(app, WhizRouter):
         raise UsageError(
             f"{module_name}:{attribute} is {type(app).__name__}, not a WhizRouter; point at the "
@@ -70,12 +78,32 @@ def load_app(target: str) -> WhizRouter:
 
 
 def _inbox(args: argparse.Namespace) -> Inbox:
-    url = args.inbox or os.environ.get("WHIZROUTER_INBOX") or DEFAULT_INBOX_URL
-    return inbox_from_url(url)
+    """The inbox the inspection commands work on: one a bot has written, never a new one."""
+    if args.inbox:
+        url, source = args.inbox, "--inbox"
+    elif os.environ.get("WHIZROUTER_INBOX"):
+        url, source = os.environ["WHIZROUTER_INBOX"], "WHIZROUTER_INBOX"
+    else:
+        url, source = DEFAULT_INBOX_URL, "the default inbox"
+    try:
+        inbox = inbox_from_url(url)
+    except WhizrouterError as exc:
+        raise UsageError(f"{source} {url!r}: {exc}") from exc
+    if isinstance(inbox, MemoryInbox):
+        raise UsageError(
+            "a memory inbox lives inside the bot's process, so no command can inspect it; "
+            "give the bot a sqlite:// or nats:// inbox (WHIZROUTER_INBOX)"
+        )
+    if isinstance(inbox, SqliteInbox) and not inbox.path.exists():
+        raise UsageError(
+            f"no inbox file at {inbox.path} ({source} {url!r}); run this command in the "
+            "directory the bot runs in (a relative sqlite:/// path is relative to it), or "
+            "pass --inbox sqlite:////absolute/path/to/inbox.db"
+        )
+    return inbox
 
 
-async def _with_inbox(args: argparse.Namespace, action: Callable[[Inbox], Awaitable[T]]) -> T:
-    inbox = _inbox(args)
+async def _with_inbox(inbox: Inbox, action: Callable[[Inbox], Awaitable[T]]) -> T:
     await inbox.open()
     try:
         return await action(inbox)
@@ -94,9 +122,10 @@ def _cmd_inbox_stats(args: argparse.Namespace) -> int:
     async def action(inbox: Inbox) -> dict[str, int]:
         return await inbox.stats()
 
-    stats = asyncio.run(_with_inbox(args, action))
+    inbox = _inbox(args)
+    stats = asyncio.run(_with_inbox(inbox, action))
     out = sys.stdout
-    out.write(f"inbox: {_inbox(args).description}\n")
+    out.write(f"inbox: {inbox.description}\n")
     for state, count in stats.items():
         out.write(f"{state}: {count}\n")
     return 0
@@ -105,7 +134,8 @@ def _cmd_inbox_stats(args: argparse.Namespace) -> int:
 def _cmd_dead_list(args: argparse.Namespace) -> int:
     async def action(inbox: Inbox) -> list[str]:
         rows = []
-        for letter in await inbox.dead_letters(limit=args.limit):
+        # One more than asked, to tell whether the list goes on.
+        for letter in await inbox.dead_letters(limit=args.limit + 1):
             error = letter.error.replace("\n", " ")[:200]
             rows.append(
                 f"{letter.seq}\t{letter.key}\t{letter.conversation}\t{letter.handler}\t"
@@ -113,36 +143,63 @@ def _cmd_dead_list(args: argparse.Namespace) -> int:
             )
         return rows
 
-    rows = asyncio.run(_with_inbox(args, action))
+    rows = asyncio.run(_with_inbox(_inbox(args), action))
     out = sys.stdout
     if not rows:
         out.write("no dead letters\n")
         return 0
     out.write("id\tevent\tconversation\thandler\tattempts\tlast error\n")
-    for row in rows:
+    for row in rows[: args.limit]:
         out.write(row + "\n")
+    if len(rows) > args.limit:
+        out.write(f"(more dead letters than these {args.limit}; raise --limit to see them)\n")
     return 0
 
 
+def _unknown_ids(asked: Sequence[int], done: int) -> int:
+    """Exit code of a replay or drop of ``asked``: 1, with a line, if some were not dead."""
+    missing = len(set(asked)) - done
+    if missing <= 0:
+        return 0
+    log.error(
+        "%d of the ids given are not dead letters (already replayed or dropped, or mistyped); "
+        "`whizrouter dead list` shows the current ones",
+        missing,
+    )
+    return 1
+
+
 def _cmd_dead_replay(args: argparse.Namespace) -> int:
-    if not args.all and not args.ids:
-        raise UsageError("name dead letter ids to replay (see `whizrouter dead list`) or --all")
+    if args.all == bool(args.ids):
+        raise UsageError(
+            "name the dead letter ids to replay (see `whizrouter dead list`), or --all; not both"
+        )
 
     async def action(inbox: Inbox) -> int:
         return await inbox.replay(None if args.all else args.ids)
 
-    count = asyncio.run(_with_inbox(args, action))
+    count = asyncio.run(_with_inbox(_inbox(args), action))
     sys.stdout.write(f"replayed {count} dead letter(s); a running bot picks them up\n")
-    return 0
+    return 0 if args.all else _unknown_ids(args.ids, count)
 
 
 def _cmd_dead_drop(args: argparse.Namespace) -> int:
     async def action(inbox: Inbox) -> int:
         return await inbox.drop(args.ids)
 
-    count = asyncio.run(_with_inbox(args, action))
+    count = asyncio.run(_with_inbox(_inbox(args), action))
     sys.stdout.write(f"dropped {count} dead letter(s)\n")
-    return 0
+    return _unknown_ids(args.ids, count)
+
+
+def _positive_limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("--limit must be a positive whole number")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
         "last error.",
     )
     listing.add_argument("--inbox", help=inbox_help)
-    listing.add_argument("--limit", type=int, default=100, help="most lines to print (100)")
+    listing.add_argument(
+        "--limit", type=_positive_limit, default=100, help="most lines to print (100)"
+    )
     listing.set_defaults(func=_cmd_dead_list)
     replay = dead_commands.add_parser(
         "replay",
@@ -233,7 +292,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     default_level = "INFO" if args.command == "run" else "WARNING"
     level = getattr(logging, str(args.log_level or default_level).upper(), None)
     if not isinstance(level, int):
-        parser.error(f"--log-level {args.log_level!r} is not a logging level")
+        parser.error(
+            f"log level {args.log_level!r} (--log-level or WHIZROUTER_LOG_LEVEL) is not one of "
+            "DEBUG, INFO, WARNING, ERROR"
+        )
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         code: int = args.func(args)
