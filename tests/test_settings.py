@@ -54,6 +54,8 @@ def test_defaults() -> None:
         ({"WHIZROUTER_MAX_BACKLOG": "many"}, "WHIZROUTER_MAX_BACKLOG='many'"),
         ({"WHIZROUTER_WEBHOOK_USER": "only-user"}, "set both WHIZROUTER_WEBHOOK_USER"),
         ({"WHIZROUTER_WEBHOOK_URL": "http://x.example.com"}, "must be an https:// URL"),
+        ({"WHIZARD_BASE_URL": "not-a-url"}, "WHIZARD_BASE_URL or base_url=.*not .not-a-url."),
+        ({"WHIZARD_BASE_URL": "waba.example.com"}, "such as https://waba.example.com"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

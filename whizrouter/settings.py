@@ -148,6 +148,8 @@ class Settings:
             raise ConfigurationError("concurrency must be at least 1")
         if settings.webhook_url is not None:
             check_webhook_url(settings.webhook_url)
+        if settings.base_url is not None:
+            check_base_url(settings.base_url)
         return settings
 
     @property
@@ -157,6 +159,20 @@ class Settings:
             return None
         pair = f"{self.webhook_user}:{self.webhook_password.get_secret_value()}"
         return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+
+def check_base_url(url: str) -> None:
+    """Refuse a provider base URL that is not an ``http(s)://host`` URL.
+
+    Raises:
+        ConfigurationError: the message names the variable and shows a good value.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(
+            f"the provider base URL (WHIZARD_BASE_URL or base_url=) must be an http(s) URL "
+            f"such as https://waba.example.com, not {url!r}"
+        )
 
 
 def check_webhook_url(url: str) -> None:

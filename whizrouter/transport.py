@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any, Final, NamedTuple
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -21,6 +20,7 @@ from pydantic import SecretStr
 from whizrouter.backoff import RetryPolicy
 from whizrouter.client_errors import ErrorInfo, error_from_response, error_without_answer
 from whizrouter.errors import ConfigurationError
+from whizrouter.settings import check_base_url
 
 # The client's logger: one name to configure for everything the client reports.
 logger = logging.getLogger("whizrouter.client")
@@ -94,12 +94,7 @@ class Transport:
             raise ConfigurationError(
                 f"no provider base URL: set {BASE_URL_ENV} or pass base_url= to WhizardClient"
             )
-        parts = urlsplit(self._base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigurationError(
-                f"the provider base URL ({BASE_URL_ENV} or base_url=) must be an http(s) URL "
-                f"such as https://waba.example.com, not {self._base_url!r}"
-            )
+        check_base_url(self._base_url)
         headers = {
             KEY_HEADER: key,
             "Content-Type": "application/json",
