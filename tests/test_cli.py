@@ -152,6 +152,7 @@ async def test_bot_process_serves_replies_and_drains_on_sigterm(tmp_path: Path) 
             "listening on",
             "event loop: uvloop",
             "webhook registration: skipped",
+            "webhook auth: off",
             "garbage collector: startup heap frozen",
             "first threshold 50000",
             "stopped",
@@ -173,6 +174,9 @@ async def test_a_second_bot_on_the_same_inbox_file_exits_with_a_clear_error(
         output = await second.output()
         assert "another process is already handling events from" in output
         assert "use a nats:// inbox to scale out" in output
+        # Said in plain words, without a traceback or the task group wrapping it.
+        assert "Traceback" not in output
+        assert "TaskGroup" not in output
         async with aiohttp.ClientSession() as session, session.get(first.url + "/healthz") as r:
             assert r.status == 200
     finally:

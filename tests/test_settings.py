@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import BotClient
 from whizrouter import ConfigurationError, RetryPolicy, WhizRouter
+from whizrouter.app import Role
 from whizrouter.settings import Settings
 from whizrouter.testing import FakeProvider, text_callback
 
@@ -61,6 +62,14 @@ def test_defaults() -> None:
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message.replace("(", r"\(")):
         Settings.resolve(env=env)
+
+
+@pytest.mark.parametrize("role", ["receiver", "worker"])
+async def test_a_split_role_refuses_a_memory_inbox(role: Role) -> None:
+    app = WhizRouter(inbox="memory", role=role, api_key="k", base_url="https://x.example")
+    with pytest.raises(ConfigurationError, match="a memory inbox lives in this process only"):
+        await app.start()
+    assert not app.started
 
 
 def test_bad_inbox_url_says_what_to_write() -> None:

@@ -25,10 +25,11 @@ from whizrouter.bootstrap import register_webhook
 from whizrouter.client import WhizardClient
 from whizrouter.context import Context
 from whizrouter.dispatcher import Dispatcher
-from whizrouter.errors import RegistrationClosedError, WhizrouterError
+from whizrouter.errors import ConfigurationError, RegistrationClosedError, WhizrouterError
 from whizrouter.filters import Predicate
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.inbox.factory import inbox_from_url
+from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.parsing import parse_message, parse_status
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, load_plugin, plugin_name
@@ -75,7 +76,7 @@ class WhizRouter:
         body_limit: largest callback body in bytes (10 MiB).
         read_timeout: seconds to receive a body before answering 408 (10).
         shutdown_grace: seconds running handlers get at shutdown (25).
-        retry: the default retry policy of failing handlers (5 retries, about 15 s).
+        retry: the default retry policy of failing handlers (5 retries, 12 to 23 s in all).
         client: a ready ``WhizardClient`` to use instead of building one.
         role: ``"all"`` (default), ``"receiver"`` (accept and store only) or ``"worker"``
             (handle only; needs a shared inbox such as NATS).
@@ -294,6 +295,17 @@ class WhizRouter:
             ", ".join(plugin_name(p) for p in self._plugins) if self._plugins else "none",
         )
         inbox = self.inbox
+        if self.role != "all" and isinstance(inbox, MemoryInbox):
+            raise ConfigurationError(
+                f"role {self.role!r} needs an inbox shared with the other role (a sqlite file or "
+                "nats://), but a memory inbox lives in this process only: "
+                + (
+                    "nothing would ever handle what it accepts"
+                    if self.role == "receiver"
+                    else "nothing would ever reach it"
+                )
+                + "; set WHIZROUTER_INBOX, or run with --role all"
+            )
         await inbox.open()
         log.info(
             "inbox: %s (%s)",
@@ -317,18 +329,31 @@ class WhizRouter:
                 log.info("provider: %s API at %s (client given)", client.shape, client.base_url)
             elif missing:
                 log.warning(
-                    "provider: %s not set; callbacks are received and handled, but replies "
-                    "and mark-read will fail until you set %s",
+                    "provider: %s not set; %s, but replies and mark-read will fail until you "
+                    "set %s",
                     " and ".join(missing),
+                    "callbacks are received and stored"
+                    if self.role == "receiver"
+                    else "events are handled",
                     " and ".join(missing),
                 )
             else:
                 log.info("provider: %s API at %s", self.settings.shape, self.settings.base_url)
             await call_hook(self._plugins, "startup", self)
-            if self.settings.webhook_url is not None and self.role != "worker":
+            if self.role == "worker":
+                log.info("webhook registration: skipped (a worker receives no callbacks)")
+            elif self.settings.webhook_url is not None:
                 await register_webhook(client, self.settings)
             else:
                 log.info("webhook registration: skipped (WHIZROUTER_WEBHOOK_URL is not set)")
+            if self.role != "worker":
+                log.info(
+                    "webhook auth: %s",
+                    "Basic (WHIZROUTER_WEBHOOK_USER and WHIZROUTER_WEBHOOK_PASSWORD)"
+                    if self.settings.auth_header
+                    else "off: anyone who knows the URL can post callbacks; set "
+                    "WHIZROUTER_WEBHOOK_USER and WHIZROUTER_WEBHOOK_PASSWORD in production",
+                )
             if self.role != "receiver":
                 self._dispatcher = Dispatcher(
                     inbox,
@@ -353,12 +378,16 @@ class WhizRouter:
             return
         # Handling stopped for good: refuse callbacks (the provider keeps them) and say so.
         self._accepting = False
-        self._failure = task.exception()
+        failure = task.exception()
+        # The dispatcher's task groups wrap the one error that stopped it: report that one.
+        while isinstance(failure, BaseExceptionGroup) and len(failure.exceptions) == 1:
+            failure = failure.exceptions[0]
+        self._failure = failure
         self._failed.set()
         log.critical(
-            "event handling stopped: %s; callbacks now get 503, restart the bot once the "
-            "cause is fixed",
-            self._failure,
+            "event handling stopped: %s; callbacks get 503 (the provider keeps them) until "
+            "the bot is restarted with the cause fixed",
+            failure,
         )
 
     @property

@@ -67,7 +67,8 @@ class RetryPolicy:
         return retry <= self.attempts and spent + next_delay <= self.max_total
 
 
-#: The dispatcher's default for failing handlers: 5 retries, about 15 s in all, then dead letter.
+#: The dispatcher's default for failing handlers: 5 retries after 1, 2, 4, 8 and 8 s, each drawn
+#: between half and all of it (12 to 23 s in all), then a dead letter.
 HANDLER_RETRY = RetryPolicy(attempts=5, base=1.0, factor=2.0, max_delay=8.0, max_total=60.0)
 #: The client's default for transient provider errors.
 CLIENT_RETRY = RetryPolicy(attempts=4, base=0.5, factor=2.0, max_delay=10.0, max_total=30.0)

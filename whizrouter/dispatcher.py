@@ -21,7 +21,12 @@ from anyio.abc import TaskStatus
 
 from whizrouter.backoff import HANDLER_RETRY, RetryPolicy
 from whizrouter.context import Context
-from whizrouter.errors import ConfigurationError, MessageValidationError, ProviderError
+from whizrouter.errors import (
+    ConfigurationError,
+    InboxError,
+    MessageValidationError,
+    ProviderError,
+)
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.plugins import call_hook, call_hooks, hooks_of
 from whizrouter.routing import HandlerSpec, Router
@@ -145,6 +150,8 @@ class Dispatcher:
                     await self._room.wait()
                 try:
                     batch = await self._inbox.claim(min(256, self._max_claimed - self._claimed))
+                except InboxError:
+                    raise  # explained by its message, which the app logs as the failure
                 except Exception:
                     log.critical(
                         "the inbox failed to hand out events; the dispatcher stops", exc_info=True

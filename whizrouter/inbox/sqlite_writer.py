@@ -519,8 +519,6 @@ class ConsumerLock:
                 f"{who} already handling events from {self.database}{pid}; run one bot per "
                 "inbox file, or use a nats:// inbox to scale out"
             )
-            # Also logged here: a claim loop in a background task may only see it at shutdown.
-            logger.error("sqlite inbox: %s", refusal)
             raise refusal from None
         with contextlib.suppress(OSError):  # the pid only improves the message
             os.ftruncate(fd, 0)
