@@ -179,6 +179,47 @@ async def test_auth_is_checked_before_the_body_is_read(
     assert response.status == 401
 
 
+async def _expect_continue(
+    client: BotClient, headers: dict[str, str], body: bytes, length: int | None = None
+) -> bytes:
+    """POST with ``Expect: 100-continue`` as a provider's HTTP client may: the body is sent
+    only after ``100 Continue``. Returns everything the server answered."""
+    assert client.server.port is not None
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    head = [
+        "POST /webhook HTTP/1.1",
+        "Host: bot",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body) if length is None else length}",
+        "Expect: 100-continue",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+    if first.startswith(b"HTTP/1.1 100"):
+        writer.write(body)
+        first += await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+    writer.close()
+    return first
+
+
+async def test_expect_continue_is_refused_before_the_body_is_sent(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    app = echo_app(make_app, recorder, webhook_user="provider", webhook_password="pw")
+    client = await serve(app)
+    body = fixture_bytes("onprem/text.json")
+    refused = await _expect_continue(client, {}, body)
+    assert refused.startswith(b"HTTP/1.1 401"), refused
+    auth = {"Authorization": basic("provider", "pw")}
+    too_big = await _expect_continue(client, auth, b"", length=11 << 20)
+    assert too_big.startswith(b"HTTP/1.1 413"), too_big
+    accepted = await _expect_continue(client, auth, body)
+    assert accepted.startswith(b"HTTP/1.1 100 Continue"), accepted
+    assert b"HTTP/1.1 200" in accepted
+    assert len(await recorder.wait_for(1)) == 1
+
+
 async def test_body_over_limit_gets_413(
     make_app: MakeApp, serve: Serve, recorder: Recorder
 ) -> None:

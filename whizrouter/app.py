@@ -492,7 +492,9 @@ class WhizRouter:
         ``worker`` role only the health check is served.
         """
         if self.role != "worker":
-            web_app.router.add_post(path, self.receiver.webhook)
+            web_app.router.add_post(
+                path, self.receiver.webhook, expect_handler=self.receiver.expect_continue
+            )
         if health_path:
             web_app.router.add_get(health_path, self.receiver.healthz)
 

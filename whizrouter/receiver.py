@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
-from aiohttp import web
+from aiohttp import web, web_urldispatcher
 
 from whizrouter.errors import InboxFullError
 from whizrouter.inbox.base import RawEvent
@@ -36,6 +36,10 @@ def _answer(status: int, reason: str, **headers: str) -> web.Response:
         content_type=_JSON,
         headers=headers or None,
     )
+
+
+# aiohttp's own answer to ``Expect``: 100 Continue, or 417 for an expectation it does not know.
+_send_100_continue = web_urldispatcher._default_expect_handler
 
 
 class BodyTooLargeError(Exception):
@@ -103,8 +107,8 @@ class Receiver:
         self._read_timeout = read_timeout
         self._health = health
 
-    async def webhook(self, request: web.Request) -> web.Response:
-        """Handle ``POST /webhook``."""
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        """The answer to a callback refused before its body is read, or None to go on."""
         if not self._accepting():
             return _answer(
                 503,
@@ -123,6 +127,30 @@ class Receiver:
         if self._full():
             # Refuse before parsing: under overload every saved microsecond helps drain.
             return self._refuse_full()
+        return None
+
+    async def expect_continue(self, request: web.Request) -> web.StreamResponse | None:
+        """Handle ``Expect: 100-continue`` on ``POST /webhook``.
+
+        A client that waits for ``100 Continue`` before sending its body gets the refusal
+        instead when the callback would be refused anyway (auth, a declared size over the
+        limit, a full backlog), so it never uploads the body.
+        """
+        refusal = self._refusal(request)
+        if refusal is None and (request.content_length or 0) > self._body_limit:
+            refusal = _answer(413, f"body larger than {self._body_limit} bytes")
+        if refusal is not None:
+            # The body was never read: the connection cannot carry another request.
+            refusal.force_close()
+            return refusal
+        await _send_100_continue(request)
+        return None
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        """Handle ``POST /webhook``."""
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
         try:
             if request.content.is_eof():
                 # The whole body is already buffered, so reading cannot stall: no timer.
