@@ -2,7 +2,8 @@
 
 ``async with app:`` starts the inbox, plugins and dispatcher without any web server;
 ``await app.feed(body)`` stores a callback body exactly as the webhook would. Run it with
-``python examples/feed_from_queue.py``: it feeds two callbacks and exits after handling them.
+``python examples/feed_from_queue.py``: it feeds two callbacks and a redelivery of the
+first, and exits after handling the two.
 """
 
 from __future__ import annotations

@@ -87,8 +87,10 @@ async def test_redelivery_is_acknowledged_and_not_dispatched_twice(
     [
         (b"{not json", "malformed JSON"),
         (b"", "malformed JSON"),
-        (b"[1, 2]", "expected a JSON object"),
-        (b'"text"', "expected a JSON object"),
+        (b"[1, 2]", "expected a JSON object, got an array"),
+        (b'"text"', "expected a JSON object, got a string"),
+        (b"null", "expected a JSON object, got null"),
+        (b"12.5", "expected a JSON object, got a number"),
         (b"\xff\xfe", "malformed JSON"),
     ],
 )

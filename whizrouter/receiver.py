@@ -42,6 +42,19 @@ def _answer(status: int, reason: str, **headers: str) -> web.Response:
 _send_100_continue = web_urldispatcher._default_expect_handler
 
 
+def _json_kind(value: object) -> str:
+    """What a parsed JSON value is, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    return "a number"
+
+
 class BodyTooLargeError(Exception):
     """The body passed the configured limit while being read."""
 
@@ -169,7 +182,7 @@ class Receiver:
         except orjson.JSONDecodeError as exc:
             return _answer(400, f"malformed JSON: {exc}")
         if not isinstance(payload, dict):
-            return _answer(400, f"expected a JSON object, got {type(payload).__name__}")
+            return _answer(400, f"expected a JSON object, got {_json_kind(payload)}")
         events = split_callback(payload)
         try:
             await self._append(events)
