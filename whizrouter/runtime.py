@@ -3,10 +3,10 @@
 **Event loop.** ``whizrouter run`` (and ``WhizRouter.run``) run on uvloop, a libuv-based
 implementation of the asyncio loop, when it is installed (it is a dependency wherever it
 builds: CPython off Windows). Serving a callback is mostly event-loop and socket work, which
-uvloop does in C: measured side by side on one core, a whizrouter bot needed 6 to 14 % less
-CPU per single-message callback than on asyncio's own loop. ``WHIZROUTER_LOOP=asyncio``
-keeps the standard loop; ``uvloop`` insists on it and fails when it is missing. An app embedded in
-someone else's process runs on whatever loop its owner started.
+uvloop does in C: measured side by side on one core, a whizrouter bot needed 3 to 14 % less
+CPU per single-message callback than on asyncio's own loop (over the last two measurements).
+``WHIZROUTER_LOOP=asyncio`` keeps the standard loop; ``uvloop`` insists on it and fails when it
+is missing. An app embedded in someone else's process runs on whatever loop its owner started.
 
 **Garbage collector.**
 Every callback allocates a few dozen short-lived objects (request, response, event records,
