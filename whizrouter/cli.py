@@ -296,7 +296,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"log level {args.log_level!r} (--log-level or WHIZROUTER_LOG_LEVEL) is not one of "
             "DEBUG, INFO, WARNING, ERROR"
         )
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A bot's log gets timestamps and logger names; a command typed at a prompt answers plainly.
+    log_format = (
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        if args.command == "run"
+        else "whizrouter: %(levelname)s: %(message)s"
+    )
+    logging.basicConfig(level=level, format=log_format)
     try:
         code: int = args.func(args)
     except (UsageError, WhizrouterError) as exc:
