@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -283,6 +284,32 @@ async def test_slow_body_gets_408(make_app: MakeApp, serve: Serve, recorder: Rec
     assert response.status == 408
 
 
+async def test_refused_callbacks_are_counted_and_warned_about_once_per_status(
+    make_app: MakeApp, serve: Serve, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = echo_app(make_app, recorder, webhook_user="provider", webhook_password="s3cret-pw")
+    client = await serve(app)
+    body = fixture_bytes("onprem/text.json")
+    right = {"Authorization": basic("provider", "s3cret-pw")}
+    with caplog.at_level(logging.DEBUG, logger="whizrouter.receiver"):
+        for _ in range(3):
+            wrong = {"Authorization": basic("provider", "guess")}
+            assert (await client.post("/webhook", data=body, headers=wrong)).status == 401
+        assert (await client.post("/webhook", data=b"{bad", headers=right)).status == 400
+        assert (await client.post("/webhook", data=body, headers=right)).status == 200
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    # One warning per status, however many requests: 401 once (not three times), 400 once.
+    assert len(warnings) == 2, warnings
+    assert "answered 401" in warnings[0] and "WHIZROUTER_WEBHOOK_USER/PASSWORD" in warnings[0]
+    assert "answered 400" in warnings[1] and "malformed JSON" in warnings[1]
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert sum("401 for POST /webhook" in line for line in debug) == 3
+    assert all("s3cret-pw" not in r.getMessage() for r in caplog.records)
+    report = await (await client.get("/healthz")).json()
+    assert report["refused"] == {"400": 1, "401": 3}
+    assert report["acknowledged"] == 1
+
+
 async def test_healthz(make_app: MakeApp, serve: Serve, recorder: Recorder) -> None:
     client = await serve(echo_app(make_app, recorder))
     response = await client.get("/healthz")
@@ -326,6 +353,7 @@ async def test_full_inbox_answers_503_and_healthz_counts_it(
     assert "Retry-After" in response.headers
     report = await (await client.get("/healthz")).json()
     assert (report["acknowledged"], report["refused_full"]) == (2, 1)
+    assert report["refused"] == {"400": 1, "503": 1}
     gate.set()
 
 

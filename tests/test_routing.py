@@ -48,6 +48,19 @@ def test_keyword_filters_and_composition() -> None:
     assert "type" in repr(F.type("text") & ~F.from_("x"))
 
 
+def test_text_takes_a_list_of_strings_and_regexes() -> None:
+    menu = Event(type="text", text=Event(body="menu"))
+    order = Event(type="text", text=Event(body="order 7"))
+    other = Event(type="text", text=Event(body="hello"))
+    wanted = F.text(["menu", "help", re.compile(r"^order \d+")])
+    assert wanted(menu) and wanted(order)
+    assert not wanted(other)
+    assert not wanted(Event(type="image"))
+    assert "text == 'menu'" in str(wanted) and "^order" in str(wanted)
+    with pytest.raises(TypeError, match="text= takes strings or compiled regexes, got int"):
+        F.text(["menu", 3])  # type: ignore[list-item]
+
+
 def test_a_predicate_that_raises_does_not_match() -> None:
     def broken(event: Any) -> bool:
         raise KeyError("x")
@@ -116,6 +129,10 @@ async def test_routers_in_a_running_bot(
     async def receipt(status: Status, ctx: Context) -> None:
         await recorder.add(("receipt", status.status))
 
+    @app.on_message(type="text", text=["menu", "help"])
+    async def menu(message: TextMessage, ctx: Context) -> None:
+        await recorder.add(("menu", message.text.body))
+
     @app.on_message(F.type("text") & ~F.from_("15550000009"))
     async def fallback(message: TextMessage, ctx: Context) -> None:
         await recorder.add(("fallback", message.text.body))
@@ -125,6 +142,7 @@ async def test_routers_in_a_running_bot(
     client = await serve(app)
     await client.post("/webhook", json=text_callback("order 42", wa_id="15550000001"))
     await client.post("/webhook", json=text_callback("hello", wa_id="15550000002"))
+    await client.post("/webhook", json=text_callback("help", wa_id="15550000004"))
     await client.post("/webhook", json=text_callback("ignored", wa_id="15550000009"))
     await client.post(
         "/webhook", json=status_callback("wamid.x", "read", recipient_id="15550000003")
@@ -133,12 +151,13 @@ async def test_routers_in_a_running_bot(
         "/webhook", json=status_callback("wamid.x", "sent", recipient_id="15550000003")
     )
     await client.post("/webhook", data=fixture_bytes("onprem/status_delivered.json"))
-    items = await recorder.wait_for(4)
+    items = await recorder.wait_for(5)
     # "order 42" also matches the app's own fallback, which is searched first.
     assert sorted(items) == sorted(
         [
             ("fallback", "order 42"),
             ("fallback", "hello"),
+            ("menu", "help"),
             ("receipt", "read"),
             ("receipt", "delivered"),
         ]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal, final
@@ -26,7 +25,7 @@ from whizrouter.client import WhizardClient
 from whizrouter.context import Context
 from whizrouter.dispatcher import Dispatcher
 from whizrouter.errors import ConfigurationError, RegistrationClosedError, WhizrouterError
-from whizrouter.filters import Predicate
+from whizrouter.filters import Predicate, TextChoice
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.inbox.memory import MemoryInbox
@@ -150,7 +149,7 @@ class WhizRouter:
         self,
         *predicates: Predicate,
         type: str | Iterable[str] | None = None,
-        text: str | re.Pattern[str] | None = None,
+        text: TextChoice | Iterable[TextChoice] | None = None,
         from_: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
     ) -> MessageDecorator:
@@ -253,6 +252,7 @@ class WhizRouter:
             "backlog": self.inbox.backlog() if self._started else 0,
             "acknowledged": self.receiver.acknowledged,
             "refused_full": self.receiver.refused_full,
+            "refused": {str(code): n for code, n in sorted(self.receiver.refused.items())},
             "in_flight": dispatcher.in_flight if dispatcher else 0,
             "handled": dispatcher.handled if dispatcher else 0,
             "dead_lettered": dispatcher.dead_lettered if dispatcher else 0,

@@ -1,8 +1,9 @@
 """``BotTester``: drive a whole bot over real HTTP against a fake provider.
 
 It serves the app on a loopback test server, points its client at a ``FakeProvider``, swaps
-its inbox for a memory one and its retry delays for tiny ones, posts callbacks to
-``/webhook`` like the provider does, and waits until the handlers have settled every event::
+its inbox for a memory one and every retry delay (the app's and each handler's own) for a
+tiny one, posts callbacks to ``/webhook`` like the provider does, and waits until the
+handlers have settled every event and the plugins have flushed what they deferred::
 
     async def test_echo(bot_tester):
         bot = await bot_tester(app)
@@ -11,6 +12,7 @@ its inbox for a memory one and its retry delays for tiny ones, posts callbacks t
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
 
@@ -21,25 +23,41 @@ from aiohttp.test_utils import TestServer
 
 from whizrouter.app import WhizRouter
 from whizrouter.backoff import RetryPolicy
+from whizrouter.errors import WhizrouterError
+from whizrouter.inbox.base import DeadLetter
 from whizrouter.inbox.memory import MemoryInbox
+from whizrouter.plugins import call_hook
 from whizrouter.testing import DEFAULT_WA_ID, FakeProvider, RecordedCall, status_callback
 from whizrouter.testing import text_callback as build_text_callback
+from whizrouter.wire import Shape
 
 
 class BotTester:
     """A bot under test: its webhook on a loopback server, its provider a ``FakeProvider``.
 
     Args:
-        app: the bot, not started yet.
-        provider: the fake provider to use; by default one of the app's API shape is started.
+        app: the bot, not running (the same app may be tested again once this one closed).
+        provider: the fake provider to use; by default one is started and closed here.
+        shape: the API shape of the provider started here, ``"onprem"`` or ``"cloud"``
+            (default: the app's); callbacks are then built in that shape too.
         timeout: seconds to wait for the handlers to settle a callback.
     """
 
     def __init__(
-        self, app: WhizRouter, *, provider: FakeProvider | None = None, timeout: float = 10.0
+        self,
+        app: WhizRouter,
+        *,
+        provider: FakeProvider | None = None,
+        shape: Shape | None = None,
+        timeout: float = 10.0,
     ) -> None:
+        if provider is not None and shape is not None and provider.shape != shape:
+            raise ValueError(
+                f"BotTester(shape={shape!r}) contradicts the {provider.shape!r} provider given; "
+                "pass one of them"
+            )
         self.app = app
-        self.provider = provider or FakeProvider(shape=app.settings.shape)
+        self.provider = provider or FakeProvider(shape=shape or app.settings.shape)
         self._owns_provider = provider is None
         self.timeout = timeout
         self._server: TestServer | None = None
@@ -47,19 +65,19 @@ class BotTester:
 
     async def start(self) -> None:
         """Start the provider (if owned), then the bot behind a loopback HTTP server."""
+        app = self.app
+        if app.started or app.dispatcher is not None:
+            raise WhizrouterError(
+                "this app is running already (another BotTester, or app.run()); one app runs "
+                "once at a time: close the other tester first, or build a second app"
+            )
         if self._owns_provider:
             await self.provider.start()
-        app = self.app
-        # Test wiring, set before start: the fake provider, a throwaway inbox, quick retries.
+        # Test wiring, set before start: the fake provider, a throwaway inbox, quick retries
+        # (the handlers' own policies too: a test keeps their attempts, not their waits).
         app.replace_parts(client=self.provider.client(), inbox=MemoryInbox())
-        app.retry = RetryPolicy(
-            attempts=app.retry.attempts,
-            base=0.001,
-            factor=1.0,
-            max_delay=0.001,
-            max_total=1.0,
-            jitter=False,
-        )
+        app.retry = quick_retries(app.retry)
+        app.router.change_retry_policies(quick_retries)
         self._server = TestServer(app.make_web_app())
         await self._server.start_server()
         self._session = aiohttp.ClientSession()
@@ -111,11 +129,17 @@ class BotTester:
         return self.provider.calls[before:]
 
     async def settled(self) -> None:
-        """Wait until every stored event has been settled by the handlers."""
+        """Wait until every stored event has been settled by the handlers, then have the
+        plugins do what they deferred (their ``flush`` hook: mark-read's coalesced marks)."""
         dispatcher = self.app.dispatcher
         assert dispatcher is not None, "the bot has no dispatcher (receiver role?)"
         with anyio.fail_after(self.timeout):
             await dispatcher.wait_idle()
+            await call_hook(self.app.plugins, "flush", self.app)
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        """The events whose handler kept failing (or could not run), oldest first."""
+        return await self.app.inbox.dead_letters()
 
     async def text(
         self,
@@ -149,6 +173,14 @@ class BotTester:
         return texts_of(self.provider.sent)
 
 
+def quick_retries(policy: RetryPolicy) -> RetryPolicy:
+    """``policy`` with its number of retries and delays of a millisecond."""
+    return RetryPolicy(
+        attempts=policy.attempts, base=0.001, factor=1.0, max_delay=0.001, max_total=1.0,
+        jitter=False,
+    )  # fmt: skip
+
+
 def texts_of(calls: list[RecordedCall]) -> list[str]:
     """The text bodies of the send calls among ``calls``."""
     bodies = []
@@ -158,3 +190,8 @@ def texts_of(calls: list[RecordedCall]) -> list[str]:
             if isinstance(text, dict) and isinstance(text.get("body"), str):
                 bodies.append(text["body"])
     return bodies
+
+
+#: The type of the ``bot_tester`` fixture, for annotating tests:
+#: ``async def test_echo(bot_tester: StartBot) -> None``.
+StartBot = Callable[..., Awaitable[BotTester]]

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 Predicate = Callable[[Any], bool]
+#: What ``text=`` compares a text body with: an exact string, or a regex searched in it.
+TextChoice = str | re.Pattern[str]
 
 
 class Filter:
@@ -91,18 +93,24 @@ class F:
         return Filter(lambda e: getattr(e, "from_", None) in wanted, f"from_ in {sorted(wanted)}")
 
     @staticmethod
-    def text(value: str | re.Pattern[str]) -> Filter:
-        """Text messages whose body equals a string, or matches a compiled regex (``search``)."""
-
-        def body(event: Any) -> str | None:
-            text = getattr(event, "text", None)
-            result = getattr(text, "body", None)
-            return result if isinstance(result, str) else None
-
-        if isinstance(value, re.Pattern):
-            pattern = value
-            return Filter(
-                lambda e: (b := body(e)) is not None and pattern.search(b) is not None,
-                f"text ~ {pattern.pattern!r}",
+    def text(value: TextChoice | Iterable[TextChoice]) -> Filter:
+        """Text messages whose body equals a string or matches a compiled regex (``search``),
+        or any of several of those (``["menu", "help", re.compile("^order")]``)."""
+        choices: list[TextChoice] = [value] if isinstance(value, (str, re.Pattern)) else list(value)
+        exact = frozenset(c for c in choices if isinstance(c, str))
+        patterns = [c for c in choices if isinstance(c, re.Pattern)]
+        if len(exact) + len(patterns) != len(choices):
+            odd = next(c for c in choices if not isinstance(c, (str, re.Pattern)))
+            raise TypeError(
+                f"text= takes strings or compiled regexes, got {type(odd).__name__} {odd!r}"
             )
-        return Filter(lambda e: body(e) == value, f"text == {value!r}")
+
+        def matches(event: Any) -> bool:
+            body = getattr(getattr(event, "text", None), "body", None)
+            if not isinstance(body, str):
+                return False
+            return body in exact or any(p.search(body) is not None for p in patterns)
+
+        parts = [f"text == {text!r}" for text in sorted(exact)]
+        parts += [f"text ~ {p.pattern!r}" for p in patterns]
+        return Filter(matches, " | ".join(parts) or "text in []")

@@ -7,6 +7,11 @@ A plugin is any object with some of these coroutine methods (all optional)::
     async def before_handle(self, event: Any, ctx: Context) -> None
     async def after_handle(self, event: Any, ctx: Context) -> None
     async def on_error(self, event: Any, ctx: Context, exc: BaseException) -> None
+    async def flush(self, app: WhizRouter) -> None
+
+``flush`` finishes at once whatever the plugin deferred (a batch, a timer); the test kit
+calls it after every callback settled, so a test sees the plugin's provider calls. A
+plugin with deferred work also finishes it in ``shutdown``.
 
 A hook that raises is logged and never stops the other hooks or the handler. Plugins are
 enabled with ``app.use(plugin)`` or by name (``plugins=["mark-read"]``, ``WHIZROUTER_PLUGINS``);
@@ -26,7 +31,7 @@ from whizrouter.errors import PluginError
 log = logging.getLogger("whizrouter.plugins")
 
 ENTRY_POINT_GROUP = "whizrouter.plugins"
-HOOKS = ("startup", "shutdown", "before_handle", "after_handle", "on_error")
+HOOKS = ("startup", "shutdown", "before_handle", "after_handle", "on_error", "flush")
 
 
 @runtime_checkable

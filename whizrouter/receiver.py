@@ -55,6 +55,18 @@ def _json_kind(value: object) -> str:
     return "a number"
 
 
+# What to do about each refusal, for the warning the log gets (503s while starting or
+# stopping are expected and only logged at debug; a full inbox has its own warning).
+_ADVICE = {
+    400: "nothing was stored: check what posts to this URL (--log-level DEBUG logs each one)",
+    401: "if these are the provider's callbacks, the header it sends does not match "
+    "WHIZROUTER_WEBHOOK_USER/PASSWORD: set WHIZROUTER_WEBHOOK_URL so startup registers "
+    "the header again, or fix the credentials",
+    408: "the client sent its body too slowly; if the provider is that slow, raise read_timeout",
+    413: "if the provider sends callbacks this large, raise WHIZROUTER_BODY_LIMIT",
+}
+
+
 class BodyTooLargeError(Exception):
     """The body passed the configured limit while being read."""
 
@@ -114,6 +126,10 @@ class Receiver:
         self.acknowledged = 0
         #: Callbacks answered 503 because the inbox was full.
         self.refused_full = 0
+        #: Callbacks refused, by HTTP status (400, 401, 408, 413, 503; 503 includes
+        #: ``refused_full``).
+        self.refused: dict[int, int] = {}
+        self._last_warning: dict[int, float] = {}
         self._accepting = accepting
         self._auth = auth_header.encode() if auth_header else None
         self._body_limit = body_limit
@@ -123,7 +139,8 @@ class Receiver:
     def _refusal(self, request: web.Request) -> web.Response | None:
         """The answer to a callback refused before its body is read, or None to go on."""
         if not self._accepting():
-            return _answer(
+            return self._refuse(
+                request,
                 503,
                 "not accepting callbacks right now (starting or shutting down); retry later",
                 **{"Retry-After": str(RETRY_AFTER_SECONDS)},
@@ -132,7 +149,8 @@ class Receiver:
             given = request.headers.get("Authorization", "").encode()
             # Constant-time comparison, so the password cannot be guessed byte by byte.
             if not hmac.compare_digest(given, self._auth):
-                return _answer(
+                return self._refuse(
+                    request,
                     401,
                     "missing or wrong Authorization header",
                     **{"WWW-Authenticate": 'Basic realm="whizrouter"'},
@@ -151,7 +169,7 @@ class Receiver:
         """
         refusal = self._refusal(request)
         if refusal is None and (request.content_length or 0) > self._body_limit:
-            refusal = _answer(413, f"body larger than {self._body_limit} bytes")
+            refusal = self._refuse(request, 413, f"body larger than {self._body_limit} bytes")
         if refusal is not None:
             # The body was never read: the connection cannot carry another request.
             refusal.force_close()
@@ -172,17 +190,17 @@ class Receiver:
                 async with asyncio.timeout(self._read_timeout):
                     body = await read_body(request, self._body_limit)
         except BodyTooLargeError:
-            return _answer(413, f"body larger than {self._body_limit} bytes")
+            return self._refuse(request, 413, f"body larger than {self._body_limit} bytes")
         except TimeoutError:
-            return _answer(408, f"body not received within {self._read_timeout:g} s")
+            return self._refuse(request, 408, f"body not received within {self._read_timeout:g} s")
         except asyncio.IncompleteReadError:
-            return _answer(400, "body shorter than its Content-Length")
+            return self._refuse(request, 400, "body shorter than its Content-Length")
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            return _answer(400, f"malformed JSON: {exc}")
+            return self._refuse(request, 400, f"malformed JSON: {exc}")
         if not isinstance(payload, dict):
-            return _answer(400, f"expected a JSON object, got {_json_kind(payload)}")
+            return self._refuse(request, 400, f"expected a JSON object, got {_json_kind(payload)}")
         events = split_callback(payload)
         try:
             await self._append(events)
@@ -191,7 +209,8 @@ class Receiver:
         except Exception:
             # Never 200 for an event we did not store; 503 makes the provider resend it.
             log.exception("could not store a callback of %d events; answering 503", len(events))
-            return _answer(
+            return self._refuse(
+                request,
                 503,
                 "could not store the callback; retry later",
                 **{"Retry-After": str(RETRY_AFTER_SECONDS)},
@@ -199,9 +218,34 @@ class Receiver:
         self.acknowledged += 1
         return web.Response(body=b'{"ok":true}', content_type=_JSON)
 
+    def _refuse(
+        self, request: web.Request, status: int, reason: str, **headers: str
+    ) -> web.Response:
+        """Answer ``status`` with ``reason``; count it, and say so in the log.
+
+        Every refusal is logged at debug; a warning, with what to do, at most once per status
+        every 10 s (a log line per request would let a flood of bad requests flood the log).
+        """
+        count = self.refused[status] = self.refused.get(status, 0) + 1
+        log.debug("%d for POST %s from %s: %s", status, request.path, request.remote, reason)
+        advice = _ADVICE.get(status)
+        now = time.monotonic()
+        if advice is not None and now - self._last_warning.get(status, -math.inf) >= 10.0:
+            self._last_warning[status] = now
+            log.warning(
+                "answered %d to a callback from %s: %s (%d so far); %s",
+                status,
+                request.remote,
+                reason,
+                count,
+                advice,
+            )
+        return _answer(status, reason, **headers)
+
     def _refuse_full(self) -> web.Response:
         now = time.monotonic()
         self.refused_full += 1
+        self.refused[503] = self.refused.get(503, 0) + 1
         if now - self._last_full_warning >= 10.0:
             # One line per 10 s: a log line per refused request would slow the drain further.
             self._last_full_warning = now

@@ -6,13 +6,12 @@ the order they were included. Registration closes when the app starts.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from whizrouter.errors import RegistrationClosedError
-from whizrouter.filters import F, Filter, Predicate, as_filter
+from whizrouter.filters import F, Filter, Predicate, TextChoice, as_filter
 
 if TYPE_CHECKING:
     from whizrouter.backoff import RetryPolicy
@@ -108,7 +107,7 @@ class Router:
         self,
         *predicates: Predicate,
         type: str | Iterable[str] | None = None,
-        text: str | re.Pattern[str] | None = None,
+        text: TextChoice | Iterable[TextChoice] | None = None,
         from_: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
     ) -> MessageDecorator:
@@ -117,7 +116,8 @@ class Router:
         Args:
             *predicates: extra conditions: ``Filter`` objects or callables taking the message.
             type: message type(s) to accept (``"text"``, ``["image", "video"]``).
-            text: exact text body, or a compiled regex searched in the body.
+            text: exact text body, or a compiled regex searched in the body, or a list of
+                those (any may match).
             from_: sender ``wa_id``(s) to accept.
             retry: this handler's retry policy on failure (default: the app's).
         """
@@ -207,6 +207,16 @@ class Router:
             if found is not None:
                 return found
         return None
+
+    def change_retry_policies(self, change: Callable[[RetryPolicy], RetryPolicy]) -> None:
+        """Replace every handler's own retry policy (here and in included routers) with
+        ``change(policy)``; the test kit uses it to shorten the delays while the app is
+        stopped."""
+        for router in self.walk():
+            router._handlers = [
+                spec if spec.retry is None else replace(spec, retry=change(spec.retry))
+                for spec in router._handlers
+            ]
 
     def handlers(self) -> list[HandlerSpec]:
         """Every handler reachable from this router, in search order."""

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from examples.support_bot import app
-from whizrouter.bot_tester import BotTester
+from whizrouter.bot_tester import StartBot
 from whizrouter.testing import message_callback
-
-StartBot = Callable[..., Awaitable[BotTester]]
 
 
 async def test_greets_by_name_with_the_menu(bot_tester: StartBot) -> None:

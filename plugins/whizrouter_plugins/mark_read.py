@@ -42,6 +42,7 @@ class MarkRead:
         self._newest: dict[str, str] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._timers: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # every timer task not finished yet
         self.marked = 0
         self.failed = 0
 
@@ -50,13 +51,23 @@ class MarkRead:
 
     async def shutdown(self, app: WhizRouter) -> None:
         """Mark what is still waiting in a coalescing window."""
-        for task in list(self._timers.values()):
+        await self.flush(app)
+
+    async def flush(self, app: WhizRouter) -> None:
+        """Mark now what waits in a coalescing window, and wait for marks under way (the test
+        kit calls this after every callback)."""
+        waiting = list(self._timers.values())
+        for task in waiting:
             task.cancel()
-        pending = list(self._newest.items())
+        pending = list(self._newest.values())
         self._newest.clear()
         self._timers.clear()
+        # Timers already past their wait are marking now: let them finish.
+        under_way = [task for task in self._tasks if task not in waiting]
+        if under_way:
+            await asyncio.gather(*under_way, return_exceptions=True)
         client = app.client
-        for _, message_id in pending:
+        for message_id in pending:
             await self._mark(client, message_id)
 
     async def before_handle(self, event: Any, ctx: Context) -> None:
@@ -87,9 +98,10 @@ class MarkRead:
             return
         self._newest[ctx.conversation] = ctx.message_id
         if ctx.conversation not in self._timers:
-            self._timers[ctx.conversation] = asyncio.create_task(
-                self._flush_later(ctx.client, ctx.conversation)
-            )
+            task = asyncio.create_task(self._flush_later(ctx.client, ctx.conversation))
+            self._timers[ctx.conversation] = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _flush_later(self, client: WhizardClient, conversation: str) -> None:
         await asyncio.sleep(self.coalesce_window)
