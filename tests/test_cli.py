@@ -54,6 +54,26 @@ def test_help_and_readme_name_every_environment_variable(
         assert f"`{variable}`" in readme, variable
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from whizrouter import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"whizrouter {__version__}"
+
+
+@pytest.mark.parametrize("port", ["99999", "65536", "-1", "http"])
+def test_a_port_that_is_not_a_tcp_port_is_a_usage_error(
+    port: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "examples/echo_bot.py:app", "--port", port])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--port must be a TCP port from 1 to 65535 (0: any free one), not {port}" in err
+
+
 def test_python_dash_m_works() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "whizrouter", "--help"],
@@ -174,6 +194,8 @@ async def test_a_second_bot_on_the_same_inbox_file_exits_with_a_clear_error(
         output = await second.output()
         assert "another process is already handling events from" in output
         assert "use a nats:// inbox to scale out" in output
+        # Refused at startup, before its port took callbacks it would never handle.
+        assert "listening on" not in output
         # Said in plain words, without a traceback or the task group wrapping it.
         assert "Traceback" not in output
         assert "TaskGroup" not in output

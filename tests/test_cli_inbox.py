@@ -83,14 +83,16 @@ async def test_dead_letters_are_listed_replayed_and_dropped_while_the_bot_runs(
             # Asking again, or for an id that never was, is an error that says where to look.
             out = await cli("dead", "replay", first[0], "--inbox", url, code=1)
             assert "replayed 0" in out
-            assert "1 of the ids given are not dead letters" in out
+            assert "that id is not a dead letter" in out
             assert "whizrouter dead list" in out
 
             second = rows["m:wamid.cli-2"][0]
             out = await cli("dead", "list", "--limit", "0", "--inbox", url, code=2)
             assert "--limit must be a positive whole number" in out
             assert "dropped 1" in await cli("dead", "drop", second, "--inbox", url)
-            assert "dropped 0" in await cli("dead", "drop", second, "--inbox", url, code=1)
+            out = await cli("dead", "drop", second, "9999", "999", "--inbox", url, code=1)
+            assert "dropped 0" in out
+            assert "3 of the 3 ids given are not dead letters" in out
             assert "no dead letters" in await cli("dead", "list", "--inbox", url)
 
 
@@ -113,7 +115,12 @@ async def test_dead_list_says_when_the_limit_cut_it_short(tmp_path: Path) -> Non
     assert len(out.splitlines()) == 1 + 2 + 1
     assert "more dead letters than these 2; raise --limit" in out
     out = await cli("dead", "replay", "1", "--all", "--inbox", url, code=2)
-    assert "or --all; not both" in out
+    assert "give dead letter ids or --all, not both" in out
+    out = await cli("dead", "replay", "--inbox", url, code=2)
+    assert "name the dead letter ids to replay" in out and "--all to replay every one" in out
+    # --log-level also works after the command.
+    out = await cli("dead", "list", "--limit", "5", "--inbox", url, "--log-level", "DEBUG")
+    assert "broken" in out
 
 
 async def test_inspecting_an_inbox_that_is_not_there_creates_nothing(tmp_path: Path) -> None:

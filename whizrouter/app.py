@@ -315,6 +315,11 @@ class WhizRouter:
             else "in memory: acknowledged events are lost if the process dies",
         )
         try:
+            # A second bot on a sqlite file must fail here, before its port takes callbacks
+            # it would never handle, not at its first claim.
+            take_lock = getattr(inbox, "take_consumer_lock", None)
+            if self.role != "receiver" and callable(take_lock):
+                await take_lock()
             configured_client = self._client is not None
             client = self.client
             missing = [

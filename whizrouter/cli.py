@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from whizrouter import __version__
 from whizrouter.app import ROLES, WhizRouter
 from whizrouter.errors import WhizrouterError
 from whizrouter.inbox.base import Inbox
@@ -158,21 +159,31 @@ def _cmd_dead_list(args: argparse.Namespace) -> int:
 
 def _unknown_ids(asked: Sequence[int], done: int) -> int:
     """Exit code of a replay or drop of ``asked``: 1, with a line, if some were not dead."""
-    missing = len(set(asked)) - done
+    given = len(set(asked))
+    missing = given - done
     if missing <= 0:
         return 0
+    if given == 1:
+        what = "that id is not a dead letter"
+    elif missing == 1:
+        what = f"1 of the {given} ids given is not a dead letter"
+    else:
+        what = f"{missing} of the {given} ids given are not dead letters"
     log.error(
-        "%d of the ids given are not dead letters (already replayed or dropped, or mistyped); "
-        "`whizrouter dead list` shows the current ones",
-        missing,
+        "%s (already replayed or dropped, or mistyped); `whizrouter dead list` shows the "
+        "current ones",
+        what,
     )
     return 1
 
 
 def _cmd_dead_replay(args: argparse.Namespace) -> int:
-    if args.all == bool(args.ids):
+    if args.all and args.ids:
+        raise UsageError("give dead letter ids or --all, not both")
+    if not args.all and not args.ids:
         raise UsageError(
-            "name the dead letter ids to replay (see `whizrouter dead list`), or --all; not both"
+            "name the dead letter ids to replay (`whizrouter dead list` shows them), or pass "
+            "--all to replay every one"
         )
 
     async def action(inbox: Inbox) -> int:
@@ -192,6 +203,18 @@ def _cmd_dead_drop(args: argparse.Namespace) -> int:
     return _unknown_ids(args.ids, count)
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not (0 < value < 65536 or text.strip() == "0"):
+        raise argparse.ArgumentTypeError(
+            f"--port must be a TCP port from 1 to 65535 (0: any free one), not {text}"
+        )
+    return value
+
+
 def _positive_limit(text: str) -> int:
     try:
         value = int(text)
@@ -204,21 +227,28 @@ def _positive_limit(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``whizrouter`` command."""
+    level_help = (
+        "logging level: DEBUG, INFO, WARNING, ERROR (default: INFO for run, WARNING for the "
+        "inspection commands; also WHIZROUTER_LOG_LEVEL)"
+    )
     parser = argparse.ArgumentParser(
         prog="whizrouter",
         description="Run a WhatsApp bot built with whizrouter, and inspect its inbox.",
         epilog=_EPILOG,
     )
+    parser.add_argument("--version", action="version", version=f"whizrouter {__version__}")
     parser.add_argument(
-        "--log-level",
-        default=os.environ.get("WHIZROUTER_LOG_LEVEL"),
-        help="logging level: DEBUG, INFO, WARNING, ERROR (default: INFO for run, WARNING "
-        "for the inspection commands; also WHIZROUTER_LOG_LEVEL)",
+        "--log-level", default=os.environ.get("WHIZROUTER_LOG_LEVEL"), help=level_help
     )
+    # Also accepted after the command (`whizrouter run bot:app --log-level DEBUG`); SUPPRESS
+    # keeps the value given before it when it is not repeated.
+    level_after = argparse.ArgumentParser(add_help=False)
+    level_after.add_argument("--log-level", default=argparse.SUPPRESS, help=level_help)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser(
         "run",
+        parents=[level_after],
         help="serve a bot's webhook and handle its events",
         description="Serve POST /webhook and GET /healthz for the app at MODULE:ATTR; "
         "SIGTERM or SIGINT drains running handlers and exits 0.",
@@ -228,7 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
         "target", metavar="MODULE:ATTR", help="where the app is, e.g. bot:app or path/to/bot.py:app"
     )
     run.add_argument("--host", default="0.0.0.0", help="address to listen on (0.0.0.0)")
-    run.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
+    run.add_argument(
+        "--port", type=_port, default=8080, help="port to listen on (8080; 0: any free one)"
+    )
     run.add_argument(
         "--role",
         choices=ROLES,
@@ -244,7 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inbox_commands = inbox.add_subparsers(dest="inbox_command", metavar="ACTION", required=True)
     stats = inbox_commands.add_parser(
-        "stats", help="print event counts by state", description="Print event counts by state."
+        "stats",
+        parents=[level_after],
+        help="print event counts by state",
+        description="Print event counts by state.",
     )
     stats.add_argument("--inbox", help=inbox_help)
     stats.set_defaults(func=_cmd_inbox_stats)
@@ -258,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     dead_commands = dead.add_subparsers(dest="dead_command", metavar="ACTION", required=True)
     listing = dead_commands.add_parser(
         "list",
+        parents=[level_after],
         help="one line per dead letter",
         description="One line per dead letter: id, event, conversation, handler, attempts, "
         "last error.",
@@ -269,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=_cmd_dead_list)
     replay = dead_commands.add_parser(
         "replay",
+        parents=[level_after],
         help="hand dead letters to the handlers again",
         description="Put dead letters back in the inbox with a fresh attempt count.",
     )
@@ -277,7 +314,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--inbox", help=inbox_help)
     replay.set_defaults(func=_cmd_dead_replay)
     drop = dead_commands.add_parser(
-        "drop", help="delete dead letters for good", description="Delete dead letters for good."
+        "drop",
+        parents=[level_after],
+        help="delete dead letters for good",
+        description="Delete dead letters for good.",
     )
     drop.add_argument("ids", nargs="+", type=int, metavar="ID", help="ids from `dead list`")
     drop.add_argument("--inbox", help=inbox_help)

@@ -101,6 +101,8 @@ class Dispatcher:
         self._max_claimed = max_claimed or max(1024, concurrency * 16)
         self._lanes: dict[str, deque[StoredEvent]] = {}
         self._claimed = 0
+        # Handler runs under way, by seq: (event key, handler), for the shutdown warning.
+        self._running: dict[int, tuple[str, str]] = {}
         # asyncio events where one is made per wait: an anyio.Event costs about 3 us to build
         # (a backend look-up), an asyncio one a tenth of that. The dispatcher is asyncio-only.
         self._room = asyncio.Event()
@@ -271,7 +273,17 @@ class Dispatcher:
         with anyio.move_on_after(grace):
             await self._workers_done.wait()
         if not self._workers_done.is_set():
-            log.warning("handlers still running after the %.0f s grace period; cancelling", grace)
+            running = [f"{key} in {handler}" for key, handler in self._running.values()]
+            log.warning(
+                "handlers still running after the %.0f s grace period; cancelling %d: %s%s; %s",
+                grace,
+                len(running),
+                ", ".join(running[:5]),
+                f" and {len(running) - 5} more" if len(running) > 5 else "",
+                "they stay in the inbox and run again at the next start"
+                if self._durable
+                else "the memory inbox loses them",
+            )
             self._worker_scope.cancel()
             await self._workers_done.wait()
         await self._flusher_done.wait()
@@ -325,6 +337,7 @@ class Dispatcher:
         inbox call (one task switch per batch instead of an ack call per event).
         """
         self._claimed -= 1
+        self._running.pop(seq, None)
         if not self._room.is_set():
             self._room.set()
         if ack:
@@ -415,6 +428,7 @@ class Dispatcher:
             )
             return
         waited = 0.0
+        self._running[stored.seq] = (stored.key, spec.name)
         ctx = self._make_context(stored, event, contact, attempt)
         ctx.handler = spec.name
         while True:
@@ -479,13 +493,17 @@ class Dispatcher:
         else:
             self.dead_lettered += 1
             log.error(
-                "event %s of conversation %s is dead after %d attempts in %s: %s; inspect it "
-                "with `whizrouter dead list`, replay it with `whizrouter dead replay %d`",
+                "event %s of conversation %s is dead after %d attempt%s in %s: %s; %s",
                 stored.key,
                 stored.conversation,
                 attempts,
+                "" if attempts == 1 else "s",
                 handler,
                 error,
-                stored.seq,
+                f"inspect it with `whizrouter dead list`, replay it with `whizrouter dead replay "
+                f"{stored.seq}`"
+                if self._durable
+                else f"the memory inbox keeps it as dead letter {stored.seq} while the process "
+                "runs (app.inbox.dead_letters(), app.inbox.replay([...]))",
             )
         self._settle(stored.seq, ack=False)

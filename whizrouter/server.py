@@ -21,9 +21,15 @@ log = logging.getLogger("whizrouter.server")
 async def serve_forever(app: WhizRouter, *, host: str, port: int) -> None:
     """Serve ``app`` on ``host:port`` until SIGTERM or SIGINT, then shut down cleanly.
 
-    Shutdown order: new callbacks get 503, the listening socket closes, requests in progress
-    finish (their events are stored), then running handlers get the grace period.
+    Shutdown order: the app stops accepting (a request that still arrives gets 503), the
+    listening socket and idle kept-alive connections close, requests in progress finish
+    (their events are stored), then running handlers get the grace period.
     """
+    if not 0 <= port < 65536:
+        # uvloop would listen on a random port instead, asyncio raise OverflowError.
+        raise WhizrouterError(
+            f"port {port} is not a TCP port; choose one from 1 to 65535 (0: any free one)"
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -43,9 +49,8 @@ async def serve_forever(app: WhizRouter, *, host: str, port: int) -> None:
                 "uses that port, or choose another with --port (and --host for the address)"
             ) from exc
         log.info(
-            "listening on http://%s:%d (%s)",
-            host,
-            port,
+            "listening on %s (%s)",
+            ", ".join(_urls(runner.addresses)) or f"http://{host}:{port}",
             "health check only" if app.role == "worker" else "webhook at POST /webhook",
         )
         stopped = asyncio.create_task(stop.wait())
@@ -62,3 +67,13 @@ async def serve_forever(app: WhizRouter, *, host: str, port: int) -> None:
             loop.remove_signal_handler(sig)
     if app.failure is not None:
         raise WhizrouterError(f"event handling stopped: {app.failure}") from app.failure
+
+
+def _urls(addresses: list[object]) -> list[str]:
+    """``http://host:port`` for each socket address the server is bound to."""
+    urls = []
+    for address in addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            host, port = address[0], address[1]
+            urls.append(f"http://[{host}]:{port}" if ":" in str(host) else f"http://{host}:{port}")
+    return urls

@@ -31,11 +31,11 @@ def inbox_from_url(
             from whizrouter.inbox.nats import NatsInbox
         except ImportError as exc:  # nats-py is an optional extra
             raise ConfigurationError(
-                "WHIZROUTER_INBOX names a NATS server but nats-py is not installed: "
+                f"the inbox URL {url!r} names a NATS server but nats-py is not installed: "
                 "pip install 'whizrouter[nats]'"
             ) from exc
         return NatsInbox.from_url(url, max_backlog=max_backlog, dedupe_seconds=dedupe_seconds)
     raise ConfigurationError(
-        f"WHIZROUTER_INBOX={url!r} names no inbox backend; use 'memory', "
+        f"the inbox URL {url!r} names no inbox backend; use 'memory', "
         "'sqlite:///whizrouter-inbox.db' or 'nats://host:4222'"
     )

@@ -443,6 +443,17 @@ class SqliteInbox:
     def _inserted(self, count: int) -> None:
         self._backlog += count
 
+    async def take_consumer_lock(self) -> None:
+        """Take the file for this process's consumer now instead of at the first ``claim``.
+
+        A bot calls this at startup, so a second bot on the same file stops before it
+        listens. Holding it already is fine.
+
+        Raises:
+            InboxError: another process (or inbox) consumes the file; the message names it.
+        """
+        await self._submit(lambda conn: self._consumer.acquire(), readonly=True)
+
     async def claim(self, limit: int) -> list[StoredEvent]:
         """Wait for pending events and return up to ``limit`` of them, oldest first.
 
