@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import io
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,6 +16,7 @@ import pytest
 
 from tests.conftest import BotClient, Recorder, fixture_bytes
 from whizrouter import Context, Message, Status, TextMessage, WhizRouter
+from whizrouter.testing import text_callback
 
 Serve = Callable[[WhizRouter], Awaitable[BotClient]]
 MakeApp = Callable[..., WhizRouter]
@@ -221,6 +224,80 @@ async def test_expect_continue_is_refused_before_the_body_is_sent(
     assert accepted.startswith(b"HTTP/1.1 100 Continue"), accepted
     assert b"HTTP/1.1 200" in accepted
     assert len(await recorder.wait_for(1)) == 1
+
+
+async def test_an_authorization_header_that_is_not_utf8_gets_401(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    client = await serve(echo_app(make_app, recorder, webhook_user="u", webhook_password="p"))
+    assert client.server.port is not None
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        b"POST /webhook HTTP/1.1\r\nHost: bot\r\nAuthorization: Basic \xff\xfe\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    answer = await asyncio.wait_for(reader.read(), timeout=5)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 401"), answer
+
+
+async def test_compressed_bodies_are_decoded_or_refused_with_a_reason(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    client = await serve(echo_app(make_app, recorder, body_limit=4096))
+    body = fixture_bytes("onprem/text.json")
+    # aiohttp's client sends a Content-Length: that of the compressed body.
+    gzipped = await client.post(
+        "/webhook", data=gzip.compress(body), headers={"Content-Encoding": "gzip"}
+    )
+    assert gzipped.status == 200
+    [message] = await recorder.wait_for(1)
+    assert isinstance(message, TextMessage)
+    broken = await client.post(
+        "/webhook", data=b'{"messages":[]}', headers={"Content-Encoding": "deflate"}
+    )
+    assert broken.status == 400
+    assert "could not be decoded (Content-Encoding: deflate)" in (await broken.json())["error"]
+    # The limit holds the decoded size: a small compressed body of 8 KiB of JSON is refused.
+    bomb = gzip.compress(orjson.dumps({"messages": [], "padding": " " * 8192}))
+    assert len(bomb) < 4096
+    refused = await client.post("/webhook", data=bomb, headers={"Content-Encoding": "gzip"})
+    assert refused.status == 413
+
+
+async def test_ids_that_cannot_key_dedupe_are_kept_as_raw_events(
+    make_app: MakeApp, serve: Serve, recorder: Recorder, tmp_path: Path
+) -> None:
+    # SQLite's JSON functions cut a string at NUL: "wamid.X\0A" would take the key of
+    # "wamid.X" and drop that message as a redelivery. Empty and huge ids are no keys either.
+    url = f"sqlite:///{tmp_path / 'inbox.db'}"
+    client = await serve(echo_app(make_app, recorder, inbox=url))
+    odd_ids = ["wamid.X\x00A", "", "", "w" * 600]
+    for number, odd in enumerate(odd_ids):
+        # Different texts: two identical raw bodies would be one event sent twice.
+        body = text_callback(f"odd {number}", message_id="unused")
+        body["messages"][0]["id"] = odd
+        assert (await client.post("/webhook", json=body)).status == 200
+    assert (
+        await client.post("/webhook", json=text_callback("real", message_id="wamid.X"))
+    ).status == 200
+    seen = await recorder.wait_for(5)
+    raws = [event for event in seen if isinstance(event, dict)]
+    assert sorted(raw["messages"][0]["id"] for raw in raws) == sorted(odd_ids)
+    [real] = [event for event in seen if isinstance(event, TextMessage)]
+    assert real.id == "wamid.X" and real.text.body == "real"
+
+
+async def test_json_nested_too_deeply_to_store_gets_400(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    client = await serve(echo_app(make_app, recorder))
+    depth = 300  # orjson parses up to 1024 levels but writes only 255
+    deep = b'{"a":' * depth + b"1" + b"}" * depth
+    body = b'{"messages":[{"from":"1","id":"wamid.deep","type":"text","text":' + deep + b"}]}"
+    response = await client.post("/webhook", data=body)
+    assert response.status == 400
+    assert "nested too deeply" in (await response.json())["error"]
 
 
 async def test_body_over_limit_gets_413(

@@ -13,7 +13,7 @@ callback-shaped object (``{"errors": [...]}``, or a Cloud envelope holding one c
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import orjson
 
@@ -36,6 +36,17 @@ def _raw_event(shape: Shape, item: dict[str, Any], reason: str) -> RawEvent:
         {"shape": shape, "item": item, "contact": None, "metadata": None, "reason": reason}
     )
     return RawEvent(kind="raw", key="r:" + digest, conversation="raw:" + digest[:16], body=body)
+
+
+#: The longest message or status id (and sender id) stored as such; the provider's are under
+#: 100 characters. A longer one would sit in the dedupe window, in memory too, for 7 days.
+MAX_ID_LENGTH = 512
+
+
+def _usable_id(value: Any) -> TypeGuard[str]:
+    """An id that can key dedupe: a non-empty string of sane length without NUL (which
+    SQLite's JSON functions cut a string at, so two ids would share a key)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and "\x00" not in value
 
 
 def _contact_for(contacts: Any, wa_id: str) -> dict[str, Any] | None:
@@ -71,14 +82,15 @@ def _split_value(
                 sender = message.get("from") if isinstance(message, dict) else None
                 if (
                     not isinstance(message, dict)
-                    or not isinstance(message.get("id"), str)
-                    or not isinstance(sender, str)
+                    or not _usable_id(message.get("id"))
+                    or not _usable_id(sender)
                 ):
                     out.append(
                         _raw_event(
                             shape,
                             wrap({"messages": [message]}),
-                            "message without a string id and from",
+                            f"message without a usable id and from (strings of 1 to "
+                            f"{MAX_ID_LENGTH} characters, no NUL)",
                         )
                     )
                     continue
@@ -99,14 +111,15 @@ def _split_value(
             for status in statuses:
                 if (
                     not isinstance(status, dict)
-                    or not isinstance(status.get("id"), str)
-                    or not isinstance(status.get("status"), str)
+                    or not _usable_id(status.get("id"))
+                    or not _usable_id(status.get("status"))
                 ):
                     out.append(
                         _raw_event(
                             shape,
                             wrap({"statuses": [status]}),
-                            "status without a string id and status",
+                            f"status without a usable id and status (strings of 1 to "
+                            f"{MAX_ID_LENGTH} characters, no NUL)",
                         )
                     )
                     continue

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 from aiohttp import web, web_urldispatcher
+from aiohttp.http_exceptions import PayloadEncodingError
 
 from whizrouter.errors import InboxFullError
 from whizrouter.inbox.base import RawEvent
@@ -78,7 +79,10 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         BodyTooLargeError: the body (declared or actual) is larger than ``limit``.
         asyncio.IncompleteReadError: the client sent less than it declared.
     """
-    declared = request.content_length
+    # With a Content-Encoding, aiohttp hands over the decoded bytes: the declared length is
+    # the encoded one, so read to the end instead (the limit then holds the decoded size).
+    encoded = request.headers.get("Content-Encoding", "identity").lower() != "identity"
+    declared = None if encoded else request.content_length
     if declared is not None:
         if declared > limit:
             raise BodyTooLargeError
@@ -146,7 +150,9 @@ class Receiver:
                 **{"Retry-After": str(RETRY_AFTER_SECONDS)},
             )
         if self._auth is not None:
-            given = request.headers.get("Authorization", "").encode()
+            # surrogateescape: a header of bytes that are not UTF-8 compares (and fails) as
+            # its bytes instead of raising.
+            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
             # Constant-time comparison, so the password cannot be guessed byte by byte.
             if not hmac.compare_digest(given, self._auth):
                 return self._refuse(
@@ -195,13 +201,24 @@ class Receiver:
             return self._refuse(request, 408, f"body not received within {self._read_timeout:g} s")
         except asyncio.IncompleteReadError:
             return self._refuse(request, 400, "body shorter than its Content-Length")
+        except (PayloadEncodingError, web.RequestPayloadError) as exc:
+            encoding = request.headers.get("Content-Encoding", "identity")
+            refusal = self._refuse(
+                request, 400, f"body could not be decoded (Content-Encoding: {encoding}): {exc}"
+            )
+            refusal.force_close()  # the rest of the stream cannot be read past the error
+            return refusal
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             return self._refuse(request, 400, f"malformed JSON: {exc}")
         if not isinstance(payload, dict):
             return self._refuse(request, 400, f"expected a JSON object, got {_json_kind(payload)}")
-        events = split_callback(payload)
+        try:
+            events = split_callback(payload)
+        except orjson.JSONEncodeError as exc:
+            # orjson reads 1024 levels of nesting but writes only 255: no event is stored.
+            return self._refuse(request, 400, f"JSON nested too deeply to store: {exc}")
         try:
             await self._append(events)
         except InboxFullError:
