@@ -382,6 +382,19 @@ async def test_append_past_max_backlog_is_refused_and_stores_nothing(
     assert await inbox.append([event(4)]) == 1
 
 
+async def test_an_empty_inbox_takes_a_callback_larger_than_max_backlog(
+    make_inbox: MakeInbox,
+) -> None:
+    # Refusing it would refuse it forever: the provider resends the same callback.
+    inbox = await make_inbox(max_backlog=3)
+    assert await inbox.append([event(n) for n in range(5)]) == 5
+    assert inbox.backlog() == 5
+    with pytest.raises(InboxFullError):
+        await inbox.append([event(5)])
+    await inbox.ack([e.seq for e in await claim_n(inbox, 5)])
+    assert await inbox.append([event(5)]) == 1
+
+
 async def test_a_key_is_forgotten_after_the_dedupe_window(make_inbox: MakeInbox) -> None:
     inbox = await make_inbox(dedupe_seconds=0.2)
     assert await inbox.append([event(1)]) == 1

@@ -105,7 +105,8 @@ class Inbox(Protocol):
         """Store events durably; return how many were new (not duplicates).
 
         Raises:
-            InboxFullError: the backlog passed the bound; nothing was stored.
+            InboxFullError: the backlog would pass the bound; nothing was stored. An empty
+                inbox takes any number of events, so no callback is refused forever.
             InboxError: the events could not be stored; nothing was stored.
         """
         ...

@@ -57,7 +57,9 @@ class MemoryInbox:
 
     async def append(self, events: Sequence[RawEvent]) -> int:
         """Store new events, drop those whose key was seen; see ``Inbox.append``."""
-        if self.backlog() + len(events) > self._max_backlog:
+        backlog = self.backlog()
+        # An empty inbox takes any callback, however many events: none is refused forever.
+        if backlog and backlog + len(events) > self._max_backlog:
             raise InboxFullError(
                 f"the memory inbox holds {self.backlog()} unsettled events (bound "
                 f"{self._max_backlog}); the provider will retry, or raise max_backlog"

@@ -439,7 +439,9 @@ class NatsInbox:
             InboxError: NATS failed; the provider's retry completes the append.
         """
         js = self._js
-        if self.backlog() + len(events) > self._max_backlog:
+        backlog = self.backlog()
+        # An empty inbox takes any callback, however many events: none is refused forever.
+        if backlog and backlog + len(events) > self._max_backlog:
             raise InboxFullError(
                 f"the NATS inbox holds about {self.backlog()} unsettled events (bound "
                 f"{self._max_backlog}); the provider will retry, or raise max_backlog"

@@ -402,7 +402,8 @@ class SqliteInbox:
         if not count:
             return 0
         backlog = self._backlog + self._reserved
-        if backlog + count > self._max_backlog:
+        # An empty inbox takes any callback, however many events: none is refused forever.
+        if backlog and backlog + count > self._max_backlog:
             raise InboxFullError(
                 f"the sqlite inbox holds {backlog} unsettled events (bound {self._max_backlog}); "
                 "the provider will retry, or raise max_backlog",
