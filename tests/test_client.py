@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,6 +25,7 @@ from whizrouter.errors import (
     RateLimited,
     WhizrouterError,
 )
+from whizrouter.settings import check_webhook_url
 from whizrouter.testing import (
     TEST_RETRY,
     FakeBody,
@@ -760,6 +762,61 @@ async def test_the_key_never_shows(
     monkeypatch.setenv("WHIZARD_API_KEY", secret)
     assert secret not in repr(WhizardClient())
     assert secret not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        lambda secret: secret.replace("/", "\\/"),  # PHP's json_encode escapes slashes
+        lambda secret: "".join(f"\\u{ord(ch):04x}" for ch in secret),  # all \u escapes
+    ],
+)
+async def test_the_key_never_shows_when_echoed_json_escaped(
+    onprem: FakeProvider, caplog: pytest.LogCaptureFixture, echo: Callable[[str], str]
+) -> None:
+    secret = "SeKrEtKeY/123+abc=="
+    onprem.api_key = secret
+    caplog.set_level(logging.DEBUG)
+    body = b'{"meta": {"success": false, "http_code": 400, "developer_message": "key '
+    body += echo(secret).encode() + b' is suspended", "details": ["' + echo(secret).encode()
+    body += b'"]}}'
+    onprem.fail_next(503, body)  # retried, and logged
+    onprem.fail_next(400, body)
+    async with WhizardClient(secret, onprem.base_url, retry=TEST_RETRY) as client:
+        with pytest.raises(ProviderError) as caught:
+            await client.send_text(TO, "hi")
+    assert "key *** is suspended" in str(caught.value)
+    for shown in (str(caught.value), repr(caught.value), repr(caught.value.raw), caplog.text):
+        assert secret not in shown
+        assert secret.replace("/", "\\/") not in shown
+
+
+async def test_webhook_credentials_never_show_when_the_provider_echoes_them(
+    onprem: FakeProvider,
+) -> None:
+    password = "PaSsWoRd-77"
+    header = "Basic " + base64.b64encode(f"botuser:{password}".encode()).decode()
+    url = "https://bot.example.com/webhook"
+    echoed = orjson.dumps({"url": url, "headers": {"Authorization": header}})
+    onprem.fail_next(
+        400, meta_error_body(400, f"bad config {echoed.decode()} for botuser:{password}")
+    )
+    async with onprem.client() as client:
+        with pytest.raises(ProviderError) as caught:
+            await client.set_webhook(url, {"Authorization": header})
+    message = str(caught.value)
+    assert "bad config" in message
+    for secret in (header, header.split()[1], password):
+        assert secret not in message and secret not in repr(caught.value.raw)
+
+
+def test_credentials_in_urls_are_refused_without_showing_them() -> None:
+    with pytest.raises(ConfigurationError) as base:
+        WhizardClient("key", "https://user:hunter22@waba.example.com")._transport._settings()
+    assert "remove user:password@" in str(base.value) and "hunter22" not in str(base.value)
+    with pytest.raises(ConfigurationError) as hook:
+        check_webhook_url("https://user:hunter22@bot.example.com/webhook")
+    assert "WHIZROUTER_WEBHOOK_USER" in str(hook.value) and "hunter22" not in str(hook.value)
 
 
 # --------------------------------------------------------------------------- session

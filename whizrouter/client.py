@@ -18,6 +18,8 @@ are retried with the shared :class:`~whizrouter.backoff.RetryPolicy`, honouring 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -611,4 +613,25 @@ class WhizardClient:
         body: dict[str, Any] = {"url": url}
         if headers is not None:
             body["headers"] = dict(headers)
-        await self._transport.request("POST", _WEBHOOK_PATH, body)
+        # A provider may echo the request in its error: the header values are credentials.
+        secrets = [part for value in (headers or {}).values() for part in _credential_forms(value)]
+        await self._transport.request("POST", _WEBHOOK_PATH, body, secrets=secrets)
+
+
+def _credential_forms(header_value: str) -> list[str]:
+    """A header value and, for Basic auth, its token, ``user:password`` and the password."""
+    forms = [header_value]
+    scheme, _, token = header_value.partition(" ")
+    if token:
+        forms.append(token.strip())
+        if scheme.lower() == "basic":
+            try:
+                pair = base64.b64decode(token.strip(), validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                pair = ""
+            if pair:
+                forms.append(pair)
+                password = pair.partition(":")[2]
+                if len(password) >= 4:  # a one-letter password would scrub every "a"
+                    forms.append(password)
+    return forms

@@ -21,7 +21,7 @@ import email.utils
 import html
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -256,6 +256,29 @@ def _parse_json_body(data: Any) -> tuple[str, list[str], int | None, int | None]
     return message, details, code, meta_code
 
 
+def scrub(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every secret, also in the forms a JSON echo writes it, replaced."""
+    for secret in secrets:
+        escaped = orjson.dumps(secret).decode()[1:-1]
+        for form in {secret, escaped, escaped.replace("/", "\\/"), secret.replace("/", "\\/")}:
+            if form and form in text:
+                text = text.replace(form, _REDACTED)
+    return text
+
+
+def _scrub_data(value: Any, secrets: Sequence[str]) -> Any:
+    """A decoded JSON value with every secret scrubbed from its strings (keys included)."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, list):
+        return [_scrub_data(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {scrub(str(k), secrets): _scrub_data(v, secrets) for k, v in value.items()}
+    return value
+
+
 def error_from_response(
     status: int,
     reason: str | None,
@@ -263,6 +286,7 @@ def error_from_response(
     headers: Mapping[str, str],
     *,
     secret: str | None = None,
+    secrets: Sequence[str] = (),
 ) -> ErrorInfo:
     """Classify a non-2xx answer.
 
@@ -272,17 +296,19 @@ def error_from_response(
         body: the raw body bytes.
         headers: the answer's headers (for ``Retry-After``).
         secret: the API key, scrubbed from anything the provider echoed back.
+        secrets: more values to scrub likewise (a webhook's auth header).
 
     Returns:
         The error's fields, its retry classification and the hint to show.
     """
-    text = body.decode("utf-8", "replace")
-    if secret and secret in text:
-        text = text.replace(secret, _REDACTED)
+    hidden = [value for value in (secret, *secrets) if value]
+    text = scrub(body.decode("utf-8", "replace"), hidden)
     data: Any = None
     if text.strip():
         try:
-            data = orjson.loads(text)
+            # Scrubbed again once decoded: an echo may escape the secret in JSON's ways
+            # ("\/", "\u0041") that the text above does not show it in.
+            data = _scrub_data(orjson.loads(text), hidden)
         except orjson.JSONDecodeError:
             data = None
     message, details, code, meta_code = _parse_json_body(data)

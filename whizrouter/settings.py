@@ -171,8 +171,26 @@ def check_base_url(url: str) -> None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigurationError(
             f"the provider base URL (WHIZARD_BASE_URL or base_url=) must be an http(s) URL "
-            f"such as https://waba.example.com, not {url!r}"
+            f"such as https://waba.example.com, not {without_credentials(url)!r}"
         )
+    if "@" in parts.netloc:
+        # Credentials in it would show in logs and reprs; the provider takes the key header.
+        raise ConfigurationError(
+            f"the provider base URL {without_credentials(url)!r} (WHIZARD_BASE_URL or "
+            "base_url=) carries credentials; remove user:password@, the provider "
+            "authenticates with WHIZARD_API_KEY"
+        )
+
+
+def without_credentials(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@``, for messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}://{authority}{slash}{path}"
 
 
 def check_webhook_url(url: str) -> None:
@@ -182,6 +200,12 @@ def check_webhook_url(url: str) -> None:
         ConfigurationError: the URL is not ``https://`` or names a port other than 443.
     """
     parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ConfigurationError(
+            f"WHIZROUTER_WEBHOOK_URL={without_credentials(url)!r} carries credentials, which "
+            "would be logged and stored in the provider's config as they are; remove "
+            "user:password@ and set WHIZROUTER_WEBHOOK_USER and WHIZROUTER_WEBHOOK_PASSWORD"
+        )
     if parts.scheme != "https" or not parts.hostname:
         raise ConfigurationError(
             f"WHIZROUTER_WEBHOOK_URL={url!r} must be an https:// URL with a host name; the "

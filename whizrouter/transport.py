@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any, Final, NamedTuple
 
 import aiohttp
@@ -111,7 +112,12 @@ class Transport:
         return session
 
     async def _attempt(
-        self, method: str, url: str, data: bytes | None, headers: dict[str, str], key: str
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        secrets: Sequence[str],
     ) -> Answer | ErrorInfo:
         """One HTTP exchange: the decoded answer, or what went wrong."""
         try:
@@ -131,7 +137,7 @@ class Transport:
                     except orjson.JSONDecodeError:
                         return Answer(status, None)
                 return error_from_response(
-                    status, response.reason, body, response.headers, secret=key
+                    status, response.reason, body, response.headers, secrets=secrets
                 )
         except TimeoutError as exc:
             return error_without_answer(
@@ -154,16 +160,22 @@ class Transport:
         except aiohttp.ClientError as exc:
             return error_without_answer(f"request failed: {exc}", retryable=False, cause=exc)
 
-    async def request(self, method: str, path: str, payload: Any = None) -> Answer:
-        """Send one request with the retry rule; raise the typed error when it fails for good."""
+    async def request(
+        self, method: str, path: str, payload: Any = None, *, secrets: Sequence[str] = ()
+    ) -> Answer:
+        """Send one request with the retry rule; raise the typed error when it fails for good.
+
+        The key, and ``secrets`` (values the payload carries), are scrubbed from errors.
+        """
         base, headers, key = self._settings()
+        hidden = (key, *secrets)
         url = base + path
         data = orjson.dumps(payload) if payload is not None else None
         policy = self._retry
         retry = 0
         waited = 0.0
         while True:
-            outcome = await self._attempt(method, url, data, headers, key)
+            outcome = await self._attempt(method, url, data, headers, hidden)
             if isinstance(outcome, Answer):
                 return outcome
             if outcome.retryable:
