@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import anyio
+import anyio.lowlevel
 import orjson
 import pytest
 
@@ -761,3 +762,49 @@ async def test_opening_without_claiming_takes_no_lock(tmp_path: Path) -> None:
     finally:
         await bot.close()
     assert path.with_name("inbox.db.lock").read_text() == ""  # kept, but no stale pid
+
+
+async def test_a_backlog_recount_in_the_same_commit_as_appends_counts_them_once(
+    opened: SqliteInbox, tmp_path: Path
+) -> None:
+    # A receiver-only process shares the file: its writes make the bot's next claim recount
+    # the backlog. When that claim commits in one group with the bot's own appends (which
+    # run first), the appends were counted twice and the backlog drifted upwards for good.
+    assert await opened.append([event(1)]) == 1
+    receiver = SqliteInbox(tmp_path / "inbox.db")
+    await receiver.open()
+    try:
+        assert await receiver.append([event(2)]) == 1
+    finally:
+        await receiver.close()
+    writer = opened._writer
+    assert writer is not None
+    started, release = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        started.set()
+        release.wait(5)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(opened._submit, hold)
+        await anyio.to_thread.run_sync(started.wait, 5)
+        # Queued while the writer is busy, claim first: the next group runs both.
+        claimed: list[StoredEvent] = []
+
+        async def claim() -> None:
+            claimed.extend(await opened.claim(10))
+
+        async def queued(count: int) -> None:
+            with anyio.fail_after(5):
+                # The queue belongs to the writer thread: no event says when a job is on it.
+                while writer._queue.qsize() < count:
+                    await anyio.lowlevel.checkpoint()
+
+        group.start_soon(claim)
+        await queued(1)
+        group.start_soon(opened.append, [event(3)])
+        await queued(2)
+        release.set()
+    assert {e.key for e in claimed} >= {"m:1", "m:2"}
+    assert opened.backlog() == 3
+    assert (await opened.stats())["pending"] == 3

@@ -323,8 +323,11 @@ class Writer:
 
     def _run_group(self, conn: sqlite3.Connection, jobs: list[Job[Any]]) -> None:
         """Run queued jobs in one transaction and commit once, then answer their callers."""
+        # The order the jobs ran in, which their on_commit callbacks keep: a claim that
+        # recounts the backlog must see the appends its count includes already counted.
+        ran = jobs
         try:
-            self._run_together(conn, jobs)
+            ran = self._run_together(conn, jobs)
         except Exception as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -339,28 +342,30 @@ class Writer:
                 cause = exc.__cause__ if isinstance(exc, _JobFailed) else exc
                 for job in jobs:
                     job.error = _as_inbox_error(cause)
-        for job in jobs:
+        for job in ran:
             if job.error is None and job.on_commit is not None:
                 job.on_commit(job.result)
         self._answer(jobs)
 
-    def _run_together(self, conn: sqlite3.Connection, jobs: list[Job[Any]]) -> None:
-        """The fast path: no savepoints, and all appends of the group merged into one."""
+    def _run_together(self, conn: sqlite3.Connection, jobs: list[Job[Any]]) -> list[Job[Any]]:
+        """The fast path: no savepoints, and all appends of the group merged into one, run
+        first. Returns the jobs in the order they ran."""
         conn.execute("BEGIN" if all(job.readonly for job in jobs) else "BEGIN IMMEDIATE")
+        appends = [job for job in jobs if job.batch is not None]
+        others = [job for job in jobs if job.batch is None]
         try:
-            appends = [job for job in jobs if job.batch is not None]
             if appends:
                 counts = self._insert(conn, [job.batch for job in appends if job.batch])
                 for job, count in zip(appends, counts, strict=True):
                     job.result = count
-            for job in jobs:
-                if job.batch is None:
-                    job.result = job.fn(conn)
+            for job in others:
+                job.result = job.fn(conn)
         except Exception as exc:
             raise _JobFailed from exc
         conn.execute("COMMIT")
         self.commits += 1
         self._checkpointer.request()
+        return appends + others
 
     def _run_isolated(self, conn: sqlite3.Connection, jobs: list[Job[Any]]) -> None:
         """The path after a failure: each job in its own savepoint, so it fails alone."""
