@@ -434,8 +434,8 @@ class WhizRouter:
     async def _release_unstarted(self, dispatcher: Dispatcher) -> None:
         """Tell a durable inbox which claimed events never started, so they count no attempt.
 
-        Without this, the next start counts one for every event this process claimed, and an
-        event waiting through several restarts could look like one that kills the process.
+        Without this, the next start hands out every event this process claimed as one a
+        handler may have started (``ctx.attempt`` 2), as after a crash.
         """
         release = getattr(self.inbox, "release", None)
         if not self.inbox.durable or not callable(release):
@@ -445,7 +445,7 @@ class WhizRouter:
         except Exception:
             log.warning(
                 "shutdown: could not hand the unstarted events back; the next start "
-                "counts an attempt for each",
+                "treats them as possibly started (ctx.attempt 2)",
                 exc_info=True,
             )
 

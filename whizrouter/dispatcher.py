@@ -98,11 +98,18 @@ class Dispatcher:
         # three events in four of a busy number's callbacks).
         self._kinds_handled = frozenset(spec.kind for spec in router.handlers())
         self._retry = retry
+        # Only an inbox that hands out ``maybe_ran`` events (sqlite, after a crash) has it.
+        count_run = getattr(inbox, "count_run", None)
+        self._count_run: Callable[[int], Awaitable[None]] = (
+            count_run if callable(count_run) else _count_nothing
+        )
         self._max_claimed = max_claimed or max(1024, concurrency * 16)
         self._lanes: dict[str, deque[StoredEvent]] = {}
         self._claimed = 0
         # Handler runs under way, by seq: (event key, handler), for the shutdown warning.
         self._running: dict[int, tuple[str, str]] = {}
+        # Unsettled events whose current run was counted before it started (``maybe_ran``).
+        self._counted: set[int] = set()
         # asyncio events where one is made per wait: an anyio.Event costs about 3 us to build
         # (a backend look-up), an asyncio one a tenth of that. The dispatcher is asyncio-only.
         self._room = asyncio.Event()
@@ -324,11 +331,13 @@ class Dispatcher:
             self._wake_one()  # lanes that came in while no slot was left
 
     def unstarted(self) -> list[int]:
-        """Seqs of claimed events no handler has started yet (those waiting in their lanes).
+        """Seqs of claimed events whose run must not be counted at release: those no handler
+        has started (waiting in their lanes), and those whose run was counted before it began.
 
         After ``drain``, a durable inbox hands these back without counting an attempt.
         """
-        return [event.seq for lane in self._lanes.values() for event in lane]
+        waiting = [event.seq for lane in self._lanes.values() for event in lane]
+        return waiting + sorted(self._counted)
 
     def _settle(self, seq: int, *, ack: bool) -> None:
         """Release the event's slot; its ack goes to the batching flusher.
@@ -338,6 +347,8 @@ class Dispatcher:
         """
         self._claimed -= 1
         self._running.pop(seq, None)
+        if self._counted:
+            self._counted.discard(seq)
         if not self._room.is_set():
             self._room.set()
         if ack:
@@ -414,19 +425,27 @@ class Dispatcher:
         self, stored: StoredEvent, spec: HandlerSpec, event: Any, contact: Any
     ) -> None:
         policy = spec.retry or self._retry
-        attempt = stored.attempts + 1
-        # Runs before a restart count against the budget, so an event that kills the process
-        # (a crash loop) ends up dead instead of being replayed forever.
+        # A run that may have happened before a crash makes this attempt 2 or more, so the
+        # handler knows to be idempotent.
+        attempt = stored.attempts + 1 + stored.maybe_ran
+        # Runs known to have started count against the budget, so an event that kills the
+        # process (a crash loop) ends up dead instead of being replayed forever. Events the
+        # crashed process had only taken are not counted: they may never have started.
         failures = stored.attempts
         if failures > policy.attempts:
             await self._dead(
                 stored,
                 spec.name,
                 stored.attempts,
-                f"started {stored.attempts} times without finishing (the process stopped "
-                "while handling it each time)",
+                f"started {stored.attempts} time{'' if stored.attempts == 1 else 's'} without "
+                "finishing (the process stopped while handling it each time)",
             )
             return
+        if stored.maybe_ran:
+            # Counted before it starts: if this run kills the process too, the next start
+            # knows it happened.
+            await self._count_run(stored.seq)
+            self._counted.add(stored.seq)
         waited = 0.0
         self._running[stored.seq] = (stored.key, spec.name)
         ctx = self._make_context(stored, event, contact, attempt)
@@ -464,7 +483,7 @@ class Dispatcher:
                     error,
                 )
                 try:
-                    await self._inbox.record_attempt(stored.seq, attempt, error)
+                    await self._inbox.record_attempt(stored.seq, failures, error)
                 except Exception:
                     log.exception("could not record the failed attempt of event %s", stored.key)
                 waited += pause
@@ -507,3 +526,7 @@ class Dispatcher:
                 "runs (app.inbox.dead_letters(), app.inbox.replay([...]))",
             )
         self._settle(stored.seq, ack=False)
+
+
+async def _count_nothing(seq: int) -> None:
+    """``count_run`` of an inbox whose events are never ``maybe_ran``."""

@@ -8,7 +8,10 @@ default) and ``nats`` (JetStream, several processes).
 Optional: a durable backend may provide ``async release(unstarted: Sequence[int])``. The app
 calls it once the dispatcher has drained at a clean stop, with the claimed events no handler
 started, so that they count no attempt at the next start (see ``SqliteInbox.release`` and
-``NatsInbox.release``).
+``NatsInbox.release``). A backend that hands out events ``maybe_ran`` (held by a process
+that crashed) provides ``async count_run(seq: int)``, which the dispatcher awaits before it
+starts such an event, and may provide ``async take_consumer_lock()``, which the app awaits
+at startup so that a second consumer of the same storage stops before it listens.
 """
 
 from __future__ import annotations
@@ -48,8 +51,12 @@ class StoredEvent:
 
     Attributes:
         seq: the inbox's own id for the event; increases in arrival order.
-        attempts: handler runs that may already have started on this event (0 on first claim).
+        attempts: handler runs known to have started on this event and not succeeded:
+            failed runs, and runs cut short by a crash or a stop (0 on first claim).
         received_at: Unix time at which ``append`` stored it.
+        maybe_ran: the previous process had taken the event when it crashed, so a handler
+            may have started on it without that run being counted in ``attempts``. The
+            dispatcher counts the next run (``Inbox.count_run``) before it starts it.
     """
 
     seq: int
@@ -59,6 +66,7 @@ class StoredEvent:
     body: bytes
     attempts: int = 0
     received_at: float = 0.0
+    maybe_ran: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,6 +97,7 @@ _REPLAY_SOME = _REPLAY.format(f"AND seq {_IN_JSON}")
 _DELETE_PENDING = f"DELETE FROM events WHERE state = 0 AND seq {_IN_JSON}"
 _DELETE_DEAD = f"DELETE FROM events WHERE state = 2 AND seq {_IN_JSON}"
 _RECORD_ATTEMPT = "UPDATE events SET attempts = ?, error = ? WHERE seq = ? AND state = 0"
+_COUNT_RUN = "UPDATE events SET attempts = attempts + 1 WHERE seq = ? AND state = 0"
 _KILL = (
     "UPDATE events SET state = 2, handler = ?, attempts = ?, error = ?, died_at = ? "
     "WHERE seq = ? AND state = 0"
@@ -194,6 +195,9 @@ class SqliteInbox:
         self._backlog = 0
         self._cursor = 0
         self._recovered = False
+        # Writer thread only: pending events at or below this seq were taken by a process
+        # that crashed (0: none).
+        self._maybe_ran_through = 0
         self._writes = 0  # rows inserted by this process, counted before their commit
         self._claim_mark = 0  # ``_writes`` when the last claim looked
         self._data_version = 0  # changes when another process commits to the file
@@ -300,7 +304,7 @@ class SqliteInbox:
         self._wakeup = asyncio.Event()
         self._stash = []
         self._claiming = anyio.Lock()
-        self._cursor = self._writes = self._claim_mark = 0
+        self._cursor = self._writes = self._claim_mark = self._maybe_ran_through = 0
         self._recovered = False
         self._seen = SeenKeys(self._dedupe_seconds, merge_at=self.recent_keys)
         self._writer = Writer(
@@ -460,8 +464,9 @@ class SqliteInbox:
 
         Each event is handed out once per process lifetime: a cursor remembers the highest seq
         handed out, and starts at 0 after ``open`` so everything unsettled is handed out again.
-        ``StoredEvent.attempts`` counts handler runs that may have started, including one for
-        an event that was in flight when the previous process stopped.
+        ``StoredEvent.attempts`` counts handler runs known to have started (failed, or cut
+        short by a clean stop); an event the previous process held when it crashed comes out
+        ``maybe_ran``, and ``count_run`` counts its next run before that starts.
 
         The first claim takes the file for this inbox until ``close`` (see the module
         docstring): a second consumer of the same file would handle every event twice.
@@ -501,26 +506,33 @@ class SqliteInbox:
 
     def _claim_rows(self, conn: sqlite3.Connection, limit: int) -> _Claimed:
         mark = self._writes
-        # Attempts after a crash: meta 'claimed_through' is the highest seq this process
-        # handed out. Every pending row at or below it was handed out (seqs are claimed in
-        # order, never reused, and commit in seq order), so before its first claim a new
-        # process counts one more attempt for each. One tiny UPDATE per claim, instead of
-        # rewriting each claimed row (body included) to flag it. It runs at the first claim,
-        # not at open(), so a CLI that opens the file meanwhile leaves the bot's events alone.
+        # After a crash: meta 'claimed_through' is the highest seq the dead process handed
+        # out. Every pending row at or below it was handed out (seqs are claimed in order,
+        # never reused, and commit in seq order), so a handler may have started on it: those
+        # events go out ``maybe_ran``, and the dispatcher counts their next run before it
+        # starts it. Nothing is counted here: most of them were only waiting in memory, and
+        # counting those would dead-letter events that never ran. One tiny UPDATE per claim
+        # instead of rewriting each claimed row (body included) to flag it. It runs at the
+        # first claim, not at open(), so a CLI that opens the file meanwhile changes nothing.
         if not self._recovered:
             self._consumer.acquire()  # before touching anything: another process may own it
-            bumped = conn.execute(
-                "UPDATE events SET attempts = attempts + 1 WHERE state = 0 AND seq <= "
-                "(SELECT value FROM meta WHERE name = 'claimed_through')"
-            ).rowcount
-            if bumped:
+            through = _scalar(conn, "SELECT value FROM meta WHERE name = 'claimed_through'")
+            taken = _scalar(
+                conn, "SELECT count(*) FROM events WHERE state = 0 AND seq <= ?", (through,)
+            )
+            if taken:
+                self._maybe_ran_through = through
                 logger.warning(
-                    "sqlite inbox %s: %d events were in flight when the previous process "
-                    "stopped; handing them out again",
+                    "sqlite inbox %s: the previous process stopped while holding %d events; "
+                    "handing them out again (handlers may have started on some: their "
+                    "ctx.attempt is 2 or more)",
                     self.description,
-                    bumped,
+                    taken,
                 )
         events = [StoredEvent(*row) for row in conn.execute(_SELECT_READY, (self._cursor, limit))]
+        if self._maybe_ran_through:
+            for event in events:
+                event.maybe_ran = event.seq <= self._maybe_ran_through
         if events or not self._recovered:
             conn.execute(
                 "UPDATE meta SET value = ? WHERE name = 'claimed_through'",
@@ -576,6 +588,10 @@ class SqliteInbox:
 
     def _settled(self, count: int) -> None:
         self._backlog -= count
+
+    async def count_run(self, seq: int) -> None:
+        """Count a handler run of a ``maybe_ran`` event before it starts (see ``claim``)."""
+        await self._submit(_rowcount(_COUNT_RUN, (seq,)))
 
     async def record_attempt(self, seq: int, attempts: int, error: str) -> None:
         """Remember that ``attempts`` handler runs failed so far, the last with ``error``."""
@@ -645,6 +661,6 @@ def _rowcount(sql: str, params: tuple[Any, ...]) -> Callable[[sqlite3.Connection
     return lambda conn: conn.execute(sql, params).rowcount
 
 
-def _scalar(conn: sqlite3.Connection, sql: str) -> int:
-    row = conn.execute(sql).fetchone()
+def _scalar(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> int:
+    row = conn.execute(sql, params).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
