@@ -125,7 +125,6 @@ class Receiver:
     ) -> None:
         self._append = append
         self._full = full
-        self._last_full_warning = -math.inf
         #: Callbacks answered 200: their events are stored (redeliveries included).
         self.acknowledged = 0
         #: Callbacks answered 503 because the inbox was full.
@@ -133,7 +132,7 @@ class Receiver:
         #: Callbacks refused, by HTTP status (400, 401, 408, 413, 503; 503 includes
         #: ``refused_full``).
         self.refused: dict[int, int] = {}
-        self._last_warning: dict[int, float] = {}
+        self._last_warning: dict[int | str, float] = {}
         self._accepting = accepting
         self._auth = auth_header.encode() if auth_header else None
         self._body_limit = body_limit
@@ -241,14 +240,12 @@ class Receiver:
         """Answer ``status`` with ``reason``; count it, and say so in the log.
 
         Every refusal is logged at debug; a warning, with what to do, at most once per status
-        every 10 s (a log line per request would let a flood of bad requests flood the log).
+        every 10 s.
         """
         count = self.refused[status] = self.refused.get(status, 0) + 1
         log.debug("%d for POST %s from %s: %s", status, request.path, request.remote, reason)
         advice = _ADVICE.get(status)
-        now = time.monotonic()
-        if advice is not None and now - self._last_warning.get(status, -math.inf) >= 10.0:
-            self._last_warning[status] = now
+        if advice is not None and self._warning_due(status):
             log.warning(
                 "answered %d to a callback from %s: %s (%d so far); %s",
                 status,
@@ -259,13 +256,19 @@ class Receiver:
             )
         return _answer(status, reason, **headers)
 
-    def _refuse_full(self) -> web.Response:
+    def _warning_due(self, kind: int | str) -> bool:
+        """Whether a warning of this kind may be logged now: at most one every 10 s, since a
+        line per refused request would flood the log (and, when full, slow the drain)."""
         now = time.monotonic()
+        if now - self._last_warning.get(kind, -math.inf) < 10.0:
+            return False
+        self._last_warning[kind] = now
+        return True
+
+    def _refuse_full(self) -> web.Response:
         self.refused_full += 1
         self.refused[503] = self.refused.get(503, 0) + 1
-        if now - self._last_full_warning >= 10.0:
-            # One line per 10 s: a log line per refused request would slow the drain further.
-            self._last_full_warning = now
+        if self._warning_due("full"):
             log.warning(
                 "inbox backlog is at its bound: answering 503 so the provider retries later "
                 "(%d refused so far); handlers are slower than callbacks arrive, raise "
