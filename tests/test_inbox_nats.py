@@ -389,11 +389,36 @@ async def test_a_closed_worker_hands_its_events_over_in_order(nats_url: str) -> 
         await a.open()
         await a.append([event("491", n) for n in range(5)])
         taken = await claim_n(a, 5)
-        await a.close()  # without settling anything
+        await a.close()  # without settling anything, and without saying what started
         redelivered = await claim_n(b, 5)
         assert [e.key for e in redelivered] == [e.key for e in taken]
         assert [e.seq for e in redelivered] == [e.seq for e in taken]
-        assert all(e.attempts == 1 for e in redelivered)
+        # Any of them may have run; none is known to have, so none counts an attempt.
+        assert all(e.attempts == 0 and e.maybe_ran for e in redelivered)
+
+
+async def test_a_counted_run_of_a_possibly_started_event_is_its_attempt(nats_url: str) -> None:
+    stream = unique_stream()
+    async with opened(nats_url, stream) as b:
+        a = NatsInbox([nats_url], stream=stream, **FAST)
+        await a.open()
+        await a.append([event("491", 0), event("492", 0)])
+        await claim_n(a, 2)
+        await a.close()  # a crash, as far as the next worker can tell
+        first, second = await claim_n(b, 2)
+        assert (first.attempts, first.maybe_ran, second.maybe_ran) == (0, True, True)
+        # The dispatcher counts the next run of such an event before it starts it; a failed
+        # run is counted as it fails.
+        await b.count_run(first.seq)
+        await b.record_attempt(second.seq, 2, "boom")
+        c = NatsInbox([nats_url], stream=stream, **FAST)
+        await c.open()
+        try:
+            await b.close()
+            again = sorted(await claim_n(c, 2), key=lambda e: e.seq)
+        finally:
+            await c.close()
+        assert [(e.attempts, e.maybe_ran) for e in again] == [(1, True), (2, True)]
 
 
 async def test_a_clean_stop_hands_back_unstarted_events_without_counting_an_attempt(
@@ -413,6 +438,8 @@ async def test_a_clean_stop_hands_back_unstarted_events_without_counting_an_atte
         redelivered = await claim_n(b, 6)
         assert [e.key for e in redelivered] == [f"m:491:{n}" for n in range(6)]
         assert [e.attempts for e in redelivered] == [3, 0, 0, 0, 0, 0]
+        # Every hand-back was a clean one: nothing comes back as possibly started.
+        assert not any(e.maybe_ran for e in redelivered)
 
 
 WORKER = """
@@ -456,7 +483,7 @@ async def test_a_killed_worker_s_events_come_back_before_newer_ones(nats_url: st
         got = await claim_n(b, 6, timeout=15)
         assert [e.key for e in got] == [f"m:491:{n}" for n in range(6)]
         assert [e.seq for e in got[:5]] == held
-        assert [e.attempts for e in got] == [1, 1, 1, 1, 1, 0]
+        assert [(e.attempts, e.maybe_ran) for e in got] == [(0, True)] * 5 + [(0, False)]
         assert time.monotonic() - killed < 10
 
 

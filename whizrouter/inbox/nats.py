@@ -9,8 +9,9 @@ What lives on the server (``S`` is the ``stream`` setting, ``WHIZROUTER`` by def
     KV S_SEEN          dedupe keys (sha256 of the event key), TTL = dedupe_seconds
     KV S_LEASES        p.<p> = the worker fetching partition p, w.<worker> = its heartbeat;
                        TTL = lease_ttl
-    KV S_SPARED        <seq> = hand-backs of event seq that never started (see
-                       ``whizrouter.inbox.nats_spared``), TTL = dedupe_seconds
+    KV S_SPARED        <seq> = deliveries of event seq that need no counting, and
+    KV S_RUNS          <seq> = its handler runs known to have started and not succeeded
+                       (see ``whizrouter.inbox.nats_spared``), TTL = dedupe_seconds
 
 This module owns the connection, the streams, appends, settling and counts. The message
 format (body and ``Whiz-*`` headers) is ``whizrouter.inbox.nats_messages``; the dead-letter
@@ -56,7 +57,7 @@ from whizrouter.inbox.nats_messages import (
     stored_event,
 )
 from whizrouter.inbox.nats_partitions import PartitionSettings, PartitionWorker
-from whizrouter.inbox.nats_spared import spare, spared_count
+from whizrouter.inbox.nats_spared import add_one, count_of, set_count
 from whizrouter.inbox.nats_url import parse_nats_url, redact
 
 logger = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ class NatsInbox:
         self._seen_bucket = f"{stream}_SEEN"
         self._lease_bucket = f"{stream}_LEASES"
         self._spared_bucket = f"{stream}_SPARED"
+        self._runs_bucket = f"{stream}_RUNS"
         self._worker_id = "-".join(
             (
                 re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40],
@@ -174,6 +176,7 @@ class NatsInbox:
         self._last_change = 0.0
         self._closed = False
         self._unstarted: set[int] = set()  # claimed events the app said never started
+        self._released = False  # the app said which claimed events never started
         self._fetcher = PartitionWorker(
             PartitionSettings(
                 stream=self._stream,
@@ -310,14 +313,17 @@ class NatsInbox:
         self._seen = await self._bucket(self._seen_bucket, self._dedupe_seconds)
         self._leases = await self._bucket(self._lease_bucket, self._lease_ttl)
         self._spared = await self._bucket(self._spared_bucket, self._dedupe_seconds)
+        self._runs = await self._bucket(self._runs_bucket, self._dedupe_seconds)
 
     async def _decode(self, msg: Msg) -> StoredEvent:
-        """A fetched message's event; a redelivery's attempts leave out spared hand-backs."""
+        """A fetched message's event. A redelivery's attempts are its counted runs, and it is
+        ``maybe_ran`` when a worker died holding it (a delivery that was not spared)."""
         event = stored_event(msg)
-        if event.attempts:
-            spared = await spared_count(self._spared, event.seq)
-            if spared:
-                event.attempts = max(0, event.attempts - spared)
+        earlier = event.attempts  # every earlier delivery
+        if earlier:
+            spared = await count_of(self._spared, event.seq)
+            event.attempts = await count_of(self._runs, event.seq)
+            event.maybe_ran = earlier > spared
         return event
 
     async def _bucket(self, name: str, ttl: float) -> KeyValue:
@@ -339,12 +345,22 @@ class NatsInbox:
         return kv
 
     async def release(self, unstarted: Sequence[int]) -> None:
-        """The app stops cleanly: claimed events in ``unstarted`` never reached a handler.
+        """The app stops cleanly: claimed events in ``unstarted`` never reached a handler (or
+        their run is counted already); the other claimed ones were cut short.
 
-        ``close`` then hands them back without their delivery counting as an attempt, as it
-        always does for events fetched but never claimed (see ``whizrouter.inbox.nats_spared``).
+        ``close`` then hands them all back with their deliveries spared, as it always does
+        for events fetched but never claimed, and counts a run for each one cut short (see
+        ``whizrouter.inbox.nats_spared``).
         """
+        self._released = True
         self._unstarted.update(unstarted)
+
+    async def count_run(self, seq: int) -> None:
+        """Count a handler run of a ``maybe_ran`` event before it starts."""
+        try:
+            await add_one(self._runs, [seq])
+        except nats.errors.Error as exc:
+            raise InboxError(f"cannot reach NATS: {exc}") from exc
 
     async def close(self) -> None:
         """Stop fetching, hand unsettled events back to JetStream, release leases, drain."""
@@ -358,19 +374,27 @@ class NatsInbox:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        unstarted = [
-            seq
-            for seq, held in self._fetcher.held.items()
-            if not held.claimed or seq in self._unstarted
-        ]
-        if unstarted:
+        held = self._fetcher.held
+        unstarted = [s for s, h in held.items() if not h.claimed or s in self._unstarted]
+        # Known to have started only when the app said which did not (a clean stop).
+        cut_short = (
+            [s for s, h in held.items() if h.claimed and s not in self._unstarted]
+            if self._released
+            else []
+        )
+        if unstarted or cut_short:
             try:
-                await asyncio.wait_for(spare(self._spared, unstarted), timeout=5.0)
-            except Exception as exc:  # they count an attempt each at the next start
+                await asyncio.wait_for(
+                    asyncio.gather(
+                        add_one(self._runs, cut_short), add_one(self._spared, unstarted + cut_short)
+                    ),
+                    timeout=5.0,
+                )
+            except Exception as exc:  # the next start treats them as possibly started
                 logger.warning(
-                    "NATS inbox %s: could not record %d unstarted events as spared: %s",
+                    "NATS inbox %s: could not record how %d handed-back events stand: %s",
                     self.description,
-                    len(unstarted),
+                    len(unstarted) + len(cut_short),
                     exc,
                 )
         with contextlib.suppress(Exception):
@@ -554,11 +578,13 @@ class NatsInbox:
         await self._settle(seqs, Msg.Ack.Ack)
 
     async def record_attempt(self, seq: int, attempts: int, error: str) -> None:
-        """Tell JetStream the event is still being worked on, so it is not redelivered."""
+        """Count the failed runs, and tell JetStream the event is still being worked on, so
+        it is not redelivered."""
         held = self._fetcher.held.get(seq)
         if held is not None:
             try:
                 await held.msg.in_progress()
+                await set_count(self._runs, seq, attempts)
             except nats.errors.Error as exc:
                 raise InboxError(f"cannot reach NATS: {exc}") from exc
 

@@ -1,16 +1,21 @@
-"""Hand-backs that cost no attempt: the NATS inbox's ``<stream>_SPARED`` bucket.
+"""Per-event counters in KV that JetStream's delivery count cannot give: the NATS inbox's
+``<stream>_SPARED`` and ``<stream>_RUNS`` buckets.
 
-JetStream counts every delivery of a message, including one that a worker handed back at a
-clean stop without starting it. Left alone, an event waiting behind a slow conversation
-through a few deploys would reach the retry budget and be dead-lettered like an event that
-kills the process. So before a clean stop naks its events, the worker adds one to
-``spared[seq]`` for each event it knows never started: those it fetched and never handed to
-the dispatcher, and those the dispatcher says it never started. When a message comes back
-(``num_delivered`` above 1), its attempts are the earlier deliveries minus the spared ones.
-After a crash nothing is spared, so every earlier delivery counts, as with the sqlite inbox.
+JetStream counts every delivery of a message, including one a worker fetched and never
+started, or handed back at a clean stop without starting it. Counting deliveries as attempts
+would dead-letter an event that waited behind a slow conversation through a few deploys, or
+that a killed worker only held, like an event that kills the process. So:
 
-Keys expire with the dedupe window; an event that waits longer only counts its hand-backs
-again. First deliveries never look the bucket up.
+- ``spared[seq]``: deliveries known not to need counting. Before a clean stop naks its
+  events, the worker adds one for each event it holds: those it never started, and those
+  whose run it counted in ``runs`` already.
+- ``runs[seq]``: handler runs known to have started and not succeeded: failed runs, runs
+  cut short by a clean stop, and runs of an event a crashed worker had held, counted before
+  they start (``NatsInbox.count_run``). This is the event's ``attempts``.
+
+When a message comes back (``num_delivered`` above 1), a delivery neither spared nor counted
+means a worker died holding it: the event comes out ``maybe_ran``. Keys expire with the
+dedupe window. First deliveries never look the buckets up.
 """
 
 from __future__ import annotations
@@ -24,28 +29,32 @@ from nats.js.kv import KeyValue
 _CONCURRENT_UPDATES = 64
 
 
-async def spared_count(bucket: KeyValue, seq: int) -> int:
-    """How many deliveries of event ``seq`` were handed back without starting."""
+async def count_of(bucket: KeyValue, seq: int) -> int:
+    """The counter of event ``seq`` in ``bucket`` (0 when there is none)."""
     try:
         entry = await bucket.get(str(seq))
     except nats.js.errors.KeyNotFoundError:  # also a deleted or expired key
         return 0
     try:
         return int(entry.value or b"0")
-    except ValueError:  # not written by whizrouter: count nothing spared
+    except ValueError:  # not written by whizrouter: count nothing
         return 0
 
 
-async def spare(bucket: KeyValue, seqs: Iterable[int]) -> None:
-    """Count one unstarted hand-back for each of ``seqs`` (a few round trips at a time).
+async def set_count(bucket: KeyValue, seq: int, count: int) -> None:
+    """Set the counter of event ``seq``."""
+    await bucket.put(str(seq), str(count).encode())
 
-    Only the worker that holds an event writes its key, so a read then a write is enough.
+
+async def add_one(bucket: KeyValue, seqs: Iterable[int]) -> None:
+    """Add one to the counter of each of ``seqs`` (a few round trips at a time).
+
+    Only the worker that holds an event writes its keys, so a read then a write is enough.
     """
     gate = asyncio.Semaphore(_CONCURRENT_UPDATES)
 
     async def bump(seq: int) -> None:
         async with gate:
-            count = await spared_count(bucket, seq)
-            await bucket.put(str(seq), str(count + 1).encode())
+            await set_count(bucket, seq, await count_of(bucket, seq) + 1)
 
     await asyncio.gather(*(bump(seq) for seq in seqs))
