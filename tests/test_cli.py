@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import subprocess
@@ -203,6 +204,29 @@ async def test_a_second_bot_on_the_same_inbox_file_exits_with_a_clear_error(
             assert r.status == 200
     finally:
         await first.stop()
+
+
+@pytest.mark.slow
+async def test_malformed_http_requests_log_one_short_warning(tmp_path: Path) -> None:
+    env = {"WHIZROUTER_INBOX": f"sqlite:///{tmp_path / 'inbox.db'}"}
+    bot = BotProcess("tests.bots.slow_bot:app", env)
+    await bot.start()
+    try:
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", bot.port)
+            writer.write(
+                b"POST /webhook HTTP/1.1\r\nHost: bot\r\nBad header customer-secret\r\n"
+                b"Content-Length: 2\r\n\r\n{}"
+            )
+            answer = await asyncio.wait_for(reader.read(), timeout=5)
+            writer.close()
+            assert answer.startswith(b"HTTP/1.0 400"), answer
+    finally:
+        output = await bot.stop()
+    lines = [line for line in output.splitlines() if "malformed HTTP request" in line]
+    assert len(lines) == 1, output  # once per 10 s, however many
+    assert "WARNING" in lines[0] and "Invalid header token" in lines[0]
+    assert "Traceback" not in output and "customer-secret" not in output
 
 
 @pytest.mark.slow

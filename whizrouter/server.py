@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
+import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from whizrouter.errors import WhizrouterError
 from whizrouter.runtime import describe_running_loop, gc_threshold_from_env, tune_gc
@@ -36,6 +39,9 @@ async def serve_forever(app: WhizRouter, *, host: str, port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     gc_threshold = gc_threshold_from_env()  # a bad value fails before anything starts
     runner = web.AppRunner(app.make_web_app(), handle_signals=False, access_log=None)
+    malformed = MalformedRequestLog()
+    aiohttp_server_log = logging.getLogger("aiohttp.server")
+    aiohttp_server_log.addFilter(malformed)
     await runner.setup()
     try:
         log.info("%s", describe_running_loop())
@@ -63,10 +69,45 @@ async def serve_forever(app: WhizRouter, *, host: str, port: int) -> None:
         app.stop_accepting()
     finally:
         await runner.cleanup()
+        aiohttp_server_log.removeFilter(malformed)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     if app.failure is not None:
         raise WhizrouterError(f"event handling stopped: {app.failure}") from app.failure
+
+
+class MalformedRequestLog(logging.Filter):
+    """Turn aiohttp's log of a malformed HTTP request into one short warning every 10 s.
+
+    aiohttp logs each one at ERROR with a traceback and the offending bytes (a header line
+    may carry a customer's text or a credential), so anyone on the internet could fill the
+    log. The 400 answer itself is aiohttp's and stays as it is.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self._last = -math.inf
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        self.count += 1
+        now = time.monotonic()
+        if now - self._last < 10.0:
+            return False
+        self._last = now
+        what = str(exc.message).strip().splitlines()[0].rstrip(":") if exc.message else ""
+        record.msg = (
+            "answered %d to a malformed HTTP request from %s (%s; %d so far); the provider "
+            "sends well-formed requests, so check what else reaches this port"
+        )
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.args = (exc.code, remote, what, self.count)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+        return True
 
 
 def _urls(addresses: list[object]) -> list[str]:
