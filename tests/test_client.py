@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -852,3 +853,32 @@ def test_the_benchmark_smoke_mode_runs(capsys: pytest.CaptureFixture[str]) -> No
     output = capsys.readouterr().out
     assert "WhizardClient.send_text" in output
     assert "ratio" in output
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers"),
+    [
+        (400, b'{"meta": {"http_code": "' + b"9" * 5000 + b'"}}', {}),  # int() refuses
+        (400, '{"meta": {"developer_message": "x", "code": "\u00b2"}}'.encode(), {}),
+        (400, b'{"meta": {"details": ' + b"[" * 900 + b"]" * 900 + b"}}", {}),
+        (429, b"", {"Retry-After": "Mon, 01 Jan 100000000000000000000 00:00:00 GMT"}),
+        (502, b"><" + b"<" * 300_000, {}),  # was quadratic in the HTML clean-up
+        (502, b"<title>" * 100_000, {}),
+    ],
+)
+def test_hostile_error_answers_become_provider_errors_quickly(
+    status: int, body: bytes, headers: dict[str, str]
+) -> None:
+    started = time.monotonic()
+    error = error_from_response(status, "Bad", body, headers).to_exception()
+    assert isinstance(error, ProviderError)
+    assert error.http_code == status
+    assert len(error.developer_message) <= 2000
+    assert time.monotonic() - started < 1.0
+
+
+def test_every_5xx_is_retried_and_the_reason_phrase_is_scrubbed() -> None:
+    for status in (501, 520, 599):
+        assert error_from_response(status, "x", b"", {}).retryable
+    error = error_from_response(503, "upstream rejected KEY-123", b"", {}, secret="KEY-123")
+    assert error.developer_message == "upstream rejected ***"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from whizrouter import (
     Context,
     Message,
     ProviderError,
+    RateLimited,
     RetryPolicy,
     TextMessage,
     WhizRouter,
@@ -364,3 +366,26 @@ async def test_a_transient_provider_error_is_retried(make_app: MakeApp, serve: S
     await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
     assert attempts == [1, 2]
     assert await app.inbox.dead_letters() == []
+
+
+async def test_a_rate_limit_s_retry_after_is_waited_in_full(
+    make_app: MakeApp, serve: Serve
+) -> None:
+    # The policy's own delays are 10 ms; the provider asks for 0.3 s, then for more than
+    # the policy's 1 s in all allows.
+    app = make_app(retry=RetryPolicy(attempts=5, base=0.01, max_delay=0.01, max_total=1.0))
+    runs: list[float] = []
+
+    @app.on_message()
+    async def handler(message: Message, ctx: Context) -> None:
+        runs.append(time.monotonic())
+        raise RateLimited(429, "slow down", retry_after=0.3 if ctx.attempt == 1 else 5.0)
+
+    client = await serve(app)
+    await post_texts(client, "15550000001", ["x"])
+    assert app.dispatcher is not None
+    await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
+    assert len(runs) == 2
+    assert runs[1] - runs[0] >= 0.3
+    [letter] = await app.inbox.dead_letters()
+    assert "slow down" in letter.error

@@ -405,7 +405,7 @@ async def test_a_counted_run_of_a_possibly_started_event_is_its_attempt(nats_url
         await a.append([event("491", 0), event("492", 0)])
         await claim_n(a, 2)
         await a.close()  # a crash, as far as the next worker can tell
-        first, second = await claim_n(b, 2)
+        first, second = sorted(await claim_n(b, 2), key=lambda e: e.seq)
         assert (first.attempts, first.maybe_ran, second.maybe_ran) == (0, True, True)
         # The dispatcher counts the next run of such an event before it starts it; a failed
         # run is counted as it fails.

@@ -43,9 +43,10 @@ class RetryPolicy:
     def delay(self, retry: int, retry_after: float | None = None) -> float:
         """The delay before retry number ``retry`` (1 for the first retry).
 
-        A provider's ``retry_after`` wins over the computed delay, capped at ``max_delay``.
+        A provider's ``retry_after`` wins over the computed delay, capped at ``max_delay``;
+        one of 0 (or a negative one, read as 0) would mean no wait at all, so it is ignored.
         """
-        if retry_after is not None and retry_after >= 0:
+        if retry_after is not None and retry_after > 0:
             return min(retry_after, self.max_delay)
         nominal = min(self.base * self.factor ** (retry - 1), self.max_delay)
         if self.jitter:

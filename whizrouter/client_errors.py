@@ -44,8 +44,13 @@ _RATE_LIMIT_TEXT = re.compile(
     re.IGNORECASE,
 )
 _EVERY_N_SECONDS = re.compile(r"every (\d+(?:\.\d+)?) seconds?", re.IGNORECASE)
-_HTML_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_HTML_TAG = re.compile(r"<[^>]+>")
+# Both linear in the body: "[^<>]" cannot backtrack into the next tag.
+_HTML_TITLE = re.compile(r"<title[^<>]*>([^<]*)</title>", re.IGNORECASE)
+_HTML_TAG = re.compile(r"<[^<>]*>")
+#: An error body longer than this is cut before it is parsed: no provider error needs more.
+MAX_ERROR_BODY = 64 * 1024
+#: The longest ``developer_message`` kept (a provider could echo a whole request).
+MAX_MESSAGE = 2000
 _SPACES = re.compile(r"\s+")
 _SNIPPET = 200
 _REDACTED = "***"
@@ -124,7 +129,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return max(seconds, 0.0) if seconds == seconds else None  # NaN is unreadable
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None
@@ -137,8 +142,12 @@ def _as_int(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str):
+        digits = value.strip().lstrip("-")
+        # ASCII digits only ("²" is a digit to isdigit, not to int) and a sane length (int()
+        # refuses more than 4300 digits).
+        if digits.isascii() and digits.isdigit() and len(digits) <= 18:
+            return int(value)
     return None
 
 
@@ -302,16 +311,20 @@ def error_from_response(
         The error's fields, its retry classification and the hint to show.
     """
     hidden = [value for value in (secret, *secrets) if value]
-    text = scrub(body.decode("utf-8", "replace"), hidden)
+    text = scrub(body[:MAX_ERROR_BODY].decode("utf-8", "replace"), hidden)
+    reason = scrub(reason or "", hidden)
     data: Any = None
     if text.strip():
         try:
             # Scrubbed again once decoded: an echo may escape the secret in JSON's ways
             # ("\/", "\u0041") that the text above does not show it in.
             data = _scrub_data(orjson.loads(text), hidden)
-        except orjson.JSONDecodeError:
+        except (orjson.JSONDecodeError, RecursionError):
             data = None
-    message, details, code, meta_code = _parse_json_body(data)
+    try:
+        message, details, code, meta_code = _parse_json_body(data)
+    except (RecursionError, orjson.JSONEncodeError):  # absurdly nested: keep what the text says
+        data, message, details, code, meta_code = None, "", [], None, None
     raw: Any = data
     if data is None and text.strip():
         raw = _text_snippet(text)
@@ -320,6 +333,9 @@ def error_from_response(
         message = (reason or "").strip()
     if not message:
         message = _text_snippet(text) or f"HTTP {status} with an empty body"
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 1] + "…"
+    details = [d if len(d) <= MAX_MESSAGE else d[: MAX_MESSAGE - 1] + "…" for d in details[:20]]
 
     searchable = " ".join([message, *details])
     rate_limited = (
@@ -331,6 +347,7 @@ def error_from_response(
     retryable = (
         rate_limited
         or status in RETRY_HTTP
+        or status >= 500
         or meta_code in RETRY_HTTP
         or code in ONPREM_RETRY_CODES
         or code in CLOUD_RETRY_CODES

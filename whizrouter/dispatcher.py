@@ -461,6 +461,10 @@ class Dispatcher:
                 error = f"{type(exc).__name__}: {exc}"
                 await call_hook(self._plugins, "on_error", event, ctx, exc)
                 pause = policy.delay(failures)
+                # A rate limit's Retry-After is honoured in full, within the policy's total.
+                asked = getattr(exc, "retry_after", None)
+                if isinstance(asked, (int, float)) and asked > pause:
+                    pause = float(asked)
                 retryable = worth_retrying(exc)
                 if not retryable or not policy.allows(failures, waited, pause):
                     log.error(

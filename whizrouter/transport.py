@@ -19,7 +19,12 @@ import orjson
 from pydantic import SecretStr
 
 from whizrouter.backoff import RetryPolicy
-from whizrouter.client_errors import ErrorInfo, error_from_response, error_without_answer
+from whizrouter.client_errors import (
+    MAX_ERROR_BODY,
+    ErrorInfo,
+    error_from_response,
+    error_without_answer,
+)
 from whizrouter.errors import ConfigurationError
 from whizrouter.settings import check_base_url
 
@@ -129,8 +134,11 @@ class Transport:
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
-                body = await response.read()
                 status = response.status
+                if 200 <= status < 300:
+                    body = await response.read()
+                else:  # an error body is only read as far as it is ever used
+                    body = await _read_at_most(response, MAX_ERROR_BODY)
                 if 200 <= status < 300:
                     try:
                         return Answer(status, orjson.loads(body) if body.strip() else None)
@@ -209,3 +217,16 @@ def _describe(error: ErrorInfo) -> str:
     if len(message) > 120:
         message = message[:119] + "…"
     return f"HTTP {error.http_code}{code}: {message}"
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The first ``limit`` bytes of the body (fewer if it ends first)."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await response.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
