@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import anyio
 import pytest
 
 from tests.conftest import fixture_bytes
@@ -227,6 +228,25 @@ async def test_malformed_http_requests_log_one_short_warning(tmp_path: Path) -> 
     assert len(lines) == 1, output  # once per 10 s, however many
     assert "WARNING" in lines[0] and "Invalid header token" in lines[0]
     assert "Traceback" not in output and "customer-secret" not in output
+
+
+@pytest.mark.slow
+async def test_sigterm_during_a_hanging_startup_stops_the_process(tmp_path: Path) -> None:
+    env = {"WHIZROUTER_INBOX": f"sqlite:///{tmp_path / 'inbox.db'}"}
+    bot = BotProcess("tests.bots.hang_startup_bot:app", env)
+    await bot.launch()
+    assert bot.process is not None and bot.process.stdout is not None
+    seen = b""
+    with anyio.fail_after(20):
+        while b"hook started" not in seen:  # the plugin's startup hook now hangs
+            line = await bot.process.stdout.readline()
+            assert line, seen.decode()
+            seen += line
+    bot.signal()
+    assert await bot.wait(timeout=10) == 0
+    output = seen.decode() + await bot.output()
+    assert "signal received during startup: stopping" in output
+    assert "listening on" not in output
 
 
 @pytest.mark.slow

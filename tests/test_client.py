@@ -882,3 +882,10 @@ def test_every_5xx_is_retried_and_the_reason_phrase_is_scrubbed() -> None:
         assert error_from_response(status, "x", b"", {}).retryable
     error = error_from_response(503, "upstream rejected KEY-123", b"", {}, secret="KEY-123")
     assert error.developer_message == "upstream rejected ***"
+
+
+async def test_a_body_json_cannot_carry_is_a_validation_error(onprem: FakeProvider) -> None:
+    async with onprem.client() as client:
+        with pytest.raises(MessageValidationError, match="cannot be sent as JSON"):
+            await client.send_text(TO, "lone surrogate \ud800")
+    assert onprem.sent == []

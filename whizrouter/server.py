@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import signal
@@ -42,7 +43,32 @@ async def serve_forever(app: WhizRouter, *, host: str, port: int) -> None:
     malformed = MalformedRequestLog()
     aiohttp_server_log = logging.getLogger("aiohttp.server")
     aiohttp_server_log.addFilter(malformed)
-    await runner.setup()
+
+    def restore() -> None:
+        aiohttp_server_log.removeFilter(malformed)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+    # Startup (the inbox, plugins, webhook registration) can wait on the network for long:
+    # a signal during it stops it instead of waiting for it to end.
+    setup = asyncio.create_task(runner.setup())
+    signalled = asyncio.create_task(stop.wait())
+    await asyncio.wait((setup, signalled), return_when=asyncio.FIRST_COMPLETED)
+    signalled.cancel()
+    if not setup.done():
+        log.info("signal received during startup: stopping")
+        setup.cancel()
+        # Bounded: a startup hook that ignores cancellation must not hold the process.
+        await asyncio.wait((setup,), timeout=app.settings.shutdown_grace)
+        with contextlib.suppress(BaseException):
+            await runner.cleanup()
+        restore()
+        return
+    try:
+        setup.result()
+    except BaseException:
+        restore()
+        raise
     try:
         log.info("%s", describe_running_loop())
         log.info("%s", tune_gc(gc_threshold))
@@ -69,9 +95,7 @@ async def serve_forever(app: WhizRouter, *, host: str, port: int) -> None:
         app.stop_accepting()
     finally:
         await runner.cleanup()
-        aiohttp_server_log.removeFilter(malformed)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+        restore()
     if app.failure is not None:
         raise WhizrouterError(f"event handling stopped: {app.failure}") from app.failure
 

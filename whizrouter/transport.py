@@ -25,7 +25,7 @@ from whizrouter.client_errors import (
     error_from_response,
     error_without_answer,
 )
-from whizrouter.errors import ConfigurationError
+from whizrouter.errors import ConfigurationError, MessageValidationError
 from whizrouter.settings import check_base_url
 
 # The client's logger: one name to configure for everything the client reports.
@@ -178,7 +178,13 @@ class Transport:
         base, headers, key = self._settings()
         hidden = (key, *secrets)
         url = base + path
-        data = orjson.dumps(payload) if payload is not None else None
+        try:
+            data = orjson.dumps(payload) if payload is not None else None
+        except orjson.JSONEncodeError as exc:  # a lone surrogate, a value JSON has no type for
+            raise MessageValidationError(
+                f"the request cannot be sent as JSON ({exc}); pass strings of valid Unicode and "
+                "values of JSON types (str, int, float, bool, list, dict, None)"
+            ) from exc
         policy = self._retry
         retry = 0
         waited = 0.0
