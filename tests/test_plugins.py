@@ -105,6 +105,26 @@ async def test_mark_read_before(
     assert await recorder.wait_for(1) == [["wamid.early"]]
 
 
+async def test_a_slow_mark_never_holds_up_the_conversation(
+    make_app: MakeApp, serve: Serve, provider: FakeProvider, recorder: Recorder
+) -> None:
+    app = make_app()
+    app.use(MarkRead())
+
+    @app.on_message()
+    async def handler(message: TextMessage, ctx: Context) -> None:
+        await recorder.add(message.text.body)
+
+    # Every mark's answer is held for 3 s; the conversation's next message must not wait.
+    provider.delay_next(3.0, times=2, path="/v1/messages/wamid.slow-mark-1")
+    client = await serve(app)
+    started = asyncio.get_running_loop().time()
+    await client.post("/webhook", json=text_callback("one", message_id="wamid.slow-mark-1"))
+    await client.post("/webhook", json=text_callback("two", message_id="wamid.slow-mark-2"))
+    assert await recorder.wait_for(2) == ["one", "two"]
+    assert asyncio.get_running_loop().time() - started < 2.0
+
+
 async def test_mark_read_failure_never_fails_the_handler(
     make_app: MakeApp, serve: Serve, provider: FakeProvider, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Coroutine
 from typing import Any, Literal
 
 from whizrouter import Context, WhizardClient, WhizRouter
@@ -18,6 +19,7 @@ from whizrouter import Context, WhizardClient, WhizRouter
 log = logging.getLogger("whizrouter.plugins.mark_read")
 
 _RECENT_LIMIT = 10_000
+_SHUTDOWN_SECONDS = 5.0
 
 
 class MarkRead:
@@ -42,7 +44,7 @@ class MarkRead:
         self._newest: dict[str, str] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._timers: dict[str, asyncio.Task[None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()  # every timer task not finished yet
+        self._tasks: set[asyncio.Task[None]] = set()  # timers and marks not finished yet
         self.marked = 0
         self.failed = 0
 
@@ -50,8 +52,14 @@ class MarkRead:
         """Nothing to prepare."""
 
     async def shutdown(self, app: WhizRouter) -> None:
-        """Mark what is still waiting in a coalescing window."""
-        await self.flush(app)
+        """Mark what is still waiting in a coalescing window; give up after a few seconds
+        (marks are cosmetic: a provider that does not answer must not hold the shutdown)."""
+        try:
+            await asyncio.wait_for(self.flush(app), timeout=_SHUTDOWN_SECONDS)
+        except TimeoutError:
+            log.warning(
+                "shutdown: gave up on %d read marks after %g s", len(self._tasks), _SHUTDOWN_SECONDS
+            )
 
     async def flush(self, app: WhizRouter) -> None:
         """Mark now what waits in a coalescing window, and wait for marks under way (the test
@@ -62,7 +70,7 @@ class MarkRead:
         pending = list(self._newest.values())
         self._newest.clear()
         self._timers.clear()
-        # Timers already past their wait are marking now: let them finish.
+        # Marks under way (timers past their wait included): let them finish.
         under_way = [task for task in self._tasks if task not in waiting]
         if under_way:
             await asyncio.gather(*under_way, return_exceptions=True)
@@ -94,14 +102,24 @@ class MarkRead:
         if len(self._recent) > _RECENT_LIMIT:
             self._recent.popitem(last=False)
         if self.coalesce_window <= 0 or ctx.client.shape != "cloud":
-            await self._mark(ctx.client, ctx.message_id)
+            if self.when == "before":  # the promise: marked before the handler starts
+                await self._mark(ctx.client, ctx.message_id)
+            else:
+                # In the background: the client retries a failing mark for up to about a
+                # minute, and the conversation's next message must not wait for that.
+                self._spawn(self._mark(ctx.client, ctx.message_id))
             return
         self._newest[ctx.conversation] = ctx.message_id
         if ctx.conversation not in self._timers:
-            task = asyncio.create_task(self._flush_later(ctx.client, ctx.conversation))
-            self._timers[ctx.conversation] = task
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._timers[ctx.conversation] = self._spawn(
+                self._flush_later(ctx.client, ctx.conversation)
+            )
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _flush_later(self, client: WhizardClient, conversation: str) -> None:
         await asyncio.sleep(self.coalesce_window)
