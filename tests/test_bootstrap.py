@@ -90,3 +90,27 @@ async def test_5xx_is_retried_then_succeeds(make_app: MakeApp, provider: FakePro
     async with make_app(webhook_url=URL):
         pass
     assert provider.webhook_config["url"] == URL
+
+
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        (429, "rate limiting us (429): slow down; wait a minute"),
+        (401, "refused the key (401): no; check WHIZARD_API_KEY"),
+        (404, "refused the webhook registration (404): no; check WHIZROUTER_WEBHOOK_URL"),
+        (501, "the provider failed (501): no; startup stops"),
+    ],
+)
+async def test_a_failed_registration_says_what_happened_and_what_to_do(
+    make_app: MakeApp, provider: FakeProvider, status: int, says: str
+) -> None:
+    message = "slow down" if status == 429 else "no"
+    # Enough failures to outlast the client's retries of a 429 or a 5xx.
+    provider.fail_next(
+        status, meta_error_body(status, message), times=10, path="/v1/configs/webhook"
+    )
+    app = make_app(webhook_url=URL)
+    app.replace_parts(client=provider.client())  # retries within milliseconds
+    with pytest.raises(BootstrapError) as info:
+        await app.start()
+    assert says in str(info.value)

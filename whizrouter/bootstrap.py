@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from whizrouter.client import WhizardClient
-from whizrouter.errors import BootstrapError, ConfigurationError, ProviderError
+from whizrouter.errors import BootstrapError, ConfigurationError, ProviderError, RateLimited
 from whizrouter.settings import Settings, check_webhook_url
 
 log = logging.getLogger("whizrouter.bootstrap")
@@ -53,15 +53,30 @@ async def register_webhook(client: WhizardClient, settings: Settings) -> bool:
     except ConfigurationError as exc:
         raise BootstrapError(f"cannot register the webhook: {exc}") from exc
     except ProviderError as exc:
-        what = (
-            "check WHIZARD_API_KEY and WHIZROUTER_WEBHOOK_URL"
-            if 400 <= exc.http_code < 500
-            else "the provider or the network failed; startup stops so the webhook is not "
-            "left unregistered, try again shortly"
-        )
-        raise BootstrapError(
-            f"the provider refused the webhook registration ({exc.http_code}): "
-            f"{exc.developer_message}; {what}"
-        ) from exc
+        raise BootstrapError(_registration_failed(exc)) from exc
     log.info("webhook registration: registered %s%s", url, " with Basic auth" if headers else "")
     return True
+
+
+def _registration_failed(exc: ProviderError) -> str:
+    """Why registering the webhook failed, and what to do, in one line."""
+    code = exc.http_code
+    if code == 0:
+        happened = "the provider could not be reached"
+        what = "check WHIZARD_BASE_URL and the network, then start again"
+    elif isinstance(exc, RateLimited) or code == 429:
+        happened = f"the provider is rate limiting us ({code})"
+        what = "wait a minute, then start again"
+    elif code in (401, 403):
+        happened = f"the provider refused the key ({code})"
+        what = "check WHIZARD_API_KEY"
+    elif 400 <= code < 500:
+        happened = f"the provider refused the webhook registration ({code})"
+        what = "check WHIZROUTER_WEBHOOK_URL and WHIZARD_API_KEY"
+    elif code >= 500:
+        happened = f"the provider failed ({code})"
+        what = "startup stops so the webhook is not left unregistered; try again shortly"
+    else:
+        happened = f"the provider's answer was not what registration expects ({code})"
+        what = "check that WHIZARD_BASE_URL points at the provider's API"
+    return f"{happened}: {exc.developer_message}; {what}"
