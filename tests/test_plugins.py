@@ -12,6 +12,7 @@ from whizrouter_plugins.mark_read import MarkRead
 
 from tests.conftest import BotClient, Recorder
 from whizrouter import Context, Message, PluginError, TextMessage, WhizRouter
+from whizrouter import plugins as plugins_module
 from whizrouter.plugins import installed_plugins
 from whizrouter.testing import FakeProvider, text_callback
 
@@ -123,6 +124,34 @@ async def test_a_slow_mark_never_holds_up_the_conversation(
     await client.post("/webhook", json=text_callback("two", message_id="wamid.slow-mark-2"))
     assert await recorder.wait_for(2) == ["one", "two"]
     assert asyncio.get_running_loop().time() - started < 2.0
+
+
+async def test_a_hung_hook_is_cancelled_and_the_handler_still_runs(
+    make_app: MakeApp,
+    serve: Serve,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(plugins_module, "HOOK_TIMEOUT", 0.2)
+
+    class Hangs:
+        name = "hangs"
+
+        async def before_handle(self, event: object, ctx: Context) -> None:
+            await asyncio.Event().wait()
+
+    app = make_app()
+    app.use(Hangs())
+
+    @app.on_message()
+    async def handler(message: TextMessage, ctx: Context) -> None:
+        await recorder.add(message.text.body)
+
+    client = await serve(app)
+    await client.post("/webhook", json=text_callback("still handled"))
+    assert await recorder.wait_for(1) == ["still handled"]
+    assert "plugin hangs took more than 0.2 s in before_handle" in caplog.text
 
 
 async def test_mark_read_failure_never_fails_the_handler(

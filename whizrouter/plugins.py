@@ -13,7 +13,8 @@ A plugin is any object with some of these coroutine methods (all optional)::
 calls it after every callback settled, so a test sees the plugin's provider calls. A
 plugin with deferred work also finishes it in ``shutdown``.
 
-A hook that raises is logged and never stops the other hooks or the handler. Plugins are
+A hook that raises, or runs longer than ``HOOK_TIMEOUT`` (30 s, then it is cancelled), is
+logged and never stops the other hooks or the handler. Plugins are
 enabled with ``app.use(plugin)`` or by name (``plugins=["mark-read"]``, ``WHIZROUTER_PLUGINS``);
 names are looked up in the ``whizrouter.plugins`` entry-point group, so a third-party package
 ships a plugin by declaring one there.
@@ -21,6 +22,7 @@ ships a plugin by declaring one there.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
@@ -92,11 +94,24 @@ def hooks_of(plugins: list[object], hook: str) -> list[tuple[object, Hook]]:
     return found
 
 
+#: Seconds a hook may run before it is cancelled, so a hung plugin cannot stall a conversation
+#: (or startup) without a word.
+HOOK_TIMEOUT = 30.0
+
+
 async def call_hooks(hooks: list[tuple[object, Hook]], hook: str, *args: Any) -> None:
-    """Run hooks found by ``hooks_of``; log (never raise) a hook's failure."""
+    """Run hooks found by ``hooks_of``; log (never raise) a hook's failure or hang."""
     for plugin, method in hooks:
         try:
-            await method(*args)
+            async with asyncio.timeout(HOOK_TIMEOUT):
+                await method(*args)
+        except TimeoutError:
+            log.error(
+                "plugin %s took more than %g s in %s; cancelled it and carrying on",
+                plugin_name(plugin),
+                HOOK_TIMEOUT,
+                hook,
+            )
         except Exception:
             log.exception("plugin %s failed in %s; carrying on", plugin_name(plugin), hook)
 
