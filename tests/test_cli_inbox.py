@@ -6,6 +6,8 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.process import ROOT
 from whizrouter import Context, RetryPolicy, TextMessage, WhizRouter
 from whizrouter.inbox.factory import inbox_from_url
@@ -136,3 +138,17 @@ async def test_inspecting_an_inbox_that_is_not_there_creates_nothing(tmp_path: P
     assert "a memory inbox lives inside the bot's process" in out
     out = await cli("inbox", "stats", "--inbox", "README.md", code=2)
     assert "--inbox 'README.md'" in out
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "nats://alice:S3cretPW-xyz@127.0.0.1:1?partitions=abc",
+        "nats://alice:S3c#retPW-xyz@127.0.0.1:1",  # the parser's error quotes a piece of it
+    ],
+)
+async def test_an_inbox_url_error_never_shows_its_password(url: str) -> None:
+    out = await cli("inbox", "stats", "--inbox", url, code=2)
+    assert "***@127.0.0.1" in out
+    for piece in ("S3c", "retPW", "xyz", "alice:"):
+        assert piece not in out, out

@@ -378,6 +378,8 @@ async def test_a_partition_given_up_waits_for_what_its_old_owner_still_handles(
         await a.ack([held[conversation].seq])
         [moved_event] = await later
         assert moved_event.key == f"m:{conversation}:2"
+        # Handed over unstarted (a may have fetched it): not mistaken for a crash's leftover.
+        assert not moved_event.maybe_ran
         [kept_event] = await claim_n(a, 1)
         assert kept_event.key == f"m:{by_partition[1 - moved]}:2"
 

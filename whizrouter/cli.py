@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -89,7 +90,7 @@ def _inbox(args: argparse.Namespace) -> Inbox:
     try:
         inbox = inbox_from_url(url)
     except WhizrouterError as exc:
-        raise UsageError(f"{source} {url!r}: {exc}") from exc
+        raise UsageError(_without_secrets(f"{source} {url!r}: {exc}", url)) from exc
     if isinstance(inbox, MemoryInbox):
         raise UsageError(
             "a memory inbox lives inside the bot's process, so no command can inspect it; "
@@ -102,6 +103,22 @@ def _inbox(args: argparse.Namespace) -> Inbox:
             "pass --inbox sqlite:////absolute/path/to/inbox.db"
         )
     return inbox
+
+
+def _without_secrets(text: str, url: str) -> str:
+    """``text`` with the ``user:password@`` of ``url``, and each part of it, hidden."""
+    authority = url.partition("://")[2].partition("/")[0].partition("?")[0]
+    userinfo = authority.rpartition("@")[0]
+    if not userinfo:
+        return text
+    parts = [userinfo, *userinfo.split(":")]
+    password = userinfo.partition(":")[2]
+    # A malformed URL's error may quote only a piece of the password (up to a "#" or "?").
+    parts += [piece for piece in re.split(r"[#?/@]", password) if len(piece) >= 3]
+    for part in sorted(parts, key=len, reverse=True):
+        if len(part) >= 3:
+            text = text.replace(part, "***")
+    return text
 
 
 async def _with_inbox(inbox: Inbox, action: Callable[[Inbox], Awaitable[T]]) -> T:
@@ -346,6 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except (UsageError, WhizrouterError) as exc:
-        log.error("%s", exc)
+        text = str(exc)
+        for url in (os.environ.get("WHIZROUTER_INBOX") or "", getattr(args, "inbox", None) or ""):
+            text = _without_secrets(text, url)
+        log.error("%s", text)
         return 2 if isinstance(exc, UsageError) else 1
     return code

@@ -28,6 +28,7 @@ from whizrouter.errors import (
     ProviderError,
 )
 from whizrouter.inbox.base import Inbox, StoredEvent
+from whizrouter.inbox.factory import DEFAULT_INBOX_URL
 from whizrouter.plugins import call_hook, call_hooks, hooks_of
 from whizrouter.routing import HandlerSpec, Router
 
@@ -98,6 +99,11 @@ class Dispatcher:
         # three events in four of a busy number's callbacks).
         self._kinds_handled = frozenset(spec.kind for spec in router.handlers())
         self._retry = retry
+        # The CLI finds the default inbox by itself; any other must be named.
+        described = str(getattr(inbox, "description", ""))
+        self._inbox_option = (
+            "" if described in ("", DEFAULT_INBOX_URL) else f" --inbox '{described}'"
+        )
         # Only an inbox that hands out ``maybe_ran`` events (sqlite, after a crash) has it.
         count_run = getattr(inbox, "count_run", None)
         self._count_run: Callable[[int], Awaitable[None]] = (
@@ -523,8 +529,8 @@ class Dispatcher:
                 "" if attempts == 1 else "s",
                 handler,
                 error,
-                f"inspect it with `whizrouter dead list`, replay it with `whizrouter dead replay "
-                f"{stored.seq}`"
+                f"inspect it with `whizrouter dead list{self._inbox_option}`, replay it with "
+                f"`whizrouter dead replay {stored.seq}{self._inbox_option}`"
                 if self._durable
                 else f"the memory inbox keeps it as dead letter {stored.seq} while the process "
                 "runs (app.inbox.dead_letters(), app.inbox.replay([...]))",

@@ -193,6 +193,7 @@ class NatsInbox:
             decode=self._decode,
             spawn=self._spawn,
         )
+        self._fetcher.spare = lambda seqs: add_one(self._spared, seqs)
 
     @classmethod
     def from_url(
@@ -371,6 +372,10 @@ class NatsInbox:
         self._stopping = True
         self._fetcher.stop()
         tasks = list(self._tasks)
+        # Let the loops end on their own first: a fetch cancelled mid-way drops what it had
+        # received, which then comes back after ack_wait looking as if a handler had run it.
+        if tasks:
+            await asyncio.wait(tasks, timeout=self._fetcher.stop_within)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

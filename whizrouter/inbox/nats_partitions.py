@@ -146,6 +146,10 @@ class PartitionWorker:
         #: Seconds between heartbeats (and lease renewals).
         self.tick = settings.lease_ttl / 4
         self._fetch_timeout = min(2.0, settings.lease_ttl / 4)
+        #: Seconds within which every loop ends once ``stop`` was called.
+        self.stop_within = 2 * self._fetch_timeout + self.tick
+        #: Records deliveries handed back unstarted (the inbox's spared count), if set.
+        self.spare: Callable[[list[int]], Awaitable[None]] | None = None
         #: Messages received and not settled, by stream sequence.
         self.held: dict[int, Held] = {}
         self._ready: list[int] = []  # a heap of seqs: each claim hands out the oldest
@@ -352,6 +356,10 @@ class PartitionWorker:
         unclaimed = sorted(
             seq for seq, h in self.held.items() if h.partition == part.index and not h.claimed
         )
+        if unclaimed and self.spare is not None:
+            # Handed back unstarted: the next delivery must not look like a crash's.
+            with contextlib.suppress(Exception):
+                await self.spare(unclaimed)
         for seq in unclaimed:
             await self.held.pop(seq).msg.nak()
         if unclaimed:
@@ -411,7 +419,16 @@ class PartitionWorker:
                 continue
             busy = bool(msgs)
             for msg in msgs:
-                await self._receive(part, msg)
+                try:
+                    await self._receive(part, msg)
+                except Exception:  # a bug or a NATS error must not end this partition's loop
+                    logger.exception(
+                        "NATS inbox %s: could not take event %d; JetStream redelivers it",
+                        self.description,
+                        msg.metadata.sequence.stream,
+                    )
+                    with contextlib.suppress(Exception):
+                        await msg.nak()
             if part.gated:
                 await self._open_gate(part)
 
