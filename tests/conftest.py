@@ -117,3 +117,14 @@ def serve(
         return await aiohttp_client(app.make_web_app())
 
     return start
+
+
+async def raw_http(host: str, port: int, request: bytes) -> bytes:
+    """Send raw bytes to a server (a request aiohttp's client would refuse to send); return
+    everything it answers before closing."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(request)
+    try:
+        return await asyncio.wait_for(reader.read(), timeout=5)
+    finally:
+        writer.close()

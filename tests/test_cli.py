@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket
 import subprocess
@@ -13,7 +12,7 @@ import aiohttp
 import anyio
 import pytest
 
-from tests.conftest import fixture_bytes
+from tests.conftest import fixture_bytes, raw_http
 from tests.process import ROOT, BotProcess
 from whizrouter.cli import main
 from whizrouter.testing import FakeProvider, text_callback
@@ -214,13 +213,12 @@ async def test_malformed_http_requests_log_one_short_warning(tmp_path: Path) -> 
     await bot.start()
     try:
         for _ in range(3):
-            reader, writer = await asyncio.open_connection("127.0.0.1", bot.port)
-            writer.write(
+            answer = await raw_http(
+                "127.0.0.1",
+                bot.port,
                 b"POST /webhook HTTP/1.1\r\nHost: bot\r\nBad header customer-secret\r\n"
-                b"Content-Length: 2\r\n\r\n{}"
+                b"Content-Length: 2\r\n\r\n{}",
             )
-            answer = await asyncio.wait_for(reader.read(), timeout=5)
-            writer.close()
             assert answer.startswith(b"HTTP/1.0 400"), answer
     finally:
         output = await bot.stop()

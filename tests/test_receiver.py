@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.conftest import BotClient, Recorder, fixture_bytes
+from tests.conftest import BotClient, Recorder, fixture_bytes, raw_http
 from whizrouter import Context, Message, Status, TextMessage, WhizRouter
 from whizrouter.testing import text_callback
 
@@ -231,13 +231,12 @@ async def test_an_authorization_header_that_is_not_utf8_gets_401(
 ) -> None:
     client = await serve(echo_app(make_app, recorder, webhook_user="u", webhook_password="p"))
     assert client.server.port is not None
-    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
-    writer.write(
+    answer = await raw_http(
+        client.server.host,
+        client.server.port,
         b"POST /webhook HTTP/1.1\r\nHost: bot\r\nAuthorization: Basic \xff\xfe\r\n"
-        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}",
     )
-    answer = await asyncio.wait_for(reader.read(), timeout=5)
-    writer.close()
     assert answer.startswith(b"HTTP/1.1 401"), answer
 
 
