@@ -102,6 +102,11 @@ class BotProcess:
         assert self.process is not None and self.process.stdout is not None
         return (await self.process.stdout.read()).decode(errors="replace")
 
+    def kill(self) -> None:
+        """SIGKILL the process if it still runs (cleanup after a failed test)."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+
     async def stop(self) -> str:
         """Terminate (if still running) and return the output."""
         if self.process is not None and self.process.returncode is None:

@@ -233,15 +233,18 @@ async def test_sigterm_during_a_hanging_startup_stops_the_process(tmp_path: Path
     env = {"WHIZROUTER_INBOX": f"sqlite:///{tmp_path / 'inbox.db'}"}
     bot = BotProcess("tests.bots.hang_startup_bot:app", env)
     await bot.launch()
-    assert bot.process is not None and bot.process.stdout is not None
-    seen = b""
-    with anyio.fail_after(20):
-        while b"hook started" not in seen:  # the plugin's startup hook now hangs
-            line = await bot.process.stdout.readline()
-            assert line, seen.decode()
-            seen += line
-    bot.signal()
-    assert await bot.wait(timeout=10) == 0
+    try:
+        assert bot.process is not None and bot.process.stdout is not None
+        seen = b""
+        with anyio.fail_after(20):
+            while b"hook started" not in seen:  # the plugin's startup hook now hangs
+                line = await bot.process.stdout.readline()
+                assert line, seen.decode()
+                seen += line
+        bot.signal()
+        assert await bot.wait(timeout=10) == 0
+    finally:
+        bot.kill()
     output = seen.decode() + await bot.output()
     assert "signal received during startup: stopping" in output
     assert "listening on" not in output

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +21,20 @@ from whizrouter.testing import FakeProvider, RecordedCall, text_callback
 pytestmark = pytest.mark.slow
 
 BOT = "tests.bots.poison_bot:app"
+
+
+@pytest.fixture
+def bots() -> Iterator[Callable[[dict[str, str], int], BotProcess]]:
+    """Makes bot processes, and kills any still running when the test ends (also failed)."""
+    made: list[BotProcess] = []
+
+    def make(env: dict[str, str], port: int) -> BotProcess:
+        made.append(BotProcess(BOT, env, port=port))
+        return made[-1]
+
+    yield make
+    for bot in made:
+        bot.kill()
 
 
 def bot_env(fake: FakeProvider, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -59,7 +73,9 @@ def started(message_id: str, attempt: int) -> Callable[[RecordedCall], bool]:
     return lambda call: call.json is not None and call.json["text"]["body"] == body
 
 
-async def test_events_a_crashed_process_only_held_run_after_the_restart(tmp_path: Path) -> None:
+async def test_events_a_crashed_process_only_held_run_after_the_restart(
+    tmp_path: Path, bots: Callable[[dict[str, str], int], BotProcess]
+) -> None:
     port = free_port()
     async with FakeProvider() as fake:
         # One worker, busy with a slow event: the ten behind it are held in the bot's memory,
@@ -67,7 +83,7 @@ async def test_events_a_crashed_process_only_held_run_after_the_restart(tmp_path
         env = bot_env(fake, tmp_path, POISON_BOT_SLOW_SECONDS="60", WHIZROUTER_CONCURRENCY="1")
         held = [f"wamid.held-{n}" for n in range(10)]
         for attempt in (1, 2):
-            bot = BotProcess(BOT, env, port=port)
+            bot = bots(env, port)
             await bot.start()
             if attempt == 1:
                 await post(bot.url + "/webhook", "slow one", "wamid.slow", "15550000001")
@@ -76,7 +92,7 @@ async def test_events_a_crashed_process_only_held_run_after_the_restart(tmp_path
             await fake.wait_for(started("wamid.slow", attempt), timeout=10)
             bot.signal(signal.SIGKILL)
             await bot.wait()
-        bot = BotProcess(BOT, env, port=port)
+        bot = bots(env, port)
         await bot.start()
         try:
             await fake.wait_for(lambda c: "handled" in str(c.json), count=10, timeout=20)
@@ -94,20 +110,22 @@ async def test_events_a_crashed_process_only_held_run_after_the_restart(tmp_path
     ), output
 
 
-async def test_an_event_that_kills_the_process_every_time_ends_up_dead(tmp_path: Path) -> None:
+async def test_an_event_that_kills_the_process_every_time_ends_up_dead(
+    tmp_path: Path, bots: Callable[[dict[str, str], int], BotProcess]
+) -> None:
     port = free_port()
     async with FakeProvider() as fake:
         env = bot_env(fake, tmp_path)
-        bot = BotProcess(BOT, env, port=port)
+        bot = bots(env, port)
         await bot.start()
         await post(bot.url + "/webhook", "poison", "wamid.poison", "15550000001")
         assert await bot.wait() == -signal.SIGKILL
         # The restart runs it again (that run counted before it starts), and dies again.
-        bot = BotProcess(BOT, env, port=port)
+        bot = bots(env, port)
         await bot.launch()
         assert await bot.wait() == -signal.SIGKILL
         # With no retries allowed, the counted run is one too many: dead, and the bot stays up.
-        bot = BotProcess(BOT, env, port=port)
+        bot = bots(env, port)
         await bot.start()
         try:
             await post(bot.url + "/webhook", "hi", "wamid.after", "15550000001")
