@@ -137,13 +137,12 @@ class Transport:
                 status = response.status
                 if 200 <= status < 300:
                     body = await response.read()
-                else:  # an error body is only read as far as it is ever used
-                    body = await _read_at_most(response, MAX_ERROR_BODY)
-                if 200 <= status < 300:
                     try:
                         return Answer(status, orjson.loads(body) if body.strip() else None)
                     except orjson.JSONDecodeError:
                         return Answer(status, None)
+                # An error body is only read as far as it is ever used.
+                body = await _read_at_most(response, MAX_ERROR_BODY)
                 return error_from_response(
                     status, response.reason, body, response.headers, secrets=secrets
                 )
