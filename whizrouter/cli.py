@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from whizrouter import __version__
 from whizrouter.app import ROLES, WhizRouter
+from whizrouter.client_errors import scrub
 from whizrouter.errors import WhizrouterError
 from whizrouter.inbox.base import Inbox
 from whizrouter.inbox.factory import DEFAULT_INBOX_URL, inbox_from_url
@@ -112,13 +113,11 @@ def _without_secrets(text: str, url: str) -> str:
     if not userinfo:
         return text
     parts = [userinfo, *userinfo.split(":")]
-    password = userinfo.partition(":")[2]
     # A malformed URL's error may quote only a piece of the password (up to a "#" or "?").
-    parts += [piece for piece in re.split(r"[#?/@]", password) if len(piece) >= 3]
-    for part in sorted(parts, key=len, reverse=True):
-        if len(part) >= 3:
-            text = text.replace(part, "***")
-    return text
+    parts += re.split(r"[#?/@]", userinfo.partition(":")[2])
+    # Longest first, so a piece never spoils the match of the whole; short pieces would
+    # scrub ordinary words.
+    return scrub(text, sorted((p for p in parts if len(p) >= 3), key=len, reverse=True))
 
 
 async def _with_inbox(inbox: Inbox, action: Callable[[Inbox], Awaitable[T]]) -> T:
