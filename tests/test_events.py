@@ -33,7 +33,7 @@ from whizrouter.events import (
     VideoMessage,
     VoiceMessage,
 )
-from whizrouter.parsing import parse_message, parse_status
+from whizrouter.parsing import decode_message, decode_status, parse_message, parse_status
 from whizrouter.payloads import split_callback
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -97,15 +97,25 @@ EXPECTED: dict[str, list[type[Message] | type[Status]]] = {
 
 
 def events(name: str) -> list[Message | Status]:
-    """Split a fixture as the receiver does, then parse each event as the dispatcher does."""
+    """Split a fixture as the receiver does, then decode each event as the dispatcher does."""
     out: list[Message | Status] = []
     for raw in split_callback(orjson.loads((FIXTURES / name).read_bytes())):
-        envelope = orjson.loads(raw.body)
         if raw.kind == "message":
-            out.append(parse_message(envelope))
+            out.append(decode_message(raw.body))
         elif raw.kind == "status":
-            out.append(parse_status(envelope))
+            out.append(decode_status(raw.body))
     return out
+
+
+def nested(body: bytes) -> dict[str, Any]:
+    """A stored flat event body in the nested form whizrouter 0.1 stored."""
+    flat = orjson.loads(body)
+    return {
+        "shape": flat.pop("shape"),
+        "item": {k: v for k, v in flat.items() if k not in ("business", "contact")},
+        "contact": flat.get("contact"),
+        "metadata": flat.get("business"),
+    }
 
 
 def one(name: str, cls: type[T]) -> T:
@@ -128,6 +138,12 @@ def status(item: dict[str, Any]) -> Status:
 
 
 BASE = {"from": "15551230001", "id": "wamid.T1", "timestamp": "1718000001"}
+STATUS = {
+    "id": "wamid.S1",
+    "status": "delivered",
+    "timestamp": "1718000002",
+    "recipient_id": "1555",
+}
 
 
 # --- every fixture ------------------------------------------------------------------------
@@ -160,6 +176,50 @@ def test_one_call_validation_builds_what_the_part_by_part_path_builds(name: str)
         assert type(fast) is type(lenient)
         assert fast == lenient
         assert fast.model_fields_set == lenient.model_fields_set
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_decoding_the_stored_bytes_builds_what_parsing_the_envelope_builds(name: str) -> None:
+    # The dispatcher validates a flat body straight from its bytes; parse_message of the
+    # decoded body, and of the nested form older versions stored, must give the same event.
+    for raw in split_callback(orjson.loads((FIXTURES / name).read_bytes())):
+        if raw.kind == "raw":
+            continue
+        assert not raw.body.startswith(b'{"shape":')  # stored flat
+        decode = decode_message if raw.kind == "message" else decode_status
+        parse = parse_message if raw.kind == "message" else parse_status
+        from_bytes = decode(raw.body)
+        old_body = orjson.dumps(nested(raw.body))
+        for other in (parse(orjson.loads(raw.body)), parse(nested(raw.body)), decode(old_body)):
+            assert type(other) is type(from_bytes)
+            assert other == from_bytes
+            assert other.model_fields_set == from_bytes.model_fields_set
+            assert other.model_extra == from_bytes.model_extra
+
+
+@pytest.mark.parametrize("key", ["shape", "business", "contact"])
+def test_an_item_with_a_key_named_like_an_envelope_field_is_stored_nested(key: str) -> None:
+    item = {**BASE, "type": "text", "text": {"body": "hi"}, key: "mine"}
+    callback = {"contacts": [{"wa_id": BASE["from"], "profile": {"name": "Ana"}}]}
+    [raw] = split_callback({**callback, "messages": [item]})
+    assert raw.body.startswith(b'{"shape":')
+    decoded = decode_message(raw.body)
+    assert isinstance(decoded, TextMessage) and decoded.text.body == "hi"
+    assert decoded.shape == "onprem" and decoded.contact is not None
+    assert decoded.contact.name == "Ana"
+    assert decoded.business is None  # the envelope's fields win, as they always did
+    [status_raw] = split_callback({"statuses": [{**STATUS, key: "mine"}]})
+    assert status_raw.body.startswith(b'{"shape":')
+    assert decode_status(status_raw.body).status == "delivered"
+
+
+def test_a_flat_body_that_does_not_validate_takes_the_lenient_path() -> None:
+    broken = {**BASE, "type": "image", "image": {"caption": "no id"}}
+    [raw] = split_callback({"messages": [broken]})
+    decoded = decode_message(raw.body)
+    assert isinstance(decoded, UnknownMessage) and decoded.reason == "invalid"
+    assert decoded.raw == broken and list(decoded.raw) == list(broken)  # key order kept
+    assert decoded.validation_error is not None and "image.id" in decoded.validation_error
 
 
 @pytest.mark.parametrize("name", ["onprem/text.json", "cloud/status_sent.json"])

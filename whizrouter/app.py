@@ -29,7 +29,7 @@ from whizrouter.filters import Predicate, TextChoice
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.inbox.memory import MemoryInbox
-from whizrouter.parsing import parse_message, parse_status
+from whizrouter.parsing import decode_message, decode_status
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, load_plugin, plugin_name
 from whizrouter.receiver import Receiver
@@ -44,12 +44,12 @@ ROLES: tuple[Role, ...] = ("all", "receiver", "worker")
 
 def decode_event(stored: StoredEvent) -> tuple[Any, Any]:
     """Turn a stored event into ``(typed event, contact)``; raw events stay dicts."""
-    envelope = orjson.loads(stored.body)
     if stored.kind == "message":
-        message = parse_message(envelope)
+        message = decode_message(stored.body)
         return message, message.contact
     if stored.kind == "status":
-        return parse_status(envelope), None
+        return decode_status(stored.body), None
+    envelope = orjson.loads(stored.body)
     return envelope.get("item", envelope), None
 
 

@@ -497,24 +497,28 @@ class Message(WireModel):
 class TextMessage(Message):
     """A text message; ``text.body`` is what the user wrote."""
 
+    type: Literal["text"]
     text: Text
 
 
 class ImageMessage(Message):
     """An image; ``image`` holds the media id and caption."""
 
+    type: Literal["image"]
     image: Media
 
 
 class VideoMessage(Message):
     """A video; ``video`` holds the media id and caption."""
 
+    type: Literal["video"]
     video: Media
 
 
 class AudioMessage(Message):
     """An attached audio file in ``audio`` (voice notes are ``VoiceMessage``)."""
 
+    type: Literal["audio"]
     audio: Media
 
 
@@ -528,24 +532,28 @@ class VoiceMessage(Message):
         voice: the media.
     """
 
+    type: Literal["voice"]
     voice: Media
 
 
 class DocumentMessage(Message):
     """A document; ``document`` holds the media id, filename and caption."""
 
+    type: Literal["document"]
     document: Media
 
 
 class StickerMessage(Message):
     """A sticker; ``sticker`` has pack ``metadata`` on-premises, ``animated`` in Cloud."""
 
+    type: Literal["sticker"]
     sticker: Media
 
 
 class LocationMessage(Message):
     """A location pin in ``location``."""
 
+    type: Literal["location"]
     location: Location
 
 
@@ -557,12 +565,14 @@ class ContactsMessage(Message):
             top-level ``contacts`` list.
     """
 
+    type: Literal["contacts"]
     contacts: list[ContactCard]
 
 
 class InteractiveMessage(Message):
     """An answer to our reply buttons, list or flow, in ``interactive``."""
 
+    type: Literal["interactive"]
     interactive: Interactive
 
     @property
@@ -581,12 +591,14 @@ class InteractiveMessage(Message):
 class ButtonMessage(Message):
     """A tapped quick-reply button of a template, in ``button``."""
 
+    type: Literal["button"]
     button: Button
 
 
 class ReactionMessage(Message):
     """A reaction to a message, or its removal, in ``reaction``."""
 
+    type: Literal["reaction"]
     reaction: Reaction
 
     @property
@@ -598,12 +610,14 @@ class ReactionMessage(Message):
 class OrderMessage(Message):
     """A cart the user sent from a catalog, in ``order``."""
 
+    type: Literal["order"]
     order: Order
 
 
 class SystemMessage(Message):
     """A system notice in ``system``: the user changed number or identity."""
 
+    type: Literal["system"]
     system: System
 
     @property

@@ -1,11 +1,18 @@
 """Recognise both callback shapes and split one callback into raw events.
 
 This runs before the 200, so it only walks dicts: no model is built here. Each event's body is
-a small JSON envelope that the dispatcher turns into a typed event later::
+JSON that the dispatcher turns into a typed event later. A message or status is stored flat:
+the item as the provider sent it, with the envelope's fields added after its own keys::
+
+    {...item..., "shape": "onprem" | "cloud", "business": {...} | null, "contact": {...} | null}
+
+(``contact`` on messages only; ``business`` is the Cloud ``metadata``), so the dispatcher can
+validate its typed event straight from the bytes. Raw events, and items with a key of their
+own named ``shape``, ``business`` or ``contact``, are stored nested instead::
 
     {"shape": "onprem" | "cloud", "item": {...}, "contact": {...} | null, "metadata": {...} | null}
 
-``item`` is the message or status object as the provider sent it; for ``raw`` events it is a
+where ``item`` is the message or status object as sent; for ``raw`` events it is a
 callback-shaped object (``{"errors": [...]}``, or a Cloud envelope holding one change) that
 ``on_raw`` handlers receive as is.
 """
@@ -94,14 +101,15 @@ def _split_value(
                         )
                     )
                     continue
-                body = _dumps(
-                    {
-                        "shape": shape,
-                        "item": message,
-                        "contact": _contact_for(contacts, sender),
-                        "metadata": metadata,
-                    }
-                )
+                contact = _contact_for(contacts, sender)
+                if "shape" in message or "business" in message or "contact" in message:
+                    body = _dumps(
+                        {"shape": shape, "item": message, "contact": contact, "metadata": metadata}
+                    )
+                else:
+                    body = _dumps(
+                        {**message, "shape": shape, "business": metadata, "contact": contact}
+                    )
                 out.append(RawEvent("message", "m:" + message["id"], sender, body))
     statuses = value.get("statuses")
     if statuses is not None:
@@ -128,9 +136,12 @@ def _split_value(
                     nested = status.get("message")
                     recipient = nested.get("recipient_id") if isinstance(nested, dict) else None
                 conversation = recipient if isinstance(recipient, str) else "status:" + status["id"]
-                body = _dumps(
-                    {"shape": shape, "item": status, "contact": None, "metadata": metadata}
-                )
+                if "shape" in status or "business" in status or "contact" in status:
+                    body = _dumps(
+                        {"shape": shape, "item": status, "contact": None, "metadata": metadata}
+                    )
+                else:
+                    body = _dumps({**status, "shape": shape, "business": metadata})
                 key = "s:" + status["id"] + ":" + status["status"]
                 out.append(RawEvent("status", key, conversation, body))
     errors = value.get("errors")
