@@ -57,8 +57,12 @@ class NatsServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
-    def start(self) -> str:
+    def start(self, port: int = -1) -> str:
         """Start the server and return its ``nats://127.0.0.1:PORT`` URL once it accepts clients.
+
+        Args:
+            port: the port to listen on; -1 lets the server pick a free one. Give the port
+                of an earlier start (with the same ``store_dir``) to restart the same server.
 
         Raises:
             RuntimeError: the server exited or did not listen within ``START_TIMEOUT``.
@@ -75,7 +79,7 @@ class NatsServer:
                 "-a",
                 "127.0.0.1",
                 "-p",
-                "-1",
+                str(port),
                 "-sd",
                 str(self.base / "store"),
                 "--ports_file_dir",

@@ -16,12 +16,17 @@ from typing import Any
 
 import nats
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 
+from tests.conftest import AiohttpClient
 from tests.natsserver import NatsServer, nats_url, unique_stream
+from whizrouter import WhizRouter
 from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
 from whizrouter.inbox.base import EventKind, Inbox, RawEvent, StoredEvent
 from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.inbox.nats import NatsInbox
+from whizrouter.testing import text_callback
 
 __all__ = ["nats_url"]  # the fixture, imported so pytest finds it
 
@@ -447,6 +452,7 @@ async def test_a_clean_stop_hands_back_unstarted_events_without_counting_an_atte
 WORKER = """
 import asyncio, sys
 from whizrouter.inbox.nats import NatsInbox
+from whizrouter.testing import text_callback
 
 async def main() -> None:
     url, stream, count, ack_wait = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
@@ -554,3 +560,49 @@ async def test_replay_all_and_stats(nats_url: str) -> None:
         assert await inbox.replay() == 3
         assert [e.key for e in await claim_n(inbox, 3)] == [f"m:491:{n}" for n in range(3)]
         assert await inbox.stats() == {"pending": 3, "dead": 0, "seen": 3}
+
+
+async def test_a_receiver_refuses_at_once_and_reports_unavailable_while_nats_is_down(
+    tmp_path: Path, aiohttp_client: AiohttpClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = NatsServer(store_dir=tmp_path / "nats")
+    url = server.start()
+    port = int(url.rpartition(":")[2])
+    stream = unique_stream()
+    try:
+        app = WhizRouter(inbox=f"{url}?stream={stream}&reconnect_time_wait=0.1", role="receiver")
+        client: TestClient[web.Request, web.Application] = await aiohttp_client(app.make_web_app())
+
+        async def health_is(status: int) -> bool:
+            return (await client.get("/healthz")).status == status
+
+        first = await client.post("/webhook", json=text_callback("before", message_id="w1"))
+        assert first.status == 200
+
+        server.stop()
+        await eventually(lambda: health_is(503), "/healthz to report the lost connection")
+        report = await (await client.get("/healthz")).json()
+        assert (report["status"], report["connected"]) == ("unavailable", False)
+        started = time.monotonic()
+        for n in range(3):
+            refused = await client.post(
+                "/webhook", json=text_callback("during", message_id=f"w2-{n}")
+            )
+            assert refused.status == 503 and refused.headers["Retry-After"] == "5"
+        assert time.monotonic() - started < 2  # refused at once, not after a publish timeout
+        logged = [r for r in caplog.records if "could not store a callback" in r.getMessage()]
+        assert len(logged) == 1  # one line for the outage, not one per callback
+        assert "disconnected" in logged[0].getMessage() and logged[0].exc_info is None
+        failed = [r for r in caplog.records if "Connect call failed" in r.getMessage()]
+        assert len(failed) <= 1  # reconnect attempts, ten a second, are not logged one by one
+
+        server.start(port=port)
+        await eventually(lambda: health_is(200), "/healthz to recover", timeout=15)
+        # The provider resends what got 503; everything answered 200 is in the stream.
+        again = await client.post("/webhook", json=text_callback("during", message_id="w2-0"))
+        assert again.status == 200
+        async with opened(url, stream, partitions=16) as worker:
+            got = await claim_n(worker, 2)
+        assert [e.key for e in got] == ["m:w1", "m:w2-0"]
+    finally:
+        server.stop()

@@ -7,7 +7,7 @@ import base64
 import gzip
 import io
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,9 @@ import pytest
 
 from tests.conftest import BotClient, Recorder, fixture_bytes, raw_http
 from whizrouter import Context, Message, Status, TextMessage, WhizRouter
+from whizrouter.errors import InboxError
+from whizrouter.inbox.base import RawEvent
+from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.testing import text_callback
 
 Serve = Callable[[WhizRouter], Awaitable[BotClient]]
@@ -431,6 +434,43 @@ async def test_full_inbox_answers_503_and_healthz_counts_it(
     assert (report["acknowledged"], report["refused_full"]) == (2, 1)
     assert report["refused"] == {"400": 1, "503": 1}
     gate.set()
+
+
+class BrokenInbox(MemoryInbox):
+    """A memory inbox whose appends fail as ``failure`` says."""
+
+    def __init__(self, failure: Exception) -> None:
+        super().__init__()
+        self.failure = failure
+
+    async def append(self, events: Sequence[RawEvent]) -> int:
+        raise self.failure
+
+
+@pytest.mark.parametrize(
+    ("failure", "traceback"),
+    [(InboxError("the disk is full; free some space"), False), (RuntimeError("a bug"), True)],
+)
+async def test_a_failing_inbox_gets_503_and_one_log_line_per_10_s(
+    make_app: MakeApp,
+    serve: Serve,
+    caplog: pytest.LogCaptureFixture,
+    failure: Exception,
+    traceback: bool,
+) -> None:
+    app = make_app()
+    app.replace_parts(inbox=BrokenInbox(failure))
+    client = await serve(app)
+    for n in range(5):
+        callback = text_callback("hi", message_id=f"wamid.{n}")
+        response = await client.post("/webhook", json=callback)
+        assert response.status == 503 and response.headers["Retry-After"] == "5"
+    [logged] = [r for r in caplog.records if "could not store a callback" in r.getMessage()]
+    assert logged.levelno == logging.ERROR and str(failure) in logged.getMessage()
+    # An InboxError explains itself; anything else is a bug whose traceback is wanted.
+    assert (logged.exc_info is not None) is traceback
+    report = await (await client.get("/healthz")).json()
+    assert report["refused"] == {"503": 5}
 
 
 async def test_nothing_user_written_runs_before_the_200(make_app: MakeApp, serve: Serve) -> None:

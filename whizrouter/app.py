@@ -257,10 +257,14 @@ class WhizRouter:
             "handled": dispatcher.handled if dispatcher else 0,
             "dead_lettered": dispatcher.dead_lettered if dispatcher else 0,
         }
-        # Optional inbox hook: backend-specific fields (NATS: worker_id, owned_partitions).
+        # Optional inbox hook: backend-specific fields (NATS: connected, worker_id, ...).
         inbox_health = getattr(self.inbox, "health", None)
         if self._started and callable(inbox_health):
             report.update(inbox_health())
+            # An inbox that cannot reach its server stores nothing: a load balancer should
+            # send callbacks elsewhere until it is back.
+            if report.get("connected") is False and report["status"] == "ok":
+                report["status"] = "unavailable"
         return report
 
     def _make_context(self, stored: StoredEvent, event: Any, contact: Any, attempt: int) -> Context:

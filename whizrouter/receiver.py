@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web, web_urldispatcher
 from aiohttp.http_exceptions import PayloadEncodingError
 
-from whizrouter.errors import InboxFullError
+from whizrouter.errors import InboxError, InboxFullError
 from whizrouter.inbox.base import RawEvent
 from whizrouter.payloads import split_callback
 
@@ -129,6 +129,8 @@ class Receiver:
         self.acknowledged = 0
         #: Callbacks answered 503 because the inbox was full.
         self.refused_full = 0
+        #: Callbacks answered 503 because the inbox failed to store them.
+        self.store_failures = 0
         #: Callbacks refused, by HTTP status (400, 401, 408, 413, 503; 503 includes
         #: ``refused_full``).
         self.refused: dict[int, int] = {}
@@ -222,9 +224,9 @@ class Receiver:
             await self._append(events)
         except InboxFullError:
             return self._refuse_full()
-        except Exception:
+        except Exception as exc:
             # Never 200 for an event we did not store; 503 makes the provider resend it.
-            log.exception("could not store a callback of %d events; answering 503", len(events))
+            self._log_store_failure(exc, len(events))
             return self._refuse(
                 request,
                 503,
@@ -255,6 +257,23 @@ class Receiver:
                 advice,
             )
         return _answer(status, reason, **headers)
+
+    def _log_store_failure(self, exc: Exception, events: int) -> None:
+        """Say why a callback could not be stored: once every 10 s, since while the inbox is
+        down (a NATS server restarting) every callback fails the same way. An ``InboxError``
+        explains itself; anything else gets its traceback."""
+        self.store_failures += 1
+        if not self._warning_due("store"):
+            log.debug("could not store a callback of %d events: %s", events, exc)
+            return
+        log.error(
+            "could not store a callback of %d events; answering 503 so the provider retries "
+            "(%d such callbacks so far): %s",
+            events,
+            self.store_failures,
+            exc,
+            exc_info=None if isinstance(exc, InboxError) else exc,
+        )
 
     def _warning_due(self, kind: int | str) -> bool:
         """Whether a warning of this kind may be logged now: at most one every 10 s, since a

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import re
 import secrets
@@ -175,6 +176,8 @@ class NatsInbox:
         self._net_when_counted = 0
         self._last_change = 0.0
         self._closed = False
+        self._error_logged_at = -math.inf
+        self._errors_unlogged = 0
         self._unstarted: set[int] = set()  # claimed events the app said never started
         self._released = False  # the app said which claimed events never started
         self._fetcher = PartitionWorker(
@@ -416,7 +419,20 @@ class NatsInbox:
                 await nc.close()
 
     async def _on_error(self, exc: Exception) -> None:
-        logger.warning("NATS inbox %s: %s", self.description, exc)
+        # While the server is down, every reconnect attempt (ten a second by default) fails
+        # the same way: one line every 10 s says it, with how many there were.
+        self._errors_unlogged += 1
+        now = time.monotonic()
+        if now - self._error_logged_at < 10.0:
+            return
+        more = self._errors_unlogged - 1
+        self._error_logged_at, self._errors_unlogged = now, 0
+        logger.warning(
+            "NATS inbox %s: %s%s",
+            self.description,
+            exc,
+            f" ({more} more errors in the last 10 s)" if more else "",
+        )
 
     async def _on_disconnected(self) -> None:
         if self._closed:
@@ -437,11 +453,13 @@ class NatsInbox:
         """Fields for ``GET /healthz`` that only this backend knows.
 
         Returns:
-            ``worker_id`` (also the value of this worker's leases in the ``S_LEASES`` bucket),
-            ``owned_partitions`` (empty in a receiver) and ``held`` (events fetched and not
-            yet settled by this process).
+            ``connected`` (False while reconnecting to NATS: the app then reports itself
+            unavailable), ``worker_id`` (also the value of this worker's leases in the
+            ``S_LEASES`` bucket), ``owned_partitions`` (empty in a receiver) and ``held``
+            (events fetched and not yet settled by this process).
         """
         return {
+            "connected": self._nc is not None and self._nc.is_connected,
             "worker_id": self._worker_id,
             "owned_partitions": list(self.owned_partitions),
             "held": len(self._fetcher.held),
@@ -468,6 +486,13 @@ class NatsInbox:
             InboxError: NATS failed; the provider's retry completes the append.
         """
         js = self._js
+        if self._nc is not None and not self._nc.is_connected:
+            # Publishing now would wait out its timeout while the request hangs: refuse at
+            # once, and the provider resends after the 503's Retry-After.
+            raise InboxError(
+                f"the NATS inbox {self.description} is disconnected and reconnecting; "
+                "nothing was stored. Check that the NATS server is up"
+            )
         backlog = self.backlog()
         # An empty inbox takes any callback, however many events: none is refused forever.
         if backlog and backlog + len(events) > self._max_backlog:
