@@ -6,12 +6,17 @@ import asyncio
 import sys
 from pathlib import Path
 
+import nats
+import nats.js.errors
 import pytest
 
+from tests.natsserver import nats_url, unique_stream
 from tests.process import ROOT
 from whizrouter import Context, RetryPolicy, TextMessage, WhizRouter
 from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.testing import FakeProvider, text_callback
+
+__all__ = ["nats_url"]  # the fixture, imported so pytest finds it
 
 
 async def cli(*args: str, code: int = 0) -> str:
@@ -138,6 +143,20 @@ async def test_inspecting_an_inbox_that_is_not_there_creates_nothing(tmp_path: P
     assert "a memory inbox lives inside the bot's process" in out
     out = await cli("inbox", "stats", "--inbox", "README.md", code=2)
     assert "--inbox 'README.md'" in out
+
+
+async def test_inspecting_a_nats_stream_that_is_not_there_creates_nothing(nats_url: str) -> None:
+    stream = unique_stream()
+    for command in (("inbox", "stats"), ("dead", "list")):
+        out = await cli(*command, "--inbox", f"{nats_url}?stream={stream}", code=1)
+        assert f"there is no NATS stream {stream}" in out, out
+        assert "Check stream= in the inbox URL" in out
+    connection = await nats.connect(nats_url)
+    try:
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await connection.jetstream().stream_info(stream)
+    finally:
+        await connection.close()
 
 
 @pytest.mark.parametrize(

@@ -97,6 +97,11 @@ def _inbox(args: argparse.Namespace) -> Inbox:
             "a memory inbox lives inside the bot's process, so no command can inspect it; "
             "give the bot a sqlite:// or nats:// inbox (WHIZROUTER_INBOX)"
         )
+    if url.startswith(("nats://", "tls://")):
+        from whizrouter.inbox.nats import NatsInbox
+
+        if isinstance(inbox, NatsInbox):
+            inbox.create_streams = False  # a mistyped stream= must not make a new one
     if isinstance(inbox, SqliteInbox) and not inbox.path.exists():
         raise UsageError(
             f"no inbox file at {inbox.path} ({source} {url!r}); run this command in the "

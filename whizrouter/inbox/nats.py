@@ -93,6 +93,11 @@ class NatsInbox:
         connect_options: extra keyword arguments for ``nats.connect``.
         max_backlog: unsettled events above which ``append`` refuses with ``InboxFullError``.
         dedupe_seconds: how long a dedupe key is remembered.
+
+    Attributes:
+        create_streams: whether ``open`` creates a stream that does not exist (True); the
+            inspection commands set it False, so a mistyped ``stream=`` is an error instead
+            of a new, empty stream.
     """
 
     durable = True
@@ -128,6 +133,7 @@ class NatsInbox:
                 "must be positive"
             )
         self._servers = list(servers)
+        self.create_streams = True
         self._stream = stream
         self._partitions = partitions
         self._replicas = replicas
@@ -288,6 +294,12 @@ class NatsInbox:
         try:
             info = await js.stream_info(self._stream)
         except nats.js.errors.NotFoundError:
+            if not self.create_streams:
+                servers = ", ".join(redact(server) for server in self._servers)
+                raise InboxError(
+                    f"there is no NATS stream {self._stream} on {servers}: no bot has used "
+                    "this inbox yet. Check stream= in the inbox URL against the bot's"
+                ) from None
             info = await js.add_stream(
                 api.StreamConfig(
                     name=self._stream,
