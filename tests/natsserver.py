@@ -58,7 +58,8 @@ class NatsServer:
         self.url = ""
 
     def start(self, port: int = -1) -> str:
-        """Start the server and return its ``nats://127.0.0.1:PORT`` URL once it accepts clients.
+        """Start the server; return its URL (``nats://`` or, with TLS, ``tls://``) once it
+        accepts clients.
 
         Args:
             port: the port to listen on; -1 lets the server pick a free one. Give the port
@@ -111,7 +112,7 @@ class NatsServer:
         raise RuntimeError(f"nats-server did not start within {START_TIMEOUT} s; see {log_path}")
 
     def _accepts_connections(self) -> bool:
-        host, _, port = self.url.removeprefix("nats://").rpartition(":")
+        host, _, port = self.url.partition("://")[2].rpartition(":")  # nats:// or tls://
         try:
             with socket.create_connection((host, int(port)), timeout=1.0):
                 return True

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 import zlib
@@ -605,4 +607,69 @@ async def test_a_receiver_refuses_at_once_and_reports_unavailable_while_nats_is_
             got = await claim_n(worker, 2)
         assert [e.key for e in got] == ["m:w1", "m:w2-0"]
     finally:
+        server.stop()
+
+
+async def test_tls_url_refuses_a_server_without_tls() -> None:
+    server = NatsServer(args=("--user", "alice", "--pass", "s3cret"))
+    url = server.start()
+    try:
+        plain = url.replace("nats://", "tls://alice:s3cret@")
+        inbox = NatsInbox.from_url(f"{plain}?stream={unique_stream()}")
+        with pytest.raises(ConfigurationError, match="does not use it") as refused:
+            await asyncio.wait_for(inbox.open(), 10)
+        assert "s3cret" not in str(refused.value)
+        assert "tls://" in str(refused.value) and "nats://" in str(refused.value)
+    finally:
+        server.stop()
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1, made with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.parametrize("handshake_first", [False, True])
+async def test_tls_url_works_with_a_tls_server(tmp_path: Path, handshake_first: bool) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    config = tmp_path / "tls.conf"
+    config.write_text(
+        f'tls {{ cert_file: "{cert}", key_file: "{key}"'
+        f"{', handshake_first: true' if handshake_first else ''} }}\n"
+    )
+    server = NatsServer(args=("-c", str(config)))
+    url = server.start().replace("nats://", "tls://")
+    options = f"tls_ca={cert}" + ("&tls_handshake_first=true" if handshake_first else "")
+    inbox = NatsInbox.from_url(f"{url}?stream={unique_stream()}&{options}")
+    try:
+        await asyncio.wait_for(inbox.open(), 10)
+        assert await inbox.append([event("491", 1)]) == 1
+        assert (await inbox.stats())["pending"] == 1
+    finally:
+        await inbox.close()
         server.stop()

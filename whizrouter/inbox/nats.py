@@ -217,8 +217,8 @@ class NatsInbox:
         Options: ``stream``, ``partitions``, ``replicas``, ``max_bytes``, ``max_msgs``,
         ``duplicate_window``, ``ack_wait``, ``lease_ttl``, ``max_ack_pending`` (see the class),
         and for the connection ``name``, ``creds`` (a .creds file), ``nkey`` (a seed file),
-        ``tls_ca``, ``tls_cert``, ``tls_key``, ``tls_hostname``, ``reconnect``,
-        ``max_reconnect_attempts``, ``reconnect_time_wait``, ``connect_timeout``.
+        ``tls_ca``, ``tls_cert``, ``tls_key``, ``tls_hostname``, ``tls_handshake_first``,
+        ``reconnect``, ``max_reconnect_attempts``, ``reconnect_time_wait``, ``connect_timeout``.
 
         Raises:
             ConfigurationError: an option is unknown or malformed.
@@ -269,6 +269,7 @@ class NatsInbox:
                 **options,
             )
             self._nc.options["max_reconnect_attempts"] = running_attempts
+            self._check_tls(options)
             self._jsc = self._nc.jetstream()
             await self._ensure_streams()
         except (nats.errors.Error, OSError) as exc:
@@ -280,6 +281,28 @@ class NatsInbox:
         with contextlib.suppress(nats.errors.Error):
             await self._count_backlog(force=True)
         self._spawn(self._count_backlog_forever())
+
+    def _check_tls(self, options: Mapping[str, Any]) -> None:
+        """Refuse a ``tls://`` URL whose server turned out not to use TLS.
+
+        nats-py starts TLS only when the server's greeting asks for it, so without this
+        check a ``tls://`` URL talks in clear text to a server without TLS.
+
+        Raises:
+            ConfigurationError: the URL asks for TLS and the connection is not encrypted.
+        """
+        wanted = any(server.startswith("tls://") for server in self._servers)
+        if not wanted or options.get("tls_handshake_first"):
+            return  # with handshake first, nothing at all is sent before TLS is up
+        # The server's greeting, as nats-py keeps it: nats-py has no public accessor.
+        greeting: Mapping[str, Any] = getattr(self._nc, "_server_info", None) or {}
+        if not greeting.get("tls_required"):
+            raise ConfigurationError(
+                f"the inbox URL {self.description} asks for TLS (tls://), but the NATS "
+                "server does not use it, so the connection was not encrypted and any "
+                "credentials in the URL went out in clear text. Enable TLS on the server "
+                "(a tls block in its configuration), or use nats:// on a network you trust"
+            )
 
     async def _abandon(self) -> None:
         self._closed = True

@@ -34,6 +34,7 @@ _CONNECT_OPTIONS = {
     "max_reconnect_attempts": ("max_reconnect_attempts", int),
     "reconnect_time_wait": ("reconnect_time_wait", float),
     "connect_timeout": ("connect_timeout", float),
+    "tls_handshake_first": ("tls_handshake_first", bool),
 }
 _TLS_OPTIONS = ("tls_ca", "tls_cert", "tls_key")
 
