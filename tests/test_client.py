@@ -336,6 +336,37 @@ INVALID: list[tuple[Send, str]] = [
     (lambda c: c.send_template(TO, name="", language="en"), "template name is empty"),
     (lambda c: c.send_reaction(TO, "", "👍"), "message id to react to is empty"),
     (lambda c: c.mark_read(""), "message id to mark read is empty"),
+    # Wrong types: refused naming the argument, never sent or failing with a bare TypeError.
+    (lambda c: c.send_text(TO, 42), "text body must be a string, not int"),  # type: ignore[arg-type]
+    (lambda c: c.send_text(15550001, "hi"), "recipient `to` must be a string, not int"),  # type: ignore[arg-type]
+    (lambda c: c.send_text(TO, "hi", preview_url="yes"), "preview_url must be True or False"),  # type: ignore[arg-type]
+    (lambda c: c.send_text(TO, "hi", reply_to=7), "reply_to .* must be a string"),  # type: ignore[arg-type]
+    (lambda c: c.send_image(TO, id=123), "image id must be a string, not int"),  # type: ignore[arg-type]
+    (lambda c: c.send_document(TO, id="m", filename=5), "document filename must be a string"),  # type: ignore[arg-type]
+    (lambda c: c.send_location(TO, 1.0, 2.0, name=3), "location name must be a string"),  # type: ignore[arg-type]
+    (lambda c: c.send_contacts(TO, "oops"), "contacts must be a list of contact dicts, not str"),  # type: ignore[arg-type]
+    (
+        lambda c: c.send_template(TO, name="hello", language="en", components="oops"),  # type: ignore[arg-type]
+        "components must be a list of component dicts",
+    ),
+    (
+        lambda c: c.send_template(TO, name="hello", language="en", components=["oops"]),  # type: ignore[list-item]
+        "components must be a list of component dicts",
+    ),
+    (lambda c: c.send_template(TO, name=None, language="en"), "template name must be a string"),  # type: ignore[arg-type]
+    (lambda c: c.send_buttons(TO, "b", "ab"), "buttons must be a list of .id, title. pairs"),  # type: ignore[arg-type]
+    (lambda c: c.send_buttons(TO, "b", [("a",)]), "every button must be an .id, title. pair"),  # type: ignore[list-item]
+    (lambda c: c.send_buttons(TO, "b", [(1, "A")]), "a button id must be a string, not int"),  # type: ignore[list-item]
+    (
+        lambda c: c.send_list(TO, "b", button="Open", sections="oops"),  # type: ignore[arg-type]
+        "sections must be a list of section dicts, not str",
+    ),
+    (
+        lambda c: c.send_list(TO, "b", button="Open", sections=[["a"]]),  # type: ignore[list-item]
+        "every section must be a dict with rows",
+    ),
+    (lambda c: c.send_reaction(TO, "wamid.1", None), "reaction emoji .* must be a string"),  # type: ignore[arg-type]
+    (lambda c: c.mark_read(12), "message id to mark read is empty or not a string"),  # type: ignore[arg-type]
 ]
 
 

@@ -568,8 +568,8 @@ class WhizardClient:
             ProviderError: the provider refused (an unknown id is not retried), or failed after
                 all retries.
         """
-        if not message_id or not message_id.strip():
-            raise invalid("the message id to mark read is empty")
+        if not isinstance(message_id, str) or not message_id.strip():
+            raise invalid(f"the message id to mark read is empty or not a string: {message_id!r}")
         if self._shape == "cloud":
             body = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
             await self._transport.request("POST", "/messages", body)

@@ -54,7 +54,19 @@ def invalid(message: str) -> MessageValidationError:
     return MessageValidationError(message + "; nothing was sent")
 
 
+def _kind_of(value: object) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def _require_str(value: object, what: str) -> None:
+    # Type hints are not checked at run time: a bot passing an int or a dict would otherwise
+    # send a body the provider refuses, or fail with an error that names no argument.
+    if not isinstance(value, str):
+        raise invalid(f"{what} must be a string, not {_kind_of(value)} ({value!r:.60})")
+
+
 def _require_text(value: str, what: str, limit: int) -> None:
+    _require_str(value, what)
     if not value or not value.strip():
         raise invalid(f"{what} is empty")
     if len(value) > limit:
@@ -69,8 +81,11 @@ def _optional_text(value: str | None, what: str, limit: int) -> None:
 def envelope(
     shape: ApiShape, to: str, kind: str, content: Any, reply_to: str | None
 ) -> dict[str, Any]:
-    if not isinstance(to, str) or not to.strip():
+    _require_str(to, "the recipient `to`")
+    if not to.strip():
         raise invalid("the recipient `to` is empty")
+    if reply_to is not None:
+        _require_str(reply_to, "reply_to (the id of the message replied to)")
     if shape == "cloud":
         body: dict[str, Any] = {
             "messaging_product": "whatsapp",
@@ -90,6 +105,8 @@ def text_body(
     shape: ApiShape, to: str, body: str, *, preview_url: bool, reply_to: str | None
 ) -> dict[str, Any]:
     _require_text(body, "the text body", TEXT_MAX)
+    if not isinstance(preview_url, bool):
+        raise invalid(f"preview_url must be True or False, not {preview_url!r:.60}")
     if shape == "cloud":
         content: dict[str, Any] = {"body": body, "preview_url": preview_url}
         return envelope(shape, to, "text", content, reply_to)
@@ -114,6 +131,9 @@ def media_body(
             f"send_{kind} needs exactly one of id= (an uploaded media id) or link= "
             f"(a public https URL), got {which}"
         )
+    for value, what in ((id, "id"), (link, "link"), (filename, "filename")):
+        if value is not None:
+            _require_str(value, f"the {kind} {what}")
     if id is not None and not id.strip():
         raise invalid(f"the {kind} id is empty")
     if link is not None and not link.strip():
@@ -144,6 +164,9 @@ def location_body(
             isinstance(value, int | float) and math.isfinite(value) and -limit <= value <= limit
         ):
             raise invalid(f"{what} must be a number from -{limit} to {limit}, not {value!r}")
+    for text, what in ((name, "the location name"), (address, "the location address")):
+        if text is not None:
+            _require_str(text, what)
     content: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
     if name is not None:
         content["name"] = name
@@ -155,6 +178,8 @@ def location_body(
 def contacts_body(
     shape: ApiShape, to: str, contacts: list[dict[str, Any]], *, reply_to: str | None
 ) -> dict[str, Any]:
+    if not isinstance(contacts, Sequence) or isinstance(contacts, str | bytes):
+        raise invalid(f"contacts must be a list of contact dicts, not {_kind_of(contacts)}")
     if not contacts:
         raise invalid("contacts is empty")
     if not all(isinstance(card, dict) for card in contacts):
@@ -179,10 +204,21 @@ def template_body(
         template["language"] = {"code": language}
     else:
         if namespace is not None:
+            _require_str(namespace, "the template namespace")
             template["namespace"] = namespace
         template["language"] = {"policy": "deterministic", "code": language}
     if components is not None:
-        template["components"] = list(components)
+        if (
+            not isinstance(components, Sequence)
+            or isinstance(components, str | bytes)
+            or not all(isinstance(component, Mapping) for component in components)
+        ):
+            raise invalid(
+                "components must be a list of component dicts "
+                '({"type": "body", "parameters": [...]}), not '
+                f"{components!r:.60}"
+            )
+        template["components"] = [dict(component) for component in components]
     return envelope(shape, to, "template", template, reply_to)
 
 
@@ -209,6 +245,10 @@ def buttons_body(
     reply_to: str | None,
 ) -> dict[str, Any]:
     _require_text(body, "the body", INTERACTIVE_BODY_MAX)
+    if not isinstance(buttons, Sequence) or isinstance(buttons, str | bytes):
+        raise invalid(f"buttons must be a list of (id, title) pairs, not {_kind_of(buttons)}")
+    if not all(isinstance(pair, tuple | list) and len(pair) == 2 for pair in buttons):
+        raise invalid(f"every button must be an (id, title) pair, got {list(buttons)!r:.80}")
     if not 1 <= len(buttons) <= BUTTONS_MAX:
         raise invalid(f"send_buttons takes 1 to {BUTTONS_MAX} buttons, got {len(buttons)}")
     seen: set[str] = set()
@@ -238,6 +278,10 @@ def list_body(
 ) -> dict[str, Any]:
     _require_text(body, "the body", INTERACTIVE_BODY_MAX)
     _require_text(button, "the list button label", LIST_BUTTON_MAX)
+    if not isinstance(sections, Sequence) or isinstance(sections, str | bytes):
+        raise invalid(f"sections must be a list of section dicts, not {_kind_of(sections)}")
+    if not all(isinstance(section, Mapping) for section in sections):
+        raise invalid(f"every section must be a dict with rows, got {list(sections)!r:.80}")
     if not sections:
         raise invalid("a list needs at least one section")
     rendered = [_render_section(section, len(sections) > 1) for section in sections]
@@ -257,6 +301,8 @@ def list_body(
 
 
 def reaction_body(shape: ApiShape, to: str, message_id: str, emoji: str) -> dict[str, Any]:
+    _require_str(message_id, "the message id to react to")
+    _require_str(emoji, "the reaction emoji (empty to remove one)")
     if not message_id or not message_id.strip():
         raise invalid("the message id to react to is empty")
     content = {"message_id": message_id, "emoji": emoji}
