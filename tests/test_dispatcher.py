@@ -25,6 +25,7 @@ from whizrouter import (
 from whizrouter.app import decode_event
 from whizrouter.inbox.base import StoredEvent
 from whizrouter.inbox.sqlite import SqliteInbox
+from whizrouter.payloads import split_callback
 from whizrouter.testing import text_callback
 
 Serve = Callable[[WhizRouter], Awaitable[BotClient]]
@@ -132,6 +133,50 @@ async def test_started_events_without_a_committed_ack_stay_within_the_cap(
     assert app.dispatcher is not None
     await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
     assert len(started) == 10 and inbox.backlog() == 0
+
+
+class CountRecordingInbox(SqliteInbox):
+    """A sqlite inbox that notes each counted run in ``steps``."""
+
+    def __init__(self, path: Path, steps: list[str]) -> None:
+        super().__init__(path)
+        self.steps = steps
+
+    async def count_run(self, seq: int) -> None:
+        self.steps.append("count")
+        await super().count_run(seq)
+
+
+async def test_events_held_at_a_crash_are_counted_and_started_one_at_a_time(
+    make_app: MakeApp, tmp_path: Path
+) -> None:
+    # Events the crashed process held may have run, so each next run is counted before it
+    # starts. Counted all at once, a handler that kills the process as it starts would leave
+    # the others counted without having run; so each is counted only once the one counted
+    # before it has started.
+    path = tmp_path / "inbox.db"
+    crashed = SqliteInbox(path)
+    await crashed.open()
+    for n in range(3):
+        await crashed.append(split_callback(text_callback("hi", wa_id=f"1555000000{n}")))
+    assert len(await crashed.claim(10)) == 3
+    await crashed.close()  # without handing them back: as after a crash
+
+    steps: list[str] = []
+    app = make_app(concurrency=4, inbox=CountRecordingInbox(path, steps))
+    all_started = asyncio.Event()
+
+    @app.on_message()
+    async def handler(message: Message, ctx: Context) -> None:
+        steps.append("start")
+        if steps.count("start") == 3:
+            all_started.set()
+        await all_started.wait()  # the three still run at the same time
+
+    async with app:
+        assert app.dispatcher is not None
+        await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
+    assert steps == ["count", "start"] * 3
 
 
 async def test_slow_conversation_does_not_block_others(

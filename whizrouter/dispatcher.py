@@ -114,8 +114,10 @@ class Dispatcher:
         self._claimed = 0
         # Handler runs under way, by seq: (event key, handler), for the shutdown warning.
         self._running: dict[int, tuple[str, str]] = {}
-        # Unsettled events whose current run was counted before it started (``maybe_ran``).
+        # Unsettled events whose current run was counted before it started (``maybe_ran``),
+        # and the lock that counts and starts them one at a time (``_count_then_start``).
         self._counted: set[int] = set()
+        self._counting = asyncio.Lock()
         # asyncio events where one is made per wait: an anyio.Event costs about 3 us to build
         # (a backend look-up), an asyncio one a tenth of that. The dispatcher is asyncio-only.
         self._room = asyncio.Event()
@@ -448,10 +450,7 @@ class Dispatcher:
             )
             return
         if stored.maybe_ran:
-            # Counted before it starts: if this run kills the process too, the next start
-            # knows it happened.
-            await self._count_run(stored.seq)
-            self._counted.add(stored.seq)
+            await self._count_then_start(stored.seq)
         waited = 0.0
         self._running[stored.seq] = (stored.key, spec.name)
         ctx = self._make_context(stored, event, contact, attempt)
@@ -513,6 +512,25 @@ class Dispatcher:
             self.handled += 1
             self._settle(stored.seq, ack=True)
             return
+
+    async def _count_then_start(self, seq: int) -> None:
+        """Count the run of a ``maybe_ran`` event just before it starts.
+
+        Counted first, so that if this run kills the process too, the next start knows it
+        happened (a crash loop ends dead). One such event at a time, from its count until its
+        handler first waits: were several counted at once, a handler killing the process
+        the moment it starts would leave the others counted without having run. This way a
+        crash leaves at most the one event whose count was being written counted but not run.
+        """
+        await self._counting.acquire()
+        try:
+            await self._count_run(seq)
+        except BaseException:
+            self._counting.release()
+            raise
+        self._counted.add(seq)
+        # Runs once this task first waits, inside the handler (or after it, if it never does).
+        asyncio.get_running_loop().call_soon(self._counting.release)
 
     async def _dead(self, stored: StoredEvent, handler: str, attempts: int, error: str) -> None:
         try:
