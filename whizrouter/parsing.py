@@ -230,8 +230,8 @@ _MESSAGE_FROM_JSON = TypeAdapter[Message](
     Annotated[Union[tuple(MESSAGE_TYPES.values())], Field(discriminator="type")]  # type: ignore[arg-type]  # noqa: UP007
 ).validator.validate_json
 _STATUS_FROM_JSON = Status.__pydantic_validator__.validate_json
-# Bodies of the nested form (events stored by whizrouter 0.1, raw events, and items that
-# have a key of their own named like an envelope field) start with this.
+# Bodies of the nested form (events stored before bodies were flat, raw events, and items
+# that have a key of their own named like an envelope field) start with this.
 _NESTED_START = b'{"shape":'
 
 
