@@ -756,6 +756,31 @@ def test_status_recipient_falls_back_to_message() -> None:
 
 
 @pytest.mark.parametrize(
+    ("top", "nested", "recipient"),
+    [
+        ({}, {"recipient_id": "15551230009"}, "15551230009"),
+        ({"recipient_id": None}, {"recipient_id": "15551230009"}, "15551230009"),
+        ({"recipient_id": "15551230001"}, {"recipient_id": "15551230009"}, "15551230001"),
+        ({}, {"recipient_id": 15551230009}, None),  # not a string: not a recipient
+        ({}, {"recipient_id": ["15551230009"]}, None),
+        ({}, "15551230009", None),
+    ],
+)
+def test_the_nested_recipient_fallback_is_the_same_on_every_path(
+    top: dict[str, Any], nested: Any, recipient: str | None
+) -> None:
+    item = {"id": "wamid.S1", "status": "delivered", "timestamp": "1718001322", **top}
+    item["message"] = nested
+    [raw] = split_callback({"statuses": [item]})
+    for st in (decode_status(raw.body), parse_status(orjson.loads(raw.body)), status(item)):
+        assert st.recipient_id == recipient
+        assert st.conversation == (recipient or "status:wamid.S1")
+        assert st.model_extra == {"message": nested}  # kept as sent
+        assert st.validation_error is None
+        assert ("recipient_id" in st.model_fields_set) == (recipient is not None or bool(top))
+
+
+@pytest.mark.parametrize(
     ("name", "code", "details"),
     [
         ("onprem/status_failed.json", 470, None),

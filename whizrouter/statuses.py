@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import AliasChoices, AliasPath, Field
+from pydantic import Field, model_validator
 
 from whizrouter.wire import BusinessNumber, ProviderErrorInfo, Shape, WireModel, to_datetime
 
@@ -79,14 +79,7 @@ class Status(WireModel):
     id: str
     status: str
     timestamp: str
-    # Some statuses carry it only in a nested ``message`` object. An alias path, not a
-    # ``before`` validator: a Python validator would make every status leave pydantic's
-    # JSON fast path, doubling what decoding one costs.
-    recipient_id: str | None = Field(
-        None,
-        validation_alias=AliasChoices("recipient_id", AliasPath("message", "recipient_id")),
-        serialization_alias="recipient_id",
-    )
+    recipient_id: str | None = None
     conversation_info: ConversationInfo | None = Field(
         None, validation_alias="conversation", serialization_alias="conversation"
     )
@@ -99,6 +92,19 @@ class Status(WireModel):
     business: BusinessNumber | None = None
     validation_error: str | None = None
     raw: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _recipient_from_message(self) -> Status:
+        # Some statuses carry the recipient only in a nested ``message`` object. An
+        # ``after`` validator, not a ``before`` one: that would make every status leave
+        # pydantic's JSON fast path and cost half again as much to decode. ``message`` stays
+        # in the extras, as sent.
+        if self.recipient_id is None and self.__pydantic_extra__:
+            nested = self.__pydantic_extra__.get("message")
+            if isinstance(nested, dict) and isinstance(nested.get("recipient_id"), str):
+                object.__setattr__(self, "recipient_id", nested["recipient_id"])
+                self.__pydantic_fields_set__.add("recipient_id")
+        return self
 
     @property
     def conversation(self) -> str:
