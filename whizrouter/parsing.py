@@ -60,20 +60,34 @@ def _item(envelope: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
+ModelT = TypeVar("ModelT", bound=WireModel)
+
+
+def _validate(cls: type[ModelT], data: dict[str, Any]) -> ModelT:
+    """Validate decoded JSON as if from its bytes, as the dispatcher's fast path does.
+
+    Pydantic turns a float arriving in a string field into text one way from JSON
+    (``1.0`` becomes ``"1"``) and another from Python (``"1.0"``); validating JSON here too
+    makes every path build the same event from the same stored body.
+    """
+    try:
+        body = orjson.dumps(data)
+    except orjson.JSONEncodeError:  # not decoded JSON (a hand-made dict): validate as is
+        return cls.__pydantic_validator__.validate_python(data)  # type: ignore[no-any-return]
+    return cls.__pydantic_validator__.validate_json(body)  # type: ignore[no-any-return]
+
+
 def _lenient(model: type[WireModel], data: Any) -> Any:
     """Validate an envelope part on its own, so a malformed one never spoils the event."""
     if not isinstance(data, dict):
         return None
     try:
-        return model.model_validate(data)
+        return _validate(model, data)
     except ValidationError:
         return None
 
 
 _SHAPES = ("onprem", "cloud")
-
-
-ModelT = TypeVar("ModelT", bound=WireModel)
 
 
 def _validate_whole(
@@ -88,9 +102,7 @@ def _validate_whole(
     if with_contact:
         data["contact"] = envelope.get("contact")
     try:
-        # The validator itself, without ``model_validate``'s Python wrapper: about a sixth of
-        # what building a typed event costs, on every event.
-        model: ModelT = cls.__pydantic_validator__.validate_python(data)
+        model = _validate(cls, data)
     except ValidationError:
         return None
     return model
@@ -126,7 +138,7 @@ def _unknown(
 ) -> UnknownMessage:
     data = {**item, **fields, "reason": reason, "validation_error": error, "raw": item}
     try:
-        return UnknownMessage.model_validate(data)
+        return _validate(UnknownMessage, data)
     except ValidationError as exc:
         # Some base field is malformed too: leave it out (``raw`` still has it) and say so.
         _drop_failing(data, exc)
@@ -134,7 +146,7 @@ def _unknown(
         data.setdefault("type", "unknown")
         data["reason"] = "invalid"
         data["validation_error"] = "; ".join(filter(None, (error, _summarize(exc))))
-        return UnknownMessage.model_validate(data)
+        return _validate(UnknownMessage, data)
 
 
 def parse_message(envelope: dict[str, Any]) -> Message:
@@ -181,7 +193,7 @@ def parse_message(envelope: dict[str, Any]) -> Message:
             data["type"] = "voice"
             data["voice"] = audio
     try:
-        return cls.model_validate(data)
+        return _validate(cls, data)
     except ValidationError as exc:
         return _unknown(item, fields, "invalid", _summarize(exc))
 
@@ -213,13 +225,13 @@ def parse_status(envelope: dict[str, Any]) -> Status:
             return status
     data = {**item, **_envelope_fields(envelope)}
     try:
-        return Status.model_validate(data)
+        return _validate(Status, data)
     except ValidationError as exc:
         _drop_failing(data, exc)
         data.setdefault("timestamp", "")
         data["validation_error"] = _summarize(exc)
         data["raw"] = item
-        return Status.model_validate(data)
+        return _validate(Status, data)
 
 
 # Every modelled message class, told apart by ``type`` inside the validator: validating a
