@@ -155,12 +155,7 @@ async def test_events_held_at_a_crash_are_counted_and_started_one_at_a_time(
     # the others counted without having run; so each is counted only once the one counted
     # before it has started.
     path = tmp_path / "inbox.db"
-    crashed = SqliteInbox(path)
-    await crashed.open()
-    for n in range(3):
-        await crashed.append(split_callback(text_callback("hi", wa_id=f"1555000000{n}")))
-    assert len(await crashed.claim(10)) == 3
-    await crashed.close()  # without handing them back: as after a crash
+    await crashed_inbox(path, 3)
 
     steps: list[str] = []
     app = make_app(concurrency=4, inbox=CountRecordingInbox(path, steps))
@@ -177,6 +172,128 @@ async def test_events_held_at_a_crash_are_counted_and_started_one_at_a_time(
         assert app.dispatcher is not None
         await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
     assert steps == ["count", "start"] * 3
+
+
+async def crashed_inbox(path: Path, count: int) -> None:
+    """Leave ``count`` text events in a sqlite inbox as a crash leaves them: claimed."""
+    crashed = SqliteInbox(path)
+    await crashed.open()
+    for n in range(count):
+        await crashed.append(split_callback(text_callback("hi", wa_id=f"1555000000{n}")))
+    assert len(await crashed.claim(10)) == count
+    await crashed.close()  # without handing them back
+
+
+async def test_a_waiting_before_handle_hook_still_holds_back_the_next_count(
+    make_app: MakeApp, tmp_path: Path
+) -> None:
+    # mark-read's when="before" calls the provider before the handler starts: the next
+    # counted event waits for the handler itself, not for the hook's first wait.
+    steps: list[str] = []
+
+    class SlowBeforeHook:
+        async def before_handle(self, event: Any, ctx: Context) -> None:
+            steps.append("hook")
+            for _ in range(5):
+                await asyncio.sleep(0)  # as a request to the provider would, several times
+
+    await crashed_inbox(tmp_path / "inbox.db", 3)
+    app = make_app(
+        concurrency=4,
+        inbox=CountRecordingInbox(tmp_path / "inbox.db", steps),
+        plugins=[SlowBeforeHook()],
+    )
+
+    @app.on_message()
+    async def handler(message: Message, ctx: Context) -> None:
+        steps.append("start")
+        await asyncio.sleep(0)
+
+    async with app:
+        assert app.dispatcher is not None
+        await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
+    assert steps == ["count", "hook", "start"] * 3
+
+
+async def test_counted_events_waiting_their_turn_at_a_stop_stay_uncounted(
+    make_app: MakeApp, tmp_path: Path
+) -> None:
+    path = tmp_path / "inbox.db"
+    await crashed_inbox(path, 3)
+    steps: list[str] = []
+    in_hook = asyncio.Event()
+    leave_hook = asyncio.Event()
+
+    class BlockingBeforeHook:
+        async def before_handle(self, event: Any, ctx: Context) -> None:
+            in_hook.set()
+            await leave_hook.wait()
+
+    app = make_app(
+        concurrency=4, inbox=CountRecordingInbox(path, steps), plugins=[BlockingBeforeHook()]
+    )
+
+    @app.on_message()
+    async def handler(message: Message, ctx: Context) -> None:
+        steps.append("start")
+
+    await app.start()
+    await asyncio.wait_for(in_hook.wait(), timeout=5)  # one counted; two wait their turn
+    stopping = asyncio.create_task(app.stop())
+    await asyncio.sleep(0)  # stop() begins: the dispatcher is told to stop
+    leave_hook.set()
+    await asyncio.wait_for(stopping, timeout=5)
+    assert steps == ["count", "start"]  # the two waiting were neither counted nor started
+
+    reopened = SqliteInbox(path)
+    await reopened.open()
+    try:
+        left = await reopened.claim(10)
+    finally:
+        await reopened.close()
+    assert len(left) == 2
+    assert [(event.attempts, event.maybe_ran) for event in left] == [(0, False), (0, False)]
+
+
+class AttemptRecordingInbox(SqliteInbox):
+    """A sqlite inbox that says when a failed attempt has been recorded."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.recorded = asyncio.Event()
+
+    async def record_attempt(self, seq: int, attempts: int, error: str) -> None:
+        await super().record_attempt(seq, attempts, error)
+        self.recorded.set()
+
+
+async def test_an_event_waiting_for_its_retry_at_a_stop_keeps_its_recorded_attempts(
+    make_app: MakeApp, tmp_path: Path
+) -> None:
+    path = tmp_path / "inbox.db"
+    inbox = AttemptRecordingInbox(path)
+    app = make_app(
+        inbox=inbox,
+        retry=RetryPolicy(attempts=5, base=60.0, factor=1.0, max_delay=60.0, max_total=600.0),
+    )
+
+    @app.on_message()
+    async def handler(message: Message, ctx: Context) -> None:
+        raise RuntimeError("down for now")
+
+    await app.start()
+    await inbox.append(split_callback(text_callback("hi")))
+    await asyncio.wait_for(inbox.recorded.wait(), timeout=5)
+    await asyncio.wait_for(app.stop(), timeout=5)  # the 60 s pause ends at the stop
+
+    reopened = SqliteInbox(path)
+    await reopened.open()
+    try:
+        [left] = await reopened.claim(10)
+    finally:
+        await reopened.close()
+    # One run, which failed and was recorded; the stop counts nothing more.
+    assert (left.attempts, left.maybe_ran) == (1, False)
 
 
 async def test_slow_conversation_does_not_block_others(

@@ -115,9 +115,13 @@ class Dispatcher:
         # Handler runs under way, by seq: (event key, handler), for the shutdown warning.
         self._running: dict[int, tuple[str, str]] = {}
         # Unsettled events whose current run was counted before it started (``maybe_ran``),
-        # and the lock that counts and starts them one at a time (``_count_then_start``).
+        # and the lock that counts and starts them one at a time (``_count_alone``).
         self._counted: set[int] = set()
+        # Unsettled events left at a stop with every run they had already recorded: taken
+        # from their lane but never started, or waiting for a retry.
+        self._recorded_at_stop: list[int] = []
         self._counting = asyncio.Lock()
+        self._counting_seq = -1  # the seq whose run holds ``_counting``
         # asyncio events where one is made per wait: an anyio.Event costs about 3 us to build
         # (a backend look-up), an asyncio one a tenth of that. The dispatcher is asyncio-only.
         self._room = asyncio.Event()
@@ -340,12 +344,13 @@ class Dispatcher:
 
     def unstarted(self) -> list[int]:
         """Seqs of claimed events whose run must not be counted at release: those no handler
-        has started (waiting in their lanes), and those whose run was counted before it began.
+        has started (waiting in their lanes, or for their turn to be counted), those whose run
+        was counted before it began, and those waiting for a retry (each failure recorded).
 
         After ``drain``, a durable inbox hands these back without counting an attempt.
         """
         waiting = [event.seq for lane in self._lanes.values() for event in lane]
-        return waiting + sorted(self._counted)
+        return waiting + sorted(self._counted) + self._recorded_at_stop
 
     def _settle(self, seq: int, *, ack: bool) -> None:
         """Release the event's slot; its ack goes to the batching flusher.
@@ -449,88 +454,114 @@ class Dispatcher:
                 "finishing (the process stopped while handling it each time)",
             )
             return
-        if stored.maybe_ran:
-            await self._count_then_start(stored.seq)
+        counting = stored.maybe_ran
+        if counting and not await self._count_alone(stored.seq):
+            self._release_replay_slot()
+            self._recorded_at_stop.append(stored.seq)
+            return  # stopping: stays pending in the durable inbox, run after the restart
         waited = 0.0
         self._running[stored.seq] = (stored.key, spec.name)
         ctx = self._make_context(stored, event, contact, attempt)
         ctx.handler = spec.name
-        while True:
-            try:
-                if self._before_hooks:
-                    await call_hooks(self._before_hooks, "before_handle", event, ctx)
-                await spec.callback(event, ctx)
-            except Exception as exc:
-                failures += 1
-                self.failed_attempts += 1
-                error = f"{type(exc).__name__}: {exc}"
-                await call_hook(self._plugins, "on_error", event, ctx, exc)
-                pause = policy.delay(failures)
-                # A rate limit's Retry-After is honoured in full, within the policy's total.
-                asked = getattr(exc, "retry_after", None)
-                if isinstance(asked, (int, float)) and asked > pause:
-                    pause = float(asked)
-                retryable = worth_retrying(exc)
-                if not retryable or not policy.allows(failures, waited, pause):
-                    log.error(
-                        "handler %s failed on event %s (attempt %d%s): %s",
+        try:
+            while True:
+                try:
+                    if self._before_hooks:
+                        await call_hooks(self._before_hooks, "before_handle", event, ctx)
+                    if counting:
+                        # The handler itself is about to start: the next counted event may be
+                        # counted once this task first waits, inside the handler.
+                        counting = False
+                        asyncio.get_running_loop().call_soon(self._release_counting, stored.seq)
+                    await spec.callback(event, ctx)
+                except Exception as exc:
+                    if counting:  # a hook failed: the next counted event need not wait on it
+                        counting = False
+                        self._release_counting(stored.seq)
+                    failures += 1
+                    self.failed_attempts += 1
+                    error = f"{type(exc).__name__}: {exc}"
+                    await call_hook(self._plugins, "on_error", event, ctx, exc)
+                    pause = policy.delay(failures)
+                    # A rate limit's Retry-After is honoured in full, within the policy's total.
+                    asked = getattr(exc, "retry_after", None)
+                    if isinstance(asked, (int, float)) and asked > pause:
+                        pause = float(asked)
+                    retryable = worth_retrying(exc)
+                    if not retryable or not policy.allows(failures, waited, pause):
+                        log.error(
+                            "handler %s failed on event %s (attempt %d%s): %s",
+                            spec.name,
+                            stored.key,
+                            attempt,
+                            "" if retryable else ", not worth retrying",
+                            error,
+                            exc_info=exc,
+                        )
+                        await self._dead(stored, spec.name, attempt, error)
+                        return
+                    log.warning(
+                        "handler %s failed on event %s (attempt %d), retrying in %.1f s: %s",
                         spec.name,
                         stored.key,
                         attempt,
-                        "" if retryable else ", not worth retrying",
+                        pause,
                         error,
-                        exc_info=exc,
                     )
-                    await self._dead(stored, spec.name, attempt, error)
-                    return
-                log.warning(
-                    "handler %s failed on event %s (attempt %d), retrying in %.1f s: %s",
-                    spec.name,
-                    stored.key,
-                    attempt,
-                    pause,
-                    error,
-                )
-                try:
-                    await self._inbox.record_attempt(stored.seq, failures, error)
-                except Exception:
-                    log.exception("could not record the failed attempt of event %s", stored.key)
-                waited += pause
-                if self._inbox.durable:
-                    with anyio.move_on_after(pause):
-                        await self._stop_event.wait()
-                else:
-                    await anyio.sleep(pause)
-                if self._leaving_now():
-                    self._release_replay_slot()
-                    return  # stays pending in the durable inbox, retried after the restart
-                attempt += 1
-                ctx.attempt = attempt
-                continue
-            if self._after_hooks:
-                await call_hooks(self._after_hooks, "after_handle", event, ctx)
-            self.handled += 1
-            self._settle(stored.seq, ack=True)
-            return
+                    try:
+                        await self._inbox.record_attempt(stored.seq, failures, error)
+                    except Exception:
+                        log.exception("could not record the failed attempt of event %s", stored.key)
+                    waited += pause
+                    if self._inbox.durable:
+                        with anyio.move_on_after(pause):
+                            await self._stop_event.wait()
+                    else:
+                        await anyio.sleep(pause)
+                    if self._leaving_now():
+                        self._release_replay_slot()
+                        self._recorded_at_stop.append(stored.seq)
+                        return  # stays pending in the durable inbox, retried after the restart
+                    attempt += 1
+                    ctx.attempt = attempt
+                    continue
+                if self._after_hooks:
+                    await call_hooks(self._after_hooks, "after_handle", event, ctx)
+                self.handled += 1
+                self._settle(stored.seq, ack=True)
+                return
+        finally:
+            if counting:  # a hook failed, or the stop came, before the handler started
+                self._release_counting(stored.seq)
 
-    async def _count_then_start(self, seq: int) -> None:
-        """Count the run of a ``maybe_ran`` event just before it starts.
+    async def _count_alone(self, seq: int) -> bool:
+        """Count the run of a ``maybe_ran`` event just before it starts; False when stopping.
 
         Counted first, so that if this run kills the process too, the next start knows it
         happened (a crash loop ends dead). One such event at a time, from its count until its
-        handler first waits: were several counted at once, a handler killing the process
-        the moment it starts would leave the others counted without having run. This way a
-        crash leaves at most the one event whose count was being written counted but not run.
+        handler itself first waits (``before_handle`` hooks included): were several counted
+        at once, a handler killing the process the moment it starts would leave the others
+        counted without having run. This way a crash leaves at most the one event whose count
+        was being written counted but not run. The caller releases the lock.
         """
         await self._counting.acquire()
+        if self._leaving_now():
+            self._counting.release()
+            return False
+        self._counting_seq = seq
         try:
             await self._count_run(seq)
         except BaseException:
-            self._counting.release()
+            self._release_counting(seq)
             raise
         self._counted.add(seq)
-        # Runs once this task first waits, inside the handler (or after it, if it never does).
-        asyncio.get_running_loop().call_soon(self._counting.release)
+        return True
+
+    def _release_counting(self, seq: int) -> None:
+        """Let the next counted event be counted, unless ``seq`` has done so already."""
+        if self._counting_seq == seq:
+            self._counting_seq = -1
+            self._counting.release()
 
     async def _dead(self, stored: StoredEvent, handler: str, attempts: int, error: str) -> None:
         try:
