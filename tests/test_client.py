@@ -229,6 +229,64 @@ async def test_every_send_kind(
     assert call.json == envelope(fake.shape, kind, content, reply_to="wamid.Q")
 
 
+LISTED_FORMS: list[tuple[str, Send, Send]] = [
+    (
+        "buttons as a dict of titles by id",
+        lambda c: c.send_buttons(TO, "Pick", {"yes": "Yes", "no": "No"}),
+        lambda c: c.send_buttons(TO, "Pick", [("yes", "Yes"), ("no", "No")]),
+    ),
+    (
+        "buttons as dict items, a generator and list pairs",
+        lambda c: c.send_buttons(TO, "Pick", (pair for pair in {"yes": "Yes"}.items())),
+        lambda c: c.send_buttons(TO, "Pick", [["yes", "Yes"]]),  # type: ignore[list-item]
+    ),
+    (
+        "sections as a tuple, rows as a generator",
+        lambda c: c.send_list(
+            TO,
+            "Menu",
+            button="Open",
+            sections=({"rows": (row for row in [{"id": "tea", "title": "Tea"}])},),
+        ),
+        lambda c: c.send_list(
+            TO, "Menu", button="Open", sections=[{"rows": [{"id": "tea", "title": "Tea"}]}]
+        ),
+    ),
+    (
+        "sections as dict values",
+        lambda c: c.send_list(TO, "Menu", button="Open", sections={"a": SECTIONS[0]}.values()),
+        lambda c: c.send_list(TO, "Menu", button="Open", sections=[SECTIONS[0]]),
+    ),
+    (
+        "template components as a tuple",
+        lambda c: c.send_template(TO, name="hi", language="en", components=({"type": "body"},)),
+        lambda c: c.send_template(TO, name="hi", language="en", components=[{"type": "body"}]),
+    ),
+    (
+        "contacts as a generator",
+        lambda c: c.send_contacts(TO, (card for card in [{"name": {"formatted_name": "Ana"}}])),
+        lambda c: c.send_contacts(TO, [{"name": {"formatted_name": "Ana"}}]),
+    ),
+    (
+        "preview_url as 1",
+        lambda c: c.send_text(TO, "see https://x.test", preview_url=1),  # type: ignore[arg-type]
+        lambda c: c.send_text(TO, "see https://x.test", preview_url=True),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "send", "as_list"), LISTED_FORMS, ids=[form[0] for form in LISTED_FORMS]
+)
+async def test_any_iterable_builds_what_a_list_builds(
+    fake: FakeProvider, client: WhizardClient, name: str, send: Send, as_list: Send
+) -> None:
+    await send(client)
+    await as_list(client)
+    first, second = fake.sent
+    assert first.json == second.json
+
+
 async def test_reaction_and_its_removal(fake: FakeProvider, client: WhizardClient) -> None:
     await client.send_reaction(TO, "wamid.IN", "👍")
     await client.send_reaction(TO, "wamid.IN", "")
@@ -355,6 +413,13 @@ INVALID: list[tuple[Send, str]] = [
     ),
     (lambda c: c.send_template(TO, name=None, language="en"), "template name must be a string"),  # type: ignore[arg-type]
     (lambda c: c.send_buttons(TO, "b", "ab"), "buttons must be a list of .id, title. pairs"),  # type: ignore[arg-type]
+    (lambda c: c.send_buttons(TO, "b", 3), "buttons must be a list .* not int"),  # type: ignore[arg-type]
+    (lambda c: c.send_buttons(TO, "b", ["ab"]), "every button must be an .id, title. pair"),  # type: ignore[list-item]
+    (lambda c: c.send_text(TO, "hi", preview_url=2), "preview_url must be True or False"),  # type: ignore[arg-type]
+    (
+        lambda c: c.send_list(TO, "b", button="Open", sections={"rows": []}),  # type: ignore[dict-item]
+        "sections must be a list of section dicts, not dict",
+    ),
     (lambda c: c.send_buttons(TO, "b", [("a",)]), "every button must be an .id, title. pair"),  # type: ignore[list-item]
     (lambda c: c.send_buttons(TO, "b", [(1, "A")]), "a button id must be a string, not int"),  # type: ignore[list-item]
     (

@@ -22,7 +22,7 @@ import base64
 import binascii
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 from urllib.parse import quote
@@ -380,7 +380,7 @@ class WhizardClient:
         return await self._post_message(message)
 
     async def send_contacts(
-        self, to: str, contacts: list[dict[str, Any]], *, reply_to: str | None = None
+        self, to: str, contacts: Iterable[Mapping[str, Any]], *, reply_to: str | None = None
     ) -> str:
         """Send one or more contact cards.
 
@@ -410,7 +410,7 @@ class WhizardClient:
         *,
         name: str,
         language: str,
-        components: Sequence[dict[str, Any]] | None = None,
+        components: Iterable[Mapping[str, Any]] | None = None,
         namespace: str | None = None,
         reply_to: str | None = None,
     ) -> str:
@@ -453,7 +453,7 @@ class WhizardClient:
         self,
         to: str,
         body: str,
-        buttons: Sequence[tuple[str, str]],
+        buttons: Iterable[tuple[str, str]] | Mapping[str, str],
         *,
         header: str | None = None,
         footer: str | None = None,
@@ -491,7 +491,7 @@ class WhizardClient:
         body: str,
         *,
         button: str,
-        sections: Sequence[Mapping[str, Any]],
+        sections: Iterable[Mapping[str, Any]],
         header: str | None = None,
         footer: str | None = None,
         reply_to: str | None = None,

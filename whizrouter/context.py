@@ -6,7 +6,7 @@ state that plugins and handlers share under typed ``ContextKey``s.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 if TYPE_CHECKING:
@@ -157,7 +157,11 @@ class Context:
         )
 
     async def reply_buttons(
-        self, body: str, buttons: Sequence[tuple[str, str]], *, quote: bool = False
+        self,
+        body: str,
+        buttons: Iterable[tuple[str, str]] | Mapping[str, str],
+        *,
+        quote: bool = False,
     ) -> str:
         """Send up to three reply buttons (``(id, title)`` pairs) to this conversation."""
         return await self.client.send_buttons(
@@ -165,7 +169,7 @@ class Context:
         )
 
     async def reply_list(
-        self, body: str, *, button: str, sections: Sequence[dict[str, Any]], quote: bool = False
+        self, body: str, *, button: str, sections: Iterable[Mapping[str, Any]], quote: bool = False
     ) -> str:
         """Send a list message to this conversation."""
         return await self.client.send_list(
@@ -177,7 +181,7 @@ class Context:
         *,
         name: str,
         language: str,
-        components: Sequence[dict[str, Any]] | None = None,
+        components: Iterable[Mapping[str, Any]] | None = None,
     ) -> str:
         """Send a template message to this conversation (needed outside the 24-hour window)."""
         return await self.client.send_template(

@@ -10,7 +10,7 @@ HTTP side (retries, errors) stays in :mod:`whizrouter.client`.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from whizrouter.errors import MessageValidationError
@@ -65,6 +65,14 @@ def _require_str(value: object, what: str) -> None:
         raise invalid(f"{what} must be a string, not {_kind_of(value)} ({value!r:.60})")
 
 
+def _listed(value: object, what: str) -> list[Any]:
+    """``value``'s items as a list: any iterable (a list, a tuple, a generator, dict values),
+    but not a string, bytes or a single dict, which iterate as something else."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise invalid(f"{what}, not {_kind_of(value)} ({value!r:.60})")
+    return list(value)
+
+
 def _require_text(value: str, what: str, limit: int) -> None:
     _require_str(value, what)
     if not value or not value.strip():
@@ -105,8 +113,9 @@ def text_body(
     shape: ApiShape, to: str, body: str, *, preview_url: bool, reply_to: str | None
 ) -> dict[str, Any]:
     _require_text(body, "the text body", TEXT_MAX)
-    if not isinstance(preview_url, bool):
+    if not isinstance(preview_url, bool | int) or preview_url not in (0, 1):
         raise invalid(f"preview_url must be True or False, not {preview_url!r:.60}")
+    preview_url = bool(preview_url)  # 0 and 1 too: the provider wants a JSON boolean
     if shape == "cloud":
         content: dict[str, Any] = {"body": body, "preview_url": preview_url}
         return envelope(shape, to, "text", content, reply_to)
@@ -176,15 +185,14 @@ def location_body(
 
 
 def contacts_body(
-    shape: ApiShape, to: str, contacts: list[dict[str, Any]], *, reply_to: str | None
+    shape: ApiShape, to: str, contacts: Iterable[Mapping[str, Any]], *, reply_to: str | None
 ) -> dict[str, Any]:
-    if not isinstance(contacts, Sequence) or isinstance(contacts, str | bytes):
-        raise invalid(f"contacts must be a list of contact dicts, not {_kind_of(contacts)}")
-    if not contacts:
+    cards = _listed(contacts, "contacts must be a list of contact dicts")
+    if not cards:
         raise invalid("contacts is empty")
-    if not all(isinstance(card, dict) for card in contacts):
+    if not all(isinstance(card, Mapping) for card in cards):
         raise invalid("every contact must be a dict (a contact object)")
-    return envelope(shape, to, "contacts", list(contacts), reply_to)
+    return envelope(shape, to, "contacts", [dict(card) for card in cards], reply_to)
 
 
 def template_body(
@@ -193,7 +201,7 @@ def template_body(
     *,
     name: str,
     language: str,
-    components: Sequence[dict[str, Any]] | None,
+    components: Iterable[Mapping[str, Any]] | None,
     namespace: str | None,
     reply_to: str | None,
 ) -> dict[str, Any]:
@@ -208,17 +216,11 @@ def template_body(
             template["namespace"] = namespace
         template["language"] = {"policy": "deterministic", "code": language}
     if components is not None:
-        if (
-            not isinstance(components, Sequence)
-            or isinstance(components, str | bytes)
-            or not all(isinstance(component, Mapping) for component in components)
-        ):
-            raise invalid(
-                "components must be a list of component dicts "
-                '({"type": "body", "parameters": [...]}), not '
-                f"{components!r:.60}"
-            )
-        template["components"] = [dict(component) for component in components]
+        what = 'components must be a list of component dicts ({"type": "body", ...})'
+        listed = _listed(components, what)
+        if not all(isinstance(component, Mapping) for component in listed):
+            raise invalid(f"{what}, got {listed!r:.60}")
+        template["components"] = [dict(component) for component in listed]
     return envelope(shape, to, "template", template, reply_to)
 
 
@@ -238,22 +240,27 @@ def buttons_body(
     shape: ApiShape,
     to: str,
     body: str,
-    buttons: Sequence[tuple[str, str]],
+    buttons: Iterable[tuple[str, str]] | Mapping[str, str],
     *,
     header: str | None,
     footer: str | None,
     reply_to: str | None,
 ) -> dict[str, Any]:
     _require_text(body, "the body", INTERACTIVE_BODY_MAX)
-    if not isinstance(buttons, Sequence) or isinstance(buttons, str | bytes):
-        raise invalid(f"buttons must be a list of (id, title) pairs, not {_kind_of(buttons)}")
-    if not all(isinstance(pair, tuple | list) and len(pair) == 2 for pair in buttons):
-        raise invalid(f"every button must be an (id, title) pair, got {list(buttons)!r:.80}")
-    if not 1 <= len(buttons) <= BUTTONS_MAX:
-        raise invalid(f"send_buttons takes 1 to {BUTTONS_MAX} buttons, got {len(buttons)}")
+    pairs = _listed(
+        buttons.items() if isinstance(buttons, Mapping) else buttons,
+        "buttons must be a list of (id, title) pairs or a dict of titles by id",
+    )
+    if not all(
+        isinstance(pair, Sequence) and not isinstance(pair, str | bytes) and len(pair) == 2
+        for pair in pairs
+    ):
+        raise invalid(f"every button must be an (id, title) pair, got {pairs!r:.80}")
+    if not 1 <= len(pairs) <= BUTTONS_MAX:
+        raise invalid(f"send_buttons takes 1 to {BUTTONS_MAX} buttons, got {len(pairs)}")
     seen: set[str] = set()
     rendered: list[dict[str, Any]] = []
-    for button_id, title in buttons:
+    for button_id, title in pairs:
         _require_text(button_id, "a button id", BUTTON_ID_MAX)
         _require_text(title, f"the title of button {button_id!r}", BUTTON_TITLE_MAX)
         if button_id in seen:
@@ -271,20 +278,19 @@ def list_body(
     body: str,
     *,
     button: str,
-    sections: Sequence[Mapping[str, Any]],
+    sections: Iterable[Mapping[str, Any]],
     header: str | None,
     footer: str | None,
     reply_to: str | None,
 ) -> dict[str, Any]:
     _require_text(body, "the body", INTERACTIVE_BODY_MAX)
     _require_text(button, "the list button label", LIST_BUTTON_MAX)
-    if not isinstance(sections, Sequence) or isinstance(sections, str | bytes):
-        raise invalid(f"sections must be a list of section dicts, not {_kind_of(sections)}")
-    if not all(isinstance(section, Mapping) for section in sections):
-        raise invalid(f"every section must be a dict with rows, got {list(sections)!r:.80}")
-    if not sections:
+    listed = _listed(sections, "sections must be a list of section dicts")
+    if not all(isinstance(section, Mapping) for section in listed):
+        raise invalid(f"every section must be a dict with rows, got {listed!r:.80}")
+    if not listed:
         raise invalid("a list needs at least one section")
-    rendered = [_render_section(section, len(sections) > 1) for section in sections]
+    rendered = [_render_section(section, len(listed) > 1) for section in listed]
     rows = [row["id"] for section in rendered for row in section["rows"]]
     if len(rows) > LIST_ROWS_MAX:
         raise invalid(f"a list holds at most {LIST_ROWS_MAX} rows in all, got {len(rows)}")
@@ -314,10 +320,13 @@ def _render_section(section: Mapping[str, Any], title_required: bool) -> dict[st
     if title is not None or title_required:
         _require_text(title if isinstance(title, str) else "", "a section title", SECTION_TITLE_MAX)
     rows = section.get("rows")
-    if not isinstance(rows, Sequence) or isinstance(rows, str) or not rows:
+    if rows is None or isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Iterable):
+        raise invalid(f"section {title!r} has no rows (a list of row dicts)")
+    listed = list(rows)
+    if not listed:
         raise invalid(f"section {title!r} has no rows")
     rendered_rows: list[dict[str, Any]] = []
-    for row in rows:
+    for row in listed:
         if not isinstance(row, Mapping):
             raise invalid(f"rows must be dicts with id and title, got {row!r}")
         row_id, row_title = row.get("id"), row.get("title")
