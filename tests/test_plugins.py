@@ -11,7 +11,7 @@ import pytest
 from whizrouter_plugins.mark_read import MarkRead
 
 from tests.conftest import BotClient, Recorder
-from whizrouter import Context, Message, PluginError, TextMessage, WhizRouter
+from whizrouter import ConfigurationError, Context, Message, PluginError, TextMessage, WhizRouter
 from whizrouter import plugins as plugins_module
 from whizrouter.plugins import installed_plugins
 from whizrouter.testing import FakeProvider, text_callback
@@ -22,6 +22,20 @@ MakeApp = Callable[..., WhizRouter]
 
 def test_mark_read_is_registered_as_an_entry_point() -> None:
     assert installed_plugins()["mark-read"] == "whizrouter_plugins.mark_read:MarkRead"
+
+
+def test_a_lone_plugin_name_is_refused_with_the_fix(make_app: MakeApp) -> None:
+    with pytest.raises(ConfigurationError, match=r"write plugins=\['mark-read'\]"):
+        make_app(plugins="mark-read")
+
+
+def test_use_hands_back_the_plugin_with_its_own_type(make_app: MakeApp) -> None:
+    class Audit:
+        def __init__(self) -> None:
+            self.errors: list[str] = []
+
+    audit = make_app().use(Audit())
+    assert audit.errors == []  # typed as Audit: mypy --strict checks this file
 
 
 async def test_unknown_plugin_name_fails_at_startup_listing_installed(make_app: MakeApp) -> None:

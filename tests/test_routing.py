@@ -45,6 +45,11 @@ def test_keyword_filters_and_composition() -> None:
     assert (F.type("video") | F.from_("2"))(image)
     assert (~F.type("text"))(image)
     assert (F.type("text") & (lambda e: e.from_ == "1"))(text)
+    # A plain callable on the left composes too.
+    assert ((lambda e: e.from_ == "1") & F.type("text"))(text)
+    assert not ((lambda e: e.from_ == "1") & F.type("image"))(text)
+    assert ((lambda e: e.from_ == "9") | F.type("image"))(image)
+    assert not ((lambda e: e.from_ == "9") | F.type("video"))(image)
     assert "type" in repr(F.type("text") & ~F.from_("x"))
 
 

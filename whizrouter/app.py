@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Literal, final
+from typing import Any, Literal, TypeVar, final
 
 import orjson
 from aiohttp import web
@@ -39,6 +39,8 @@ from whizrouter.settings import Settings
 log = logging.getLogger("whizrouter")
 
 Role = Literal["all", "receiver", "worker"]
+#: Any plugin object: ``use`` hands back what it was given, with its own type.
+PluginT = TypeVar("PluginT")
 ROLES: tuple[Role, ...] = ("all", "receiver", "worker")
 
 
@@ -88,7 +90,7 @@ class WhizRouter:
         inbox: str | Inbox | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
-        shape: str | None = None,
+        shape: Literal["onprem", "cloud"] | None = None,
         webhook_url: str | None = None,
         webhook_user: str | None = None,
         webhook_password: str | None = None,
@@ -101,6 +103,11 @@ class WhizRouter:
         client: WhizardClient | None = None,
         role: Role = "all",
     ) -> None:
+        if isinstance(plugins, str | bytes):
+            raise ConfigurationError(
+                f"plugins= takes a list of plugin names or objects, not the string "
+                f"{plugins!r:.40}: write plugins=[{plugins!r:.40}]"
+            )
         plugin_names = [p for p in plugins or () if isinstance(p, str)] if plugins else None
         self.settings = Settings.resolve(
             api_key=api_key,
@@ -175,7 +182,7 @@ class WhizRouter:
         """Add a router's handlers after the app's own; see ``Router.include_router``."""
         return self.router.include_router(router)
 
-    def use(self, plugin: object) -> object:
+    def use(self, plugin: PluginT) -> PluginT:
         """Enable a plugin object; returns it, so ``mark = app.use(MarkRead())`` works."""
         if self._started:
             raise RegistrationClosedError(
@@ -187,19 +194,31 @@ class WhizRouter:
 
     def replace_parts(
         self, *, client: WhizardClient | None = None, inbox: Inbox | None = None
-    ) -> None:
+    ) -> Callable[[], None]:
         """Swap the provider client or the inbox before start (tests, custom wiring).
 
         A client given here is closed by the app at shutdown.
+
+        Returns:
+            a function that puts the parts there were before back, for once the app stopped
+            (the test kit restores an app it tested this way).
         """
         if self._started:
             raise RegistrationClosedError("replace_parts() came after the app started")
+        before = (self._client, self._owns_client, self._inbox_given, self._inbox)
         if client is not None:
             self._client = client
             self._owns_client = True
         if inbox is not None:
             self._inbox_given = inbox
             self._inbox = None
+
+        def restore() -> None:
+            if self._started:
+                raise RegistrationClosedError("cannot put parts back while the app runs")
+            self._client, self._owns_client, self._inbox_given, self._inbox = before
+
+        return restore
 
     # Parts --------------------------------------------------------------------------------
 

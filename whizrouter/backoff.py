@@ -23,6 +23,9 @@ class RetryPolicy:
         max_total: the most time all delays together may take; retrying stops before it.
         jitter: draw each delay uniformly between half and all of its nominal value, so many
             clients that failed together do not retry together.
+        time_scale: the share of each delay actually waited. Every decision (whether to
+            retry, when ``max_total`` is reached) still uses the full delays, so a test can set
+            0 and see what production would do without the waiting (the test kit does).
     """
 
     attempts: int = 5
@@ -31,6 +34,7 @@ class RetryPolicy:
     max_delay: float = 30.0
     max_total: float = 60.0
     jitter: bool = True
+    time_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.attempts < 0:
@@ -39,6 +43,12 @@ class RetryPolicy:
             raise ValueError(
                 "RetryPolicy needs base >= 0, factor >= 1, max_delay >= 0 and max_total >= 0"
             )
+        if not 0 <= self.time_scale <= 1:
+            raise ValueError("RetryPolicy.time_scale must be from 0 to 1")
+
+    def wait_for(self, delay: float) -> float:
+        """The seconds actually waited for a delay of ``delay`` (see ``time_scale``)."""
+        return delay * self.time_scale
 
     def delay(self, retry: int, retry_after: float | None = None) -> float:
         """The delay before retry number ``retry`` (1 for the first retry).

@@ -1,9 +1,11 @@
 """``BotTester``: drive a whole bot over real HTTP against a fake provider.
 
 It serves the app on a loopback test server, points its client at a ``FakeProvider``, swaps
-its inbox for a memory one and every retry delay (the app's and each handler's own) for a
-tiny one, posts callbacks to ``/webhook`` like the provider does, and waits until the
-handlers have settled every event and the plugins have flushed what they deferred::
+its inbox for a memory one, skips every retry wait (the client's, the app's and each
+handler's own: each decision to retry or give up stays as in production), posts callbacks to
+``/webhook`` like the provider does, and waits until the handlers have settled every event and
+the plugins have flushed what they deferred. A handler that gives up on an event fails the
+test with ``HandlerFailedError``. Closing the tester puts the app's own parts back::
 
     async def test_echo(bot_tester):
         bot = await bot_tester(app)
@@ -12,9 +14,10 @@ handlers have settled every event and the plugins have flushed what they deferre
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import aiohttp
 import anyio
@@ -22,7 +25,8 @@ import orjson
 from aiohttp.test_utils import TestServer
 
 from whizrouter.app import WhizRouter
-from whizrouter.backoff import RetryPolicy
+from whizrouter.backoff import CLIENT_RETRY, RetryPolicy
+from whizrouter.callbacks import message_callback
 from whizrouter.errors import WhizrouterError
 from whizrouter.inbox.base import DeadLetter
 from whizrouter.inbox.memory import MemoryInbox
@@ -32,15 +36,44 @@ from whizrouter.testing import text_callback as build_text_callback
 from whizrouter.wire import Shape
 
 
+class HandlerFailedError(AssertionError):
+    """A handler gave up on an event during a ``BotTester`` send: the test fails with it.
+
+    Attributes:
+        dead_letters: the events dead-lettered during the send, with handler, error and
+            attempts.
+    """
+
+    def __init__(self, dead_letters: list[DeadLetter]) -> None:
+        self.dead_letters = dead_letters
+        lines = [
+            f"{letter.handler} gave up on {letter.kind} event {letter.key} after "
+            f"{letter.attempts} attempt{'' if letter.attempts == 1 else 's'}: {letter.error}"
+            for letter in dead_letters
+        ]
+        super().__init__(
+            "; ".join(lines) + " (the traceback is in the captured log; to test "
+            "dead-lettering itself, use bot_tester(app, raise_errors=False))"
+        )
+
+
+#: Tests wait no shutdown grace longer than this: a handler still running after the test has
+#: failed already, and is cancelled.
+TEST_SHUTDOWN_GRACE = 1.0
+
+
 class BotTester:
     """A bot under test: its webhook on a loopback server, its provider a ``FakeProvider``.
 
     Args:
-        app: the bot, not running (the same app may be tested again once this one closed).
+        app: the bot, not running (the same app may be tested again once this one closed,
+            and runs with its own parts again after that).
         provider: the fake provider to use; by default one is started and closed here.
         shape: the API shape of the provider started here, ``"onprem"`` or ``"cloud"``
             (default: the app's); callbacks are then built in that shape too.
         timeout: seconds to wait for the handlers to settle a callback.
+        raise_errors: raise ``HandlerFailedError`` from ``send`` (and the helpers built on it)
+            when a handler gives up on an event; ``False`` to test dead letters themselves.
     """
 
     def __init__(
@@ -50,6 +83,7 @@ class BotTester:
         provider: FakeProvider | None = None,
         shape: Shape | None = None,
         timeout: float = 10.0,
+        raise_errors: bool = True,
     ) -> None:
         if provider is not None and shape is not None and provider.shape != shape:
             raise ValueError(
@@ -60,8 +94,10 @@ class BotTester:
         self.provider = provider or FakeProvider(shape=shape or app.settings.shape)
         self._owns_provider = provider is None
         self.timeout = timeout
+        self.raise_errors = raise_errors
         self._server: TestServer | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._restore: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         """Start the provider (if owned), then the bot behind a loopback HTTP server."""
@@ -73,23 +109,40 @@ class BotTester:
             )
         if self._owns_provider:
             await self.provider.start()
-        # Test wiring, set before start: the fake provider, a throwaway inbox, quick retries
-        # (the handlers' own policies too: a test keeps their attempts, not their waits).
-        app.replace_parts(client=self.provider.client(), inbox=MemoryInbox())
-        app.retry = quick_retries(app.retry)
-        app.router.change_retry_policies(quick_retries)
+        # Test wiring, set before start and undone by close(): the fake provider, a
+        # throwaway inbox, retries without their waits (the client's, the app's and the
+        # handlers' own), and a short shutdown grace.
+        self._restore.append(
+            app.replace_parts(
+                client=self.provider.client(retry=without_waits(CLIENT_RETRY)),
+                inbox=MemoryInbox(),
+            )
+        )
+        retry, settings = app.retry, app.settings
+
+        def restore_app() -> None:
+            app.retry, app.settings = retry, settings
+
+        self._restore.append(restore_app)
+        app.retry = without_waits(app.retry)
+        app.settings = replace(
+            settings, shutdown_grace=min(settings.shutdown_grace, TEST_SHUTDOWN_GRACE)
+        )
+        self._restore.append(app.router.change_retry_policies(without_waits))
         self._server = TestServer(app.make_web_app())
         await self._server.start_server()
         self._session = aiohttp.ClientSession()
 
     async def close(self) -> None:
-        """Stop the bot (draining it) and the provider."""
+        """Stop the bot (draining it) and the provider; give the app its own parts back."""
         if self._session is not None:
             await self._session.close()
         if self._server is not None:
             await self._server.close()
         if self._owns_provider:
             await self.provider.close()
+        while self._restore:
+            self._restore.pop()()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -118,24 +171,46 @@ class BotTester:
     async def send(self, body: dict[str, Any] | bytes) -> list[RecordedCall]:
         """Post a callback, expect 200, wait for its handlers; return the provider calls made.
 
+        The calls are those made while this send waited: sends run at the same time share
+        them (``text`` picks the replies to its own sender).
+
         Raises:
             AssertionError: the webhook did not answer 200, or the handlers did not settle
-                within ``timeout``.
+                within ``timeout`` (the message names the handlers still running).
+            HandlerFailedError: a handler gave up on an event (with ``raise_errors``).
         """
         before = len(self.provider.calls)
+        dead_before = len(await self.dead_letters()) if self.raise_errors else 0
         status = await self.post(body)
         assert status == 200, f"the webhook answered {status}, not 200"
         await self.settled()
+        if self.raise_errors:
+            dead = (await self.dead_letters())[dead_before:]
+            if dead:
+                raise HandlerFailedError(dead)
         return self.provider.calls[before:]
 
     async def settled(self) -> None:
         """Wait until every stored event has been settled by the handlers, then have the
-        plugins do what they deferred (their ``flush`` hook: mark-read's coalesced marks)."""
+        plugins do what they deferred (their ``flush`` hook: mark-read's coalesced marks).
+
+        Raises:
+            AssertionError: they did not within ``timeout``; the message names the handlers
+                still running.
+        """
         dispatcher = self.app.dispatcher
         assert dispatcher is not None, "the bot has no dispatcher (receiver role?)"
-        with anyio.fail_after(self.timeout):
-            await dispatcher.wait_idle()
-            await call_hook(self.app.plugins, "flush", self.app)
+        try:
+            with anyio.fail_after(self.timeout):
+                await dispatcher.wait_idle()
+                await call_hook(self.app.plugins, "flush", self.app)
+        except TimeoutError:
+            running = dispatcher.running_handlers()
+            raise AssertionError(
+                f"the handlers did not settle within {self.timeout:g} s; "
+                + (f"still running: {', '.join(running)}" if running else "none is running")
+                + "; if they are only slow, raise bot_tester(app, timeout=...)"
+            ) from None
 
     async def dead_letters(self) -> list[DeadLetter]:
         """The events whose handler kept failing (or could not run), oldest first."""
@@ -149,13 +224,43 @@ class BotTester:
         name: str = "Test User",
         message_id: str | None = None,
     ) -> list[str]:
-        """Send a text message from ``wa_id``; return the bodies of the texts the bot sent."""
+        """Send a text message from ``wa_id``; return the bodies of the texts the bot sent
+        to ``wa_id`` meanwhile."""
         calls = await self.send(
             build_text_callback(
                 text, wa_id=wa_id, name=name, message_id=message_id, shape=self.provider.shape
             )
         )
-        return texts_of(calls)
+        return texts_of(calls, to=wa_id)
+
+    async def message(
+        self,
+        type: str,
+        payload: Mapping[str, Any] | None,
+        *,
+        wa_id: str = DEFAULT_WA_ID,
+        name: str = "Test User",
+        message_id: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> list[RecordedCall]:
+        """Send a message of any type (``"image"``, ``"interactive"``, ``"location"``, ...)
+        from ``wa_id``, in the provider's shape; return the provider calls made.
+
+        ``payload`` is what the provider puts under the ``type`` key, for instance
+        ``{"type": "button_reply", "button_reply": {"id": "yes", "title": "Yes"}}`` for an
+        ``interactive`` reply.
+        """
+        return await self.send(
+            message_callback(
+                type,
+                payload,
+                wa_id=wa_id,
+                name=name,
+                message_id=message_id,
+                context=context,
+                shape=self.provider.shape,
+            )
+        )
 
     async def status(
         self, message_id: str, status: str, *, recipient_id: str = DEFAULT_WA_ID
@@ -173,25 +278,34 @@ class BotTester:
         return texts_of(self.provider.sent)
 
 
-def quick_retries(policy: RetryPolicy) -> RetryPolicy:
-    """``policy`` with its number of retries and delays of a millisecond."""
-    return RetryPolicy(
-        attempts=policy.attempts, base=0.001, factor=1.0, max_delay=0.001, max_total=1.0,
-        jitter=False,
-    )  # fmt: skip
+def without_waits(policy: RetryPolicy) -> RetryPolicy:
+    """``policy`` deciding as before, without waiting (``time_scale=0``)."""
+    return replace(policy, time_scale=0.0)
 
 
-def texts_of(calls: list[RecordedCall]) -> list[str]:
-    """The text bodies of the send calls among ``calls``."""
+def texts_of(calls: list[RecordedCall], *, to: str | None = None) -> list[str]:
+    """The text bodies of the send calls among ``calls`` (to ``to`` only, if given)."""
     bodies = []
     for call in calls:
         if call.kind == "send" and call.ok and isinstance(call.json, dict):
+            if to is not None and call.json.get("to") != to:
+                continue
             text = call.json.get("text")
             if isinstance(text, dict) and isinstance(text.get("body"), str):
                 bodies.append(text["body"])
     return bodies
 
 
-#: The type of the ``bot_tester`` fixture, for annotating tests:
-#: ``async def test_echo(bot_tester: StartBot) -> None``.
-StartBot = Callable[..., Awaitable[BotTester]]
+class StartBot(Protocol):
+    """The type of the ``bot_tester`` fixture, for annotating tests:
+    ``async def test_echo(bot_tester: StartBot) -> None``."""
+
+    async def __call__(
+        self,
+        app: WhizRouter,
+        *,
+        provider: FakeProvider | None = None,
+        shape: Shape | None = None,
+        timeout: float = 10.0,
+        raise_errors: bool = True,
+    ) -> BotTester: ...

@@ -292,7 +292,7 @@ class Dispatcher:
         with anyio.move_on_after(grace):
             await self._workers_done.wait()
         if not self._workers_done.is_set():
-            running = [f"{key} in {handler}" for key, handler in self._running.values()]
+            running = self.running_handlers()
             log.warning(
                 "handlers still running after the %.0f s grace period; cancelling %d: %s%s; %s",
                 grace,
@@ -307,6 +307,10 @@ class Dispatcher:
             await self._workers_done.wait()
         await self._flusher_done.wait()
         return self._claimed
+
+    def running_handlers(self) -> list[str]:
+        """The handler runs under way, as ``"<event key> in <handler>"``."""
+        return [f"{key} in {handler}" for key, handler in self._running.values()]
 
     def _replay_slots_left(self) -> bool:
         return self._unacked < self._concurrency
@@ -514,10 +518,10 @@ class Dispatcher:
                         log.exception("could not record the failed attempt of event %s", stored.key)
                     waited += pause
                     if self._inbox.durable:
-                        with anyio.move_on_after(pause):
+                        with anyio.move_on_after(policy.wait_for(pause)):
                             await self._stop_event.wait()
                     else:
-                        await anyio.sleep(pause)
+                        await anyio.sleep(policy.wait_for(pause))
                     if self._leaving_now():
                         self._release_replay_slot()
                         self._recorded_at_stop.append(stored.seq)

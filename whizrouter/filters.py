@@ -42,6 +42,13 @@ class Filter:
         right = as_filter(other)
         return Filter(lambda e: self(e) or right(e), f"({self} | {right})")
 
+    def __rand__(self, other: Predicate) -> Filter:
+        # ``callable & F.type(...)``: a plain function on the left composes too.
+        return as_filter(other) & self
+
+    def __ror__(self, other: Predicate) -> Filter:
+        return as_filter(other) | self
+
     def __invert__(self) -> Filter:
         return Filter(lambda e: not self(e), f"~{self}")
 

@@ -208,15 +208,27 @@ class Router:
                 return found
         return None
 
-    def change_retry_policies(self, change: Callable[[RetryPolicy], RetryPolicy]) -> None:
+    def change_retry_policies(
+        self, change: Callable[[RetryPolicy], RetryPolicy]
+    ) -> Callable[[], None]:
         """Replace every handler's own retry policy (here and in included routers) with
-        ``change(policy)``; the test kit uses it to shorten the delays while the app is
-        stopped."""
+        ``change(policy)``; the test kit uses it to skip the waits while the app is stopped.
+
+        Returns:
+            a function that puts the policies back.
+        """
+        before = [(router, router._handlers) for router in self.walk()]
         for router in self.walk():
             router._handlers = [
                 spec if spec.retry is None else replace(spec, retry=change(spec.retry))
                 for spec in router._handlers
             ]
+
+        def restore() -> None:
+            for router, handlers in before:
+                router._handlers = handlers
+
+        return restore
 
     def handlers(self) -> list[HandlerSpec]:
         """Every handler reachable from this router, in search order."""

@@ -207,7 +207,7 @@ class Transport:
                         policy.attempts,
                         pause,
                     )
-                    await asyncio.sleep(pause)
+                    await asyncio.sleep(policy.wait_for(pause))
                     waited += pause
                     continue
             raise outcome.to_exception() from outcome.cause
