@@ -218,6 +218,24 @@ def test_a_float_where_a_string_is_expected_reads_alike_on_every_path(number: fl
     assert statuses[0] == statuses[1]
 
 
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_a_flat_body_is_the_item_with_the_envelope_fields_after_its_own(name: str) -> None:
+    # split_callback splices the envelope's fields into the item's JSON; the result must be
+    # what encoding the merged dict gives, key order included.
+    payload = orjson.loads((FIXTURES / name).read_bytes())
+    for raw in split_callback(payload):
+        if raw.kind == "raw":
+            continue
+        flat = orjson.loads(raw.body)
+        item = {k: v for k, v in flat.items() if k not in ("shape", "business", "contact")}
+        added = {"shape": flat["shape"], "business": flat["business"]}
+        if raw.kind == "message":
+            added["contact"] = flat["contact"]
+        assert raw.body == orjson.dumps({**item, **added})
+        assert list(flat)[-len(added) :] == list(added)
+        assert flat["shape"] == ("cloud" if name.startswith("cloud/") else "onprem")
+
+
 @pytest.mark.parametrize("key", ["shape", "business", "contact"])
 def test_an_item_with_a_key_named_like_an_envelope_field_is_stored_nested(key: str) -> None:
     item = {**BASE, "type": "text", "text": {"body": "hi"}, key: "mine"}

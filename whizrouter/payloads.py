@@ -37,6 +37,10 @@ def _dumps(value: Any) -> bytes:
     return bytes(memoryview(orjson.dumps(value)))
 
 
+#: What a flat on-premises body adds after the item's own keys (before ``contact``).
+_ONPREM_ADDED = b',"shape":"onprem","business":null'
+
+
 def _raw_event(shape: Shape, item: dict[str, Any], reason: str) -> RawEvent:
     digest = hashlib.sha256(orjson.dumps(item, option=_SORTED)).hexdigest()
     body = _dumps(
@@ -81,6 +85,13 @@ def _split_value(
     """
     contacts = value.get("contacts")
     messages = value.get("messages")
+    # What a flat body adds after the item's own keys, encoded once per callback: the item is
+    # encoded on its own and spliced in, instead of copying it into a new dict to encode.
+    business = (
+        _ONPREM_ADDED
+        if metadata is None and shape == "onprem"
+        else b',"shape":"' + shape.encode() + b'","business":' + orjson.dumps(metadata)
+    )
     if messages is not None:
         if not isinstance(messages, list):
             out.append(_raw_event(shape, wrap({"messages": messages}), "messages is not a list"))
@@ -107,8 +118,14 @@ def _split_value(
                         {"shape": shape, "item": message, "contact": contact, "metadata": metadata}
                     )
                 else:
-                    body = _dumps(
-                        {**message, "shape": shape, "business": metadata, "contact": contact}
+                    body = b"".join(
+                        (
+                            orjson.dumps(message)[:-1],
+                            business,
+                            b',"contact":',
+                            orjson.dumps(contact),
+                            b"}",
+                        )
                     )
                 out.append(RawEvent("message", "m:" + message["id"], sender, body))
     statuses = value.get("statuses")
@@ -141,7 +158,7 @@ def _split_value(
                         {"shape": shape, "item": status, "contact": None, "metadata": metadata}
                     )
                 else:
-                    body = _dumps({**status, "shape": shape, "business": metadata})
+                    body = b"".join((orjson.dumps(status)[:-1], business, b"}"))
                 key = "s:" + status["id"] + ":" + status["status"]
                 out.append(RawEvent("status", key, conversation, body))
     errors = value.get("errors")
