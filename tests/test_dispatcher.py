@@ -23,7 +23,7 @@ from whizrouter import (
     WhizRouter,
 )
 from whizrouter.app import decode_event
-from whizrouter.inbox.base import StoredEvent
+from whizrouter.inbox.base import RawEvent, StoredEvent
 from whizrouter.inbox.sqlite import SqliteInbox
 from whizrouter.payloads import split_callback
 from whizrouter.testing import text_callback
@@ -551,3 +551,24 @@ async def test_a_rate_limit_s_retry_after_is_waited_in_full(
     assert runs[1] - runs[0] >= 0.3
     [letter] = await app.inbox.dead_letters()
     assert "slow down" in letter.error
+
+
+async def test_an_event_that_cannot_be_decoded_is_dead_lettered_saying_why(
+    make_app: MakeApp,
+) -> None:
+    app = make_app()
+
+    @app.on_message()
+    async def handler(message: Message, ctx: Context) -> None:
+        raise AssertionError("never reached")
+
+    async with app:
+        assert app.dispatcher is not None
+        broken = RawEvent(
+            "message", "m:wamid.BROKEN", "15550000001", b'{"shape":"onprem","item":5}'
+        )
+        await app.inbox.append([broken])
+        await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
+        [letter] = await app.inbox.dead_letters()
+    assert (letter.key, letter.handler, letter.attempts) == ("m:wamid.BROKEN", "<decode>", 1)
+    assert letter.error == "could not decode event: event envelope has no item object (got int)"

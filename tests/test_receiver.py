@@ -19,6 +19,7 @@ from whizrouter import Context, Message, Status, TextMessage, WhizRouter
 from whizrouter.errors import InboxError
 from whizrouter.inbox.base import RawEvent
 from whizrouter.inbox.memory import MemoryInbox
+from whizrouter.payloads import MAX_NESTING, nested_deeper_than
 from whizrouter.testing import text_callback
 
 Serve = Callable[[WhizRouter], Awaitable[BotClient]]
@@ -290,16 +291,34 @@ async def test_ids_that_cannot_key_dedupe_are_kept_as_raw_events(
     assert real.id == "wamid.X" and real.text.body == "real"
 
 
-async def test_json_nested_too_deeply_to_store_gets_400(
-    make_app: MakeApp, serve: Serve, recorder: Recorder
+@pytest.mark.parametrize("depth", [MAX_NESTING - 3, 200, 300])
+async def test_json_nested_deeper_than_an_event_can_be_read_back_gets_400(
+    make_app: MakeApp, serve: Serve, recorder: Recorder, depth: int
 ) -> None:
+    # A 200 promises the handlers the event: pydantic reads about 200 levels back from the
+    # stored JSON (orjson writes 255 and parses 1024), so deeper callbacks are refused.
     client = await serve(echo_app(make_app, recorder))
-    depth = 300  # orjson parses up to 1024 levels but writes only 255
-    deep = b'{"a":' * depth + b"1" + b"}" * depth
-    body = b'{"messages":[{"from":"1","id":"wamid.deep","type":"text","text":' + deep + b"}]}"
+    extra = b"[" * depth + b"1" + b"]" * depth
+    body = (
+        b'{"messages":[{"from":"1","id":"wamid.deep","timestamp":"1","type":"text",'
+        b'"text":{"body":"hi"},"extra":' + extra + b"}]}"
+    )  # the callback nests depth + 3 levels
     response = await client.post("/webhook", data=body)
-    assert response.status == 400
-    assert "nested too deeply" in (await response.json())["error"]
+    if depth + 3 > MAX_NESTING:
+        assert response.status == 400
+        assert f"more than {MAX_NESTING} levels" in (await response.json())["error"]
+        return
+    assert response.status == 200
+    [message] = await recorder.wait_for(1)
+    assert isinstance(message, TextMessage) and message.text.body == "hi"
+
+
+def test_the_nesting_check_counts_levels_not_brackets() -> None:
+    shallow = {"a": [[1], [2], [3]] * 100}
+    body = orjson.dumps(shallow)
+    assert not nested_deeper_than(shallow, body, limit=4)
+    assert nested_deeper_than(shallow, body, limit=2)
+    assert not nested_deeper_than({"text": "[[[["}, b'{"text":"[[[["}', limit=2)
 
 
 async def test_body_over_limit_gets_413(

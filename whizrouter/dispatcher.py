@@ -424,9 +424,12 @@ class Dispatcher:
             return self._unwanted(stored)
         try:
             event, contact = self._decode(stored)
-        except Exception:
+        except Exception as exc:
             log.exception("event %s could not be decoded; dead-lettering it", stored.key)
-            return self._dead(stored, "<decode>", stored.attempts + 1, "could not decode event")
+            reason = str(exc).replace("\n", " ")[:300]
+            return self._dead(
+                stored, "<decode>", stored.attempts + 1, f"could not decode event: {reason}"
+            )
         spec = self._router.resolve(stored.kind, event)
         if spec is None:
             return self._unwanted(stored)

@@ -49,6 +49,29 @@ def _raw_event(shape: Shape, item: dict[str, Any], reason: str) -> RawEvent:
     return RawEvent(kind="raw", key="r:" + digest, conversation="raw:" + digest[:16], body=body)
 
 
+#: The deepest JSON nesting a callback may have. Events are validated from their stored JSON
+#: later, and pydantic stops at about 200 levels: deeper, an event answered 200 could never
+#: be read. Real callbacks nest about 10 levels.
+MAX_NESTING = 100
+
+
+def nested_deeper_than(payload: Any, body: bytes, limit: int = MAX_NESTING) -> bool:
+    """Whether the parsed JSON ``payload`` (of ``body``) nests more than ``limit`` levels."""
+    # Fewer brackets than the limit cannot nest deeper; counting them is cheap, walking is not.
+    if body.count(b"{") + body.count(b"[") <= limit:
+        return False
+    containers: list[tuple[Any, int]] = [(payload, 1)]  # an object or array, and its level
+    while containers:
+        value, depth = containers.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        containers.extend(
+            (child, depth + 1) for child in children if isinstance(child, dict | list)
+        )
+    return False
+
+
 #: The longest message or status id (and sender id) stored as such; the provider's are under
 #: 100 characters. A longer one would sit in the dedupe window, in memory too, for 7 days.
 MAX_ID_LENGTH = 512

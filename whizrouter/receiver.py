@@ -21,7 +21,7 @@ from aiohttp.http_exceptions import PayloadEncodingError
 
 from whizrouter.errors import InboxError, InboxFullError
 from whizrouter.inbox.base import RawEvent
-from whizrouter.payloads import split_callback
+from whizrouter.payloads import MAX_NESTING, nested_deeper_than, split_callback
 
 log = logging.getLogger("whizrouter.receiver")
 
@@ -215,11 +215,14 @@ class Receiver:
             return self._refuse(request, 400, f"malformed JSON: {exc}")
         if not isinstance(payload, dict):
             return self._refuse(request, 400, f"expected a JSON object, got {_json_kind(payload)}")
+        if nested_deeper_than(payload, body):
+            return self._refuse(
+                request, 400, f"JSON nested too deeply to store (more than {MAX_NESTING} levels)"
+            )
         try:
             events = split_callback(payload)
-        except orjson.JSONEncodeError as exc:
-            # orjson reads 1024 levels of nesting but writes only 255: no event is stored.
-            return self._refuse(request, 400, f"JSON nested too deeply to store: {exc}")
+        except orjson.JSONEncodeError as exc:  # not expected within the nesting limit
+            return self._refuse(request, 400, f"JSON that cannot be stored: {exc}")
         try:
             await self._append(events)
         except InboxFullError:
