@@ -15,6 +15,7 @@ from tests.conftest import BotClient, Recorder, fixture_bytes
 from whizrouter import (
     ConfigurationError,
     Context,
+    InboxUnavailableError,
     Message,
     ProviderError,
     RateLimited,
@@ -24,6 +25,7 @@ from whizrouter import (
 )
 from whizrouter.app import decode_event
 from whizrouter.inbox.base import RawEvent, StoredEvent
+from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.inbox.sqlite import SqliteInbox
 from whizrouter.payloads import split_callback
 from whizrouter.testing import text_callback
@@ -572,3 +574,35 @@ async def test_an_event_that_cannot_be_decoded_is_dead_lettered_saying_why(
         [letter] = await app.inbox.dead_letters()
     assert (letter.key, letter.handler, letter.attempts) == ("m:wamid.BROKEN", "<decode>", 1)
     assert letter.error == "could not decode event: event envelope has no item object (got int)"
+
+
+class FlakyClaimInbox(MemoryInbox):
+    """A memory inbox whose first claims fail as a full disk would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def claim(self, limit: int) -> list[StoredEvent]:
+        if self.failures:
+            self.failures -= 1
+            raise InboxUnavailableError("cannot write: database or disk is full; free disk space")
+        return await super().claim(limit)
+
+
+async def test_the_dispatcher_waits_out_a_storage_failure_and_goes_on(
+    make_app: MakeApp, serve: Serve, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    inbox = FlakyClaimInbox(failures=3)
+    app = make_app(inbox=inbox)
+
+    @app.on_message()
+    async def handler(message: TextMessage, ctx: Context) -> None:
+        await recorder.add(message.text.body)
+
+    client = await serve(app)
+    await post_texts(client, "15550000001", ["one", "two"])
+    assert await recorder.wait_for(2) == ["one", "two"]
+    assert inbox.failures == 0 and app.failure is None
+    [logged] = [r for r in caplog.records if "cannot hand out events now" in r.getMessage()]
+    assert "free disk space" in logged.getMessage()

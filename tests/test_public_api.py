@@ -21,6 +21,7 @@ EXPECTED = {
     "Inbox",
     "InboxError",
     "InboxFullError",
+    "InboxUnavailableError",
     "InteractiveMessage",
     "LocationMessage",
     "MemoryInbox",

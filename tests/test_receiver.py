@@ -7,6 +7,7 @@ import base64
 import gzip
 import io
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from whizrouter import Context, Message, Status, TextMessage, WhizRouter
 from whizrouter.errors import InboxError
 from whizrouter.inbox.base import RawEvent
 from whizrouter.inbox.memory import MemoryInbox
+from whizrouter.inbox.sqlite import SqliteInbox
 from whizrouter.payloads import MAX_NESTING, nested_deeper_than
 from whizrouter.testing import text_callback
 
@@ -509,3 +511,39 @@ async def test_nothing_user_written_runs_before_the_200(make_app: MakeApp, serve
     assert response.status == 200
     await asyncio.wait_for(started.wait(), timeout=5)
     release.set()
+
+
+async def test_a_full_disk_gets_503_saying_what_to_do_and_the_bot_goes_on_once_there_is_room(
+    make_app: MakeApp,
+    serve: Serve,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    # SQLite's max_page_count makes the file as good as a full disk: writes needing a new
+    # page fail with "database or disk is full".
+    inbox = SqliteInbox(tmp_path / "inbox.db")
+    client = await serve(echo_app(make_app, recorder, inbox=inbox))
+    assert (await client.post("/webhook", json=text_callback("small"))).status == 200
+    await recorder.wait_for(1)
+
+    def limit(pages: int | None) -> Callable[[sqlite3.Connection], object]:
+        def run(conn: sqlite3.Connection) -> object:
+            now = conn.execute("PRAGMA page_count").fetchone()[0]
+            return conn.execute(f"PRAGMA max_page_count={pages or now}").fetchone()
+
+        return run
+
+    await inbox._submit(limit(None))  # no room to grow
+    big = text_callback("x" * 60_000)
+    for _ in range(3):
+        response = await client.post("/webhook", json=big)
+        assert response.status == 503 and response.headers["Retry-After"] == "5"
+    [logged] = [r for r in caplog.records if "could not store a callback" in r.getMessage()]
+    assert "database or disk is full; free disk space on the file system of" in logged.getMessage()
+    assert logged.exc_info is None
+
+    await inbox._submit(limit(1_000_000))  # room again
+    assert (await client.post("/webhook", json=big)).status == 200
+    [_, message] = await recorder.wait_for(2)
+    assert isinstance(message, TextMessage) and len(message.text.body) == 60_000

@@ -24,7 +24,12 @@ from whizrouter.bootstrap import register_webhook
 from whizrouter.client import WhizardClient
 from whizrouter.context import Context
 from whizrouter.dispatcher import Dispatcher
-from whizrouter.errors import ConfigurationError, RegistrationClosedError, WhizrouterError
+from whizrouter.errors import (
+    ConfigurationError,
+    InboxError,
+    RegistrationClosedError,
+    WhizrouterError,
+)
 from whizrouter.filters import Predicate, TextChoice
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.inbox.factory import inbox_from_url
@@ -465,11 +470,12 @@ class WhizRouter:
             return
         try:
             await release(dispatcher.unstarted())
-        except Exception:
+        except Exception as exc:
             log.warning(
-                "shutdown: could not hand the unstarted events back; the next start "
+                "shutdown: could not hand the unstarted events back (%s); the next start "
                 "treats them as possibly started (ctx.attempt 2)",
-                exc_info=True,
+                exc,
+                exc_info=None if isinstance(exc, InboxError) else exc,  # explains itself
             )
 
     async def _close_resources(self) -> None:

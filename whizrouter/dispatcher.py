@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,6 +26,7 @@ from whizrouter.context import Context
 from whizrouter.errors import (
     ConfigurationError,
     InboxError,
+    InboxUnavailableError,
     MessageValidationError,
     ProviderError,
 )
@@ -122,6 +125,9 @@ class Dispatcher:
         self._recorded_at_stop: list[int] = []
         self._counting = asyncio.Lock()
         self._counting_seq = -1  # the seq whose run holds ``_counting``
+        # Storage failures in a row (InboxUnavailableError), and when the last was logged.
+        self._trouble_streak = 0
+        self._trouble_logged = -math.inf
         # asyncio events where one is made per wait: an anyio.Event costs about 3 us to build
         # (a backend look-up), an asyncio one a tenth of that. The dispatcher is asyncio-only.
         self._room = asyncio.Event()
@@ -171,6 +177,9 @@ class Dispatcher:
                     await self._room.wait()
                 try:
                     batch = await self._inbox.claim(min(256, self._max_claimed - self._claimed))
+                except InboxUnavailableError as exc:
+                    await self._wait_out(exc, "hand out events")
+                    continue
                 except InboxError:
                     raise  # explained by its message, which the app logs as the failure
                 except Exception:
@@ -178,6 +187,7 @@ class Dispatcher:
                         "the inbox failed to hand out events; the dispatcher stops", exc_info=True
                     )
                     raise
+                self._trouble_streak = 0
                 for event in batch:
                     self._enqueue(event)
 
@@ -557,12 +567,32 @@ class Dispatcher:
             return False
         self._counting_seq = seq
         try:
-            await self._count_run(seq)
+            while True:
+                try:
+                    await self._count_run(seq)
+                    break
+                except InboxUnavailableError as exc:
+                    # Not started uncounted, and the conversation waits: order is kept.
+                    await self._wait_out(exc, "count the run of an event before it starts")
+                    if self._leaving_now():
+                        self._release_counting(seq)
+                        return False
         except BaseException:
             self._release_counting(seq)
             raise
         self._counted.add(seq)
         return True
+
+    async def _wait_out(self, exc: InboxUnavailableError, doing: str) -> None:
+        """Wait a little before trying again to ``doing`` while the inbox's storage fails;
+        say so at most once every 10 s."""
+        self._trouble_streak += 1
+        now = time.monotonic()
+        if now - self._trouble_logged >= 10.0:
+            self._trouble_logged = now
+            log.error("the inbox cannot %s now, trying again: %s", doing, exc)
+        with anyio.move_on_after(min(0.05 * 2**self._trouble_streak, 5.0)):
+            await self._stop_event.wait()
 
     def _release_counting(self, seq: int) -> None:
         """Let the next counted event be counted, unless ``seq`` has done so already."""

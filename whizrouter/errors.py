@@ -7,7 +7,8 @@ Every exception whizrouter raises on purpose derives from ``WhizrouterError``::
     ├── RegistrationClosedError   a handler, router or plugin was added after the app started
     ├── PluginError               a plugin name is unknown or a plugin failed to load
     ├── InboxError                the inbox could not store or settle events
-    │   └── InboxFullError        the backlog passed its bound; retry later
+    │   ├── InboxFullError        the backlog passed its bound; retry later
+    │   └── InboxUnavailableError the storage fails for now (a full disk); retried
     ├── BootstrapError            the webhook could not be registered at startup
     ├── MessageValidationError    a message would be refused by the provider; nothing was sent
     └── ProviderError             the provider API answered with an error
@@ -40,6 +41,11 @@ class PluginError(WhizrouterError):
 
 class InboxError(WhizrouterError):
     """The inbox failed to store or settle events."""
+
+
+class InboxUnavailableError(InboxError):
+    """The inbox's storage fails for now (a full disk, a read-only file system, a lock held
+    too long): the receiver answers 503 and the dispatcher tries again until it works."""
 
 
 class InboxFullError(InboxError):

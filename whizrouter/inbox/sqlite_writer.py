@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import math
 import os
 import queue
 import sqlite3
@@ -30,7 +31,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from whizrouter.errors import InboxError
+from whizrouter.errors import InboxError, InboxUnavailableError
 from whizrouter.inbox.base import RawEvent
 
 # The inbox's own logger: one name to configure for everything the sqlite inbox reports.
@@ -145,6 +146,8 @@ class Writer:
     ) -> None:
         self.description = description
         self.commits = 0
+        self._commit_failures = 0
+        self._commit_failure_logged = -math.inf
         self.stopping = False
         self._path = path
         self._synchronous = synchronous
@@ -338,10 +341,10 @@ class Writer:
                 self._run_isolated(conn, jobs)
             else:  # one job, or BEGIN/COMMIT failed (busy, disk full): all of them fail
                 if not isinstance(exc, _JobFailed):
-                    logger.error("sqlite inbox %s: commit failed: %s", self.description, exc)
+                    self._log_commit_failure(exc)
                 cause = exc.__cause__ if isinstance(exc, _JobFailed) else exc
                 for job in jobs:
-                    job.error = _as_inbox_error(cause)
+                    job.error = self._inbox_error(cause)
         for job in ran:
             if job.error is None and job.on_commit is not None:
                 job.on_commit(job.result)
@@ -376,7 +379,7 @@ class Writer:
                 try:
                     job.result = job.fn(conn)
                 except Exception as exc:
-                    job.error = _as_inbox_error(exc)
+                    job.error = self._inbox_error(exc)
                     conn.execute("ROLLBACK TO job")
                     self._on_rollback()
                 conn.execute("RELEASE job")
@@ -384,13 +387,44 @@ class Writer:
             self.commits += 1
             self._checkpointer.request()
         except sqlite3.Error as exc:
-            logger.error("sqlite inbox %s: commit failed: %s", self.description, exc)
+            self._log_commit_failure(exc)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._on_rollback()
             for job in jobs:
                 if job.error is None:
-                    job.error = _as_inbox_error(exc)
+                    job.error = self._inbox_error(exc)
+
+    def _inbox_error(self, exc: BaseException | None) -> InboxError:
+        """The error a job's caller gets: ``InboxUnavailableError`` (with what to do) when the
+        file's storage fails for now, else an ``InboxError`` caused by ``exc``."""
+        if isinstance(exc, InboxError):
+            return exc
+        if isinstance(exc, sqlite3.OperationalError):
+            error: InboxError = InboxUnavailableError(
+                f"the sqlite inbox {self.description} cannot write: {exc}; "
+                f"{_advice(str(exc), self._path)} (meanwhile callbacks get 503 and events "
+                "wait; it goes on by itself once it can write)"
+            )
+        else:
+            error = InboxError(f"the sqlite inbox could not store or settle events: {exc}")
+        error.__cause__ = exc
+        return error
+
+    def _log_commit_failure(self, exc: BaseException) -> None:
+        # Every group fails alike while the disk is full: one line every 10 s, not one per
+        # group (the callers' errors say it again, rate-limited where they are logged).
+        now = time.monotonic()
+        self._commit_failures += 1
+        if now - self._commit_failure_logged >= 10.0:
+            self._commit_failure_logged = now
+            logger.error(
+                "sqlite inbox %s: commit failed (%d so far): %s; %s",
+                self.description,
+                self._commit_failures,
+                exc,
+                _advice(str(exc), self._path),
+            )
 
     def _answer(self, jobs: list[Job[Any]]) -> None:
         loops = {job.loop for job in jobs}
@@ -543,13 +577,15 @@ class _JobFailed(Exception):
     """A job of the group failed (its error is the cause), not BEGIN or COMMIT."""
 
 
-def _as_inbox_error(exc: BaseException | None) -> InboxError:
-    """``exc`` itself if it is an ``InboxError``, else an ``InboxError`` caused by it."""
-    if isinstance(exc, InboxError):
-        return exc
-    error = InboxError(f"the sqlite inbox could not store or settle events: {exc}")
-    error.__cause__ = exc
-    return error
+def _advice(problem: str, path: Path) -> str:
+    """What to do about a storage error of the inbox file ``path``."""
+    if "full" in problem:
+        return f"free disk space on the file system of {path}"
+    if "readonly" in problem or "read-only" in problem:
+        return f"make {path} and its directory writable again"
+    if "locked" in problem or "busy" in problem:
+        return f"another process holds a write lock on {path} for too long"
+    return f"check the disk that holds {path}"
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
