@@ -606,3 +606,33 @@ async def test_the_dispatcher_waits_out_a_storage_failure_and_goes_on(
     assert inbox.failures == 0 and app.failure is None
     [logged] = [r for r in caplog.records if "cannot hand out events now" in r.getMessage()]
     assert "free disk space" in logged.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("failure", "traceback"),
+    [
+        (ProviderError(401, "invalid key; check WHIZARD_API_KEY"), False),
+        (ConfigurationError("no API key: set WHIZARD_API_KEY"), False),
+        (AttributeError("'TextMessage' object has no attribute 'nope'"), True),
+    ],
+)
+async def test_a_give_up_logs_a_traceback_only_for_errors_that_do_not_explain_themselves(
+    make_app: MakeApp,
+    serve: Serve,
+    caplog: pytest.LogCaptureFixture,
+    failure: Exception,
+    traceback: bool,
+) -> None:
+    app = make_app(retry=RetryPolicy(attempts=0))
+
+    @app.on_message()
+    async def handler(message: TextMessage, ctx: Context) -> None:
+        raise failure
+
+    client = await serve(app)
+    await post_texts(client, "15550000001", ["hi"])
+    assert app.dispatcher is not None
+    await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
+    [logged] = [r for r in caplog.records if "failed on event" in r.getMessage()]
+    assert logged.levelno == logging.ERROR and str(failure) in logged.getMessage()
+    assert (logged.exc_info is not None) is traceback

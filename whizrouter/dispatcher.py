@@ -29,6 +29,7 @@ from whizrouter.errors import (
     InboxUnavailableError,
     MessageValidationError,
     ProviderError,
+    WhizrouterError,
 )
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.inbox.factory import DEFAULT_INBOX_URL
@@ -513,8 +514,12 @@ class Dispatcher:
                             attempt,
                             "" if retryable else ", not worth retrying",
                             error,
-                            exc_info=exc,
+                            # whizrouter's own errors (a missing key, a provider error) say
+                            # what to do; their traceback would bury that, so it goes to debug.
+                            exc_info=None if isinstance(exc, WhizrouterError) else exc,
                         )
+                        if isinstance(exc, WhizrouterError):
+                            log.debug("where handler %s failed", spec.name, exc_info=exc)
                         await self._dead(stored, spec.name, attempt, error)
                         return
                     log.warning(
