@@ -229,6 +229,26 @@ async def test_malformed_http_requests_log_one_short_warning(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
+async def test_a_tls_handshake_on_the_plain_port_is_logged_saying_so(tmp_path: Path) -> None:
+    # aiohttp logs a first request that is not HTTP at all only at debug: an operator whose
+    # provider's https:// calls land on the plain port must still see it.
+    env = {"WHIZROUTER_INBOX": f"sqlite:///{tmp_path / 'inbox.db'}"}
+    bot = BotProcess("tests.bots.slow_bot:app", env)
+    await bot.start()
+    try:
+        client_hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 32
+        answer = await raw_http("127.0.0.1", bot.port, client_hello)
+        assert answer.startswith(b"HTTP/1.0 400"), answer
+    finally:
+        output = await bot.stop()
+    [line] = [line for line in output.splitlines() if "malformed HTTP request" in line]
+    assert "WARNING" in line and "1 so far" in line
+    assert "looks like a TLS handshake" in line and "TLS proxy in front" in line
+    assert "Traceback" not in output
+    assert "DEBUG" not in output  # aiohttp's other debug records stay out
+
+
+@pytest.mark.slow
 async def test_sigterm_during_a_hanging_startup_stops_the_process(tmp_path: Path) -> None:
     env = {"WHIZROUTER_INBOX": f"sqlite:///{tmp_path / 'inbox.db'}"}
     bot = BotProcess("tests.bots.hang_startup_bot:app", env)

@@ -40,12 +40,17 @@ async def serve_forever(app: WhizRouter, *, host: str, port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     gc_threshold = gc_threshold_from_env()  # a bad value fails before anything starts
     runner = web.AppRunner(app.make_web_app(), handle_signals=False, access_log=None)
-    malformed = MalformedRequestLog()
     aiohttp_server_log = logging.getLogger("aiohttp.server")
+    # aiohttp logs a first request that is not HTTP at all (a TLS handshake, say) at debug:
+    # let its records through to the filter, which passes the rest only at the usual level.
+    malformed = MalformedRequestLog(others_from=aiohttp_server_log.getEffectiveLevel())
+    own_level = aiohttp_server_log.level
+    aiohttp_server_log.setLevel(logging.DEBUG)
     aiohttp_server_log.addFilter(malformed)
 
     def restore() -> None:
         aiohttp_server_log.removeFilter(malformed)
+        aiohttp_server_log.setLevel(own_level)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 
@@ -108,25 +113,30 @@ class MalformedRequestLog(logging.Filter):
     log. The 400 answer itself is aiohttp's and stays as it is.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, others_from: int = logging.NOTSET) -> None:
         super().__init__()
         self.count = 0
         self._last = -math.inf
+        self._others_from = others_from
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if not isinstance(exc, HttpProcessingError):
-            return True
+            return record.levelno >= self._others_from
         self.count += 1
         now = time.monotonic()
         if now - self._last < 10.0:
             return False
         self._last = now
         what = str(exc.message).strip().splitlines()[0].rstrip(":") if exc.message else ""
-        record.msg = (
-            "answered %d to a malformed HTTP request from %s (%s; %d so far); the provider "
-            "sends well-formed requests, so check what else reaches this port"
-        )
+        if "HTTPS traffic" in what:  # aiohttp's words for a TLS handshake
+            advice = (
+                "it looks like a TLS handshake: this port speaks plain HTTP, so let a TLS "
+                "proxy in front of it take the provider's https:// calls"
+            )
+        else:
+            advice = "the provider sends well-formed requests, so check what else reaches this port"
+        record.msg = "answered %d to a malformed HTTP request from %s (%s; %d so far); " + advice
         remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
         record.args = (exc.code, remote, what, self.count)
         record.levelno, record.levelname = logging.WARNING, "WARNING"
