@@ -435,6 +435,25 @@ async def test_a_file_that_is_not_a_database_is_refused_with_what_to_do(tmp_path
     assert "move it aside" in str(raised.value)
 
 
+class ReadOnlyFileInbox(SqliteInbox):
+    """An inbox whose file turns out read-only once opened (root ignores chmod, so the
+    error sqlite gives is raised here)."""
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+
+async def test_a_healthy_file_that_cannot_be_written_is_not_to_be_moved_aside(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "inbox.db"
+    with pytest.raises(InboxError, match="readonly database") as raised:
+        await ReadOnlyFileInbox(path).open()
+    message = str(raised.value)
+    assert f"check that {path} and its directory are writable" in message
+    assert "do not move it aside" in message
+
+
 async def test_a_file_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "inbox.db"
     with contextlib.closing(sqlite3.connect(path)) as conn:

@@ -257,6 +257,13 @@ class Writer:
             self._prepare(conn)
         except BaseException as exc:
             conn.close()
+            if isinstance(exc, sqlite3.OperationalError):
+                # The file may be a healthy inbox the process cannot write: moving it aside
+                # would strand its events, so say what to fix instead.
+                raise InboxError(
+                    f"cannot use the sqlite inbox {self._path}: {exc}; "
+                    f"{_open_advice(str(exc), self._path)}"
+                ) from exc
             if isinstance(exc, sqlite3.Error):
                 raise InboxError(
                     f"cannot use the sqlite inbox {self._path}: {exc}; if the file is not a "
@@ -575,6 +582,16 @@ class ConsumerLock:
 
 class _JobFailed(Exception):
     """A job of the group failed (its error is the cause), not BEGIN or COMMIT."""
+
+
+def _open_advice(problem: str, path: Path) -> str:
+    """What to do when an existing inbox file cannot be opened for writing."""
+    if "full" in problem or "locked" in problem or "busy" in problem:
+        return _advice(problem, path)
+    return (
+        f"check that {path} and its directory are writable by this user and that the file "
+        "system is not read-only; the file keeps its events, so do not move it aside"
+    )
 
 
 def _advice(problem: str, path: Path) -> str:
