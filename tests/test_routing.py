@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -117,6 +118,19 @@ async def test_registration_closes_when_the_app_starts(make_app: MakeApp) -> Non
             app.include_router(router)
         with pytest.raises(RegistrationClosedError):
             app.use(object())
+    # Stopped, the app takes handlers again (a module-level app shared by several tests),
+    # and the next start uses them.
+    seen: list[str] = []
+
+    @app.on_message()
+    async def later(message: TextMessage, ctx: Context) -> None:
+        seen.append(message.text.body)
+
+    async with app:
+        await app.feed(text_callback("again"))
+        assert app.dispatcher is not None
+        await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
+    assert seen == ["again"]
 
 
 async def test_routers_in_a_running_bot(

@@ -479,6 +479,7 @@ class WhizRouter:
             )
 
     async def _close_resources(self) -> None:
+        self.router.thaw()  # stopped: handlers may be added before the next start
         self._dispatcher = None
         self._dispatch_task = None
         if self._inbox is not None:

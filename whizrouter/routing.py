@@ -197,6 +197,11 @@ class Router:
         for router in self.walk():
             router._frozen = True
 
+    def thaw(self) -> None:
+        """Open registration again (the app stopped; the next start reads the handlers anew)."""
+        for router in self.walk():
+            router._frozen = False
+
     def resolve(self, kind: HandlerKind, event: Any) -> HandlerSpec | None:
         """The first handler of ``kind`` that wants ``event``, or None."""
         for spec in self._handlers:
