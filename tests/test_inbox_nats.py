@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import nats
 import pytest
 from aiohttp import web
@@ -102,6 +103,33 @@ async def test_from_url_reads_options_and_keeps_credentials_out_of_the_descripti
         NatsInbox.from_url("nats://h1?stream=a.b")
 
 
+@pytest.mark.parametrize(
+    "option",
+    ["ack_wait=nan", "ack_wait=inf", "lease_ttl=1e308", "connect_timeout=-1", "duplicate_window=0"],
+)
+def test_a_duration_that_is_not_a_sane_number_of_seconds_is_refused_by_name(option: str) -> None:
+    # NaN passed a "> 0" check: such a worker took partitions and never handled them.
+    name, _, value = option.partition("=")
+    with pytest.raises(ConfigurationError, match=f"{name}='{value}' must be a number of seconds"):
+        NatsInbox.from_url(f"nats://h1?{option}")
+
+
+async def test_a_connection_closed_for_good_stops_the_app(tmp_path: Path) -> None:
+    # With reconnect=false, the connection never comes back: the app fails (whizrouter run
+    # exits for its supervisor to restart it) instead of answering 503 for ever.
+    server = NatsServer(store_dir=tmp_path / "nats")
+    url = server.start()
+    try:
+        app = WhizRouter(inbox=f"{url}?stream={unique_stream()}&reconnect=false", role="receiver")
+        async with app:
+            server.stop()
+            failure = await asyncio.wait_for(app.wait_failed(), timeout=10)
+            assert "closed for good" in str(failure) and "restart the process" in str(failure)
+            assert app.failure is failure
+    finally:
+        server.stop()
+
+
 async def test_credentials_in_the_url_reach_the_server() -> None:
     server = NatsServer(args=("--user", "alice", "--pass", "s3cret"))
     url = server.start()
@@ -160,6 +188,32 @@ async def test_backlog_covers_what_other_processes_append_and_settle(nats_url: s
         await eventually(counted(3), "the receiver to count the worker's appends")
         await worker.ack([e.seq for e in await claim_n(worker, 3)])
         await eventually(counted(0), "the receiver to count the worker's acks")
+
+
+async def test_backlog_stays_close_while_every_process_keeps_changing_it(nats_url: str) -> None:
+    # A receiver appending and a worker settling without pause: each must still take the
+    # server's count every second, not add up its own changes alone (it drifted by hundreds).
+    stream = unique_stream()
+    async with opened(nats_url, stream) as receiver, opened(nats_url, stream) as worker:
+        stop = asyncio.Event()
+
+        async def keep_settling() -> None:
+            while not stop.is_set():
+                with anyio.move_on_after(0.05):
+                    batch = await worker.claim(50)
+                    await worker.ack([e.seq for e in batch])
+
+        settling = asyncio.create_task(keep_settling())
+        for n in range(300):  # about 3 s of appends, about 100 a second
+            await receiver.append([event("492", n)])
+            await asyncio.sleep(0.01)
+        stop.set()
+        await settling
+        info = await receiver._js.stream_info(stream)
+        actual = info.state.messages
+        # Within about a second of the other process' changes (100 appends a second here).
+        assert abs(receiver.backlog() - actual) <= 150, (receiver.backlog(), actual)
+        assert abs(worker.backlog() - actual) <= 150, (worker.backlog(), actual)
 
 
 async def test_odd_header_values_survive(nats_url: str) -> None:

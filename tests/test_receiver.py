@@ -433,7 +433,7 @@ async def test_shutting_down_answers_503_with_retry_after(
 
 
 async def test_full_inbox_answers_503_and_healthz_counts_it(
-    make_app: MakeApp, serve: Serve
+    make_app: MakeApp, serve: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = make_app(max_backlog=2)
     gate = asyncio.Event()
@@ -454,6 +454,9 @@ async def test_full_inbox_answers_503_and_healthz_counts_it(
     report = await (await client.get("/healthz")).json()
     assert (report["acknowledged"], report["refused_full"]) == (2, 1)
     assert report["refused"] == {"400": 1, "503": 1}
+    # The warning gives the inbox's own reason (a NATS stream's max_bytes gives another).
+    [warning] = [r for r in caplog.records if "inbox full" in r.getMessage()]
+    assert "the memory inbox holds 1 unsettled events (bound 2)" in warning.getMessage()
     gate.set()
 
 

@@ -335,6 +335,8 @@ class WhizRouter:
                 + "; set WHIZROUTER_INBOX, or run with --role all"
             )
         await inbox.open()
+        if hasattr(inbox, "on_lost"):  # NATS: a connection closed for good stops the app
+            inbox.on_lost = self._inbox_lost
         log.info(
             "inbox: %s (%s)",
             inbox.description,
@@ -409,17 +411,26 @@ class WhizRouter:
     def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None or not self._started:
             return
-        # Handling stopped for good: refuse callbacks (the provider keeps them) and say so.
-        self._accepting = False
         failure = task.exception()
         # The dispatcher's task groups wrap the one error that stopped it: report that one.
         while isinstance(failure, BaseExceptionGroup) and len(failure.exceptions) == 1:
             failure = failure.exceptions[0]
+        self._fail(failure)
+
+    def _inbox_lost(self, failure: BaseException) -> None:
+        """The inbox can never work again (a NATS connection closed for good)."""
+        if self._started and self._failure is None:
+            self._fail(failure)
+
+    def _fail(self, failure: BaseException | None) -> None:
+        # Handling stopped for good: refuse callbacks (the provider keeps them) and say so.
+        self._accepting = False
         self._failure = failure
         self._failed.set()
         log.critical(
             "event handling stopped: %s; callbacks get 503 (the provider keeps them) until "
-            "the bot is restarted with the cause fixed",
+            "the bot is restarted with the cause fixed (`whizrouter run` exits, so that its "
+            "supervisor restarts it)",
             failure,
         )
 

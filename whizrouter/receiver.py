@@ -225,8 +225,8 @@ class Receiver:
             return self._refuse(request, 400, f"JSON that cannot be stored: {exc}")
         try:
             await self._append(events)
-        except InboxFullError:
-            return self._refuse_full()
+        except InboxFullError as exc:
+            return self._refuse_full(str(exc))
         except Exception as exc:
             # Never 200 for an event we did not store; 503 makes the provider resend it.
             self._log_store_failure(exc, len(events))
@@ -287,15 +287,18 @@ class Receiver:
         self._last_warning[kind] = now
         return True
 
-    def _refuse_full(self) -> web.Response:
+    def _refuse_full(self, why: str | None = None) -> web.Response:
+        """Answer 503 for a full inbox: its backlog bound, or (``why``, from the inbox) a
+        limit of its own such as a NATS stream's ``max_bytes``."""
         self.refused_full += 1
         self.refused[503] = self.refused.get(503, 0) + 1
         if self._warning_due("full"):
             log.warning(
-                "inbox backlog is at its bound: answering 503 so the provider retries later "
-                "(%d refused so far); handlers are slower than callbacks arrive, raise "
-                "concurrency or max_backlog, or scale out",
+                "inbox full: answering 503 so the provider retries later (%d refused so far); %s",
                 self.refused_full,
+                why
+                or "the backlog is at its bound: handlers are slower than callbacks arrive, "
+                "raise concurrency or max_backlog, or scale out",
             )
         return _answer(503, "inbox full; retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
 

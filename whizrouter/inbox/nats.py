@@ -34,7 +34,7 @@ import secrets
 import socket
 import time
 import zlib
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import nats
@@ -68,8 +68,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 #: JetStream API error codes for a stream refusing writes at its limits (discard new).
 _FULL_CODES = {10047, 10077, 10078}
 _BACKLOG_REFRESH = 1.0
-_QUIET = 0.1
-_STALE = 5.0
 _SETTLE_TIMEOUT = 5.0
 
 
@@ -127,13 +125,17 @@ class NatsInbox:
             )
         if not 1 <= partitions <= 4096:
             raise ConfigurationError("WHIZROUTER_INBOX: partitions must be between 1 and 4096")
-        if min(ack_wait, lease_ttl, duplicate_window, dedupe_seconds) <= 0:
+        durations = (ack_wait, lease_ttl, duplicate_window, dedupe_seconds)
+        if not all(math.isfinite(seconds) and seconds > 0 for seconds in durations):
             raise ConfigurationError(
                 "WHIZROUTER_INBOX: ack_wait, lease_ttl, duplicate_window and the dedupe window "
                 "must be positive"
             )
         self._servers = list(servers)
         self.create_streams = True
+        #: Called with the error when the connection closes for good while open (the app
+        #: sets it, and stops).
+        self.on_lost: Callable[[InboxError], None] | None = None
         self._stream = stream
         self._partitions = partitions
         self._replicas = replicas
@@ -177,10 +179,8 @@ class NatsInbox:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._counted = 0
-        self._counted_at = 0.0
         self._net = 0
         self._net_when_counted = 0
-        self._last_change = 0.0
         self._closed = False
         self._error_logged_at = -math.inf
         self._errors_unlogged = 0
@@ -256,6 +256,7 @@ class NatsInbox:
             "error_cb": self._on_error,
             "disconnected_cb": self._on_disconnected,
             "reconnected_cb": self._on_reconnected,
+            "closed_cb": self._on_closed,
             **self._connect_options,
         }
         # Once running, reconnect for as long as it takes (-1); but a server that is not
@@ -279,7 +280,7 @@ class NatsInbox:
             await self._abandon()
             raise
         with contextlib.suppress(nats.errors.Error):
-            await self._count_backlog(force=True)
+            await self._count_backlog()
         self._spawn(self._count_backlog_forever())
 
     def _check_tls(self, options: Mapping[str, Any]) -> None:
@@ -472,10 +473,29 @@ class NatsInbox:
     async def _on_disconnected(self) -> None:
         if self._closed:
             return
-        logger.warning("NATS inbox %s: disconnected, reconnecting", self.description)
+        reconnecting = self._nc is not None and self._nc.options.get("allow_reconnect", True)
+        logger.warning(
+            "NATS inbox %s: disconnected%s",
+            self.description,
+            ", reconnecting" if reconnecting else " (reconnect=false: the app stops)",
+        )
 
     async def _on_reconnected(self) -> None:
         logger.info("NATS inbox %s: reconnected", self.description)
+
+    async def _on_closed(self) -> None:
+        # Closed without our asking: reconnecting was off (reconnect=false) or ran out of
+        # max_reconnect_attempts. Nothing here can work again, so the app stops and a
+        # supervisor can start a fresh process, instead of answering 503 for ever.
+        if self._closed or self._stopping or self.on_lost is None:
+            return
+        self.on_lost(
+            InboxError(
+                f"the connection of the NATS inbox {self.description} closed for good "
+                "(reconnect=false, or max_reconnect_attempts ran out); restart the process, "
+                "or let NATS reconnect as long as it takes (leave those options out)"
+            )
+        )
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -600,27 +620,25 @@ class NatsInbox:
             return True
 
     def backlog(self) -> int:
-        """The stream's unsettled events at the last quiet count, plus this process' changes.
+        """The stream's unsettled events at the last count, plus this process' changes since.
 
-        Counted on the server about every second, so it covers every receiver and worker;
-        exact when this process is the only one.
+        Counted on the server every second, so it covers every receiver and worker; exact
+        when this process is the only one.
         """
         return max(0, self._counted + self._net - self._net_when_counted)
 
     def _changed_backlog(self, delta: int) -> None:
         self._net += delta
-        self._last_change = time.monotonic()
 
-    async def _count_backlog(self, *, force: bool = False) -> None:
-        sent = time.monotonic()
+    async def _count_backlog(self) -> None:
+        net_before = self._net
         info = await self._js.stream_info(self._stream)
-        # A count taken while this process was appending or settling may or may not include
-        # that change; take it only when quiet (or when it would otherwise get old).
-        now = time.monotonic()
-        if force or self._last_change < sent - _QUIET or now - self._counted_at > _STALE:
-            self._counted = info.state.messages
-            self._net_when_counted = self._net
-            self._counted_at = now
+        # This process' changes made while the count was on its way may be in it or not:
+        # they are added from before it, so one may count twice until the next count, a
+        # second later. (Taking counts only when this process was quiet left every process
+        # adding up its own changes alone for seconds under load, far apart from each other.)
+        self._counted = info.state.messages
+        self._net_when_counted = net_before
 
     async def _count_backlog_forever(self) -> None:
         while not self._stopping:

@@ -7,6 +7,7 @@ malformed URL is refused with a message before anything connects.
 
 from __future__ import annotations
 
+import math
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -104,14 +105,25 @@ def redact(server: str) -> str:
     return f"{parts.scheme}://{host}{port}"
 
 
+#: The longest duration an option may give, in seconds (JetStream keeps nanoseconds in 64
+#: bits; NaN and infinity would pass a ``> 0`` check and fail much later).
+MAX_SECONDS = 10_000_000
+
+
 def _convert(setting: str, raw: str, kind: type) -> Any:
     try:
         if kind is bool:
             if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
                 raise ValueError(raw)
             return raw.lower() in ("1", "true", "yes")
-        return kind(raw)
+        value = kind(raw)
     except ValueError:
         raise ConfigurationError(
             f"WHIZROUTER_INBOX: {setting}={raw!r} is not a valid {kind.__name__}"
         ) from None
+    if kind is float and not (math.isfinite(value) and 0 < value <= MAX_SECONDS):
+        raise ConfigurationError(
+            f"WHIZROUTER_INBOX: {setting}={raw!r} must be a number of seconds above 0 and at "
+            f"most {MAX_SECONDS:,}"
+        )
+    return value
