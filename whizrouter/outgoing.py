@@ -113,7 +113,7 @@ def text_body(
     shape: ApiShape, to: str, body: str, *, preview_url: bool, reply_to: str | None
 ) -> dict[str, Any]:
     _require_text(body, "the text body", TEXT_MAX)
-    if not isinstance(preview_url, bool | int) or preview_url not in (0, 1):
+    if not isinstance(preview_url, int) or preview_url not in (0, 1):  # bool is an int
         raise invalid(f"preview_url must be True or False, not {preview_url!r:.60}")
     preview_url = bool(preview_url)  # 0 and 1 too: the provider wants a JSON boolean
     if shape == "cloud":
@@ -319,10 +319,7 @@ def _render_section(section: Mapping[str, Any], title_required: bool) -> dict[st
     title = section.get("title")
     if title is not None or title_required:
         _require_text(title if isinstance(title, str) else "", "a section title", SECTION_TITLE_MAX)
-    rows = section.get("rows")
-    if rows is None or isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Iterable):
-        raise invalid(f"section {title!r} has no rows (a list of row dicts)")
-    listed = list(rows)
+    listed = _listed(section.get("rows"), f"section {title!r} has no rows (a list of row dicts)")
     if not listed:
         raise invalid(f"section {title!r} has no rows")
     rendered_rows: list[dict[str, Any]] = []
