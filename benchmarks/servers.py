@@ -30,8 +30,9 @@ The servers:
   50,000, so that every measured window pays for lookups in a full index and for merges,
   as a bot does over a day. Both servers run as ``whizrouter run`` runs a bot: on uvloop
   when it is installed (``--asyncio-loop`` keeps asyncio's own loop) and with the garbage
-  collector tuned after startup (``--python-gc`` keeps Python's defaults). They serve the
-  bot's own webhook handler, as ``whizrouter run`` does; ``ok`` is its count of 200s.
+  collector tuned after startup (``--python-gc`` keeps Python's defaults). They are served as
+  ``whizrouter run`` serves a bot (its hand-routed handler on aiohttp's low-level server,
+  ``whizrouter.server.request_handler``); ``ok`` is the bot's count of 200s.
 
 The baseline and the hand-written server run on asyncio's own loop with Python's collector
 settings, as their authors would write them. Access logs are off everywhere, as in
@@ -50,7 +51,7 @@ import socket
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,7 @@ from whizrouter.runtime import (
     run_with_loop,
     running_loop_name,
 )
+from whizrouter.server import request_handler
 
 KINDS = ("baseline", "handwritten", "memory", "sqlite")
 _OK = b'{"ok":true}'
@@ -188,8 +190,13 @@ def aged_sqlite_inbox(db: str, older_keys: int = OLDER_KEYS) -> SqliteInbox:
     return inbox
 
 
-def whizrouter_app(inbox: str | Inbox) -> web.Application:
-    """whizrouter with the given inbox URL and a no-op handler for messages and statuses."""
+def whizrouter_server(inbox: str | Inbox) -> tuple[web.Server, WhizRouter]:
+    """whizrouter with the given inbox URL and a no-op handler for messages and statuses,
+    served as ``whizrouter run`` serves it (``whizrouter.server.request_handler`` on aiohttp's
+    low-level server), plus ``GET /bench/stats``.
+
+    The caller starts and stops the bot around serving it, as ``whizrouter run`` does.
+    """
     bot = new_bot(inbox)
     counters = Counters(handled=0)
 
@@ -201,47 +208,68 @@ def whizrouter_app(inbox: str | Inbox) -> web.Application:
     async def on_status(status: Status, ctx: Context) -> None:
         counters.handled = (counters.handled or 0) + 1
 
-    async def stats(request: web.Request) -> web.Response:
+    async def stats(request: web.BaseRequest) -> web.Response:
         dispatcher = bot.dispatcher
         counters.ok = bot.receiver.acknowledged
         counters.dispatcher_handled = dispatcher.handled if dispatcher else None
         counters.pending = bot.inbox.backlog() if bot.started else 0
         return web.Response(body=counters.as_json(), content_type=_JSON)
 
-    async def lifespan(_: web.Application) -> AsyncIterator[None]:
-        # The same start and stop that ``WhizRouter.attach`` ties to the web app.
-        async with bot:
-            yield
+    handle = request_handler(bot)
 
-    app = web.Application()
-    app.router.add_post("/webhook", bot.receiver.webhook)
-    app.router.add_get("/healthz", bot.receiver.healthz)
-    app.router.add_get("/bench/stats", stats)
-    app.cleanup_ctx.append(lifespan)
-    return app
+    def route(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+        # Not a coroutine: the stats route costs each callback one call and one comparison.
+        return stats(request) if request.path == "/bench/stats" else handle(request)
+
+    return web.Server(route, access_log=None), bot
 
 
-def build_app(kind: str, db: str | None = None) -> web.Application:
-    """The web app of one benchmarked server.
+@dataclass
+class BenchServer:
+    """What a benchmarked server serves: an aiohttp app, or whizrouter's own low-level
+    server and the bot it serves (started before the port opens, stopped after it closes)."""
+
+    runner: web.BaseRunner
+    bot: WhizRouter | None = None
+
+
+def bench_inbox(kind: str, db: str | None = None) -> str | Inbox | None:
+    """The inbox of a whizrouter kind (None for the others); made before the event loop runs,
+    since the aged sqlite file is written with an event loop of its own.
 
     Raises:
-        ValueError: ``kind`` is unknown, or ``sqlite`` comes without a database path.
+        ValueError: ``sqlite`` comes without a database path.
     """
-    if kind == "baseline":
-        return baseline_app()
-    if kind == "handwritten":
-        return handwritten_app()
     if kind == "memory":
-        return whizrouter_app("memory")
+        return "memory"
     if kind == "sqlite":
         if not db:
             raise ValueError("the sqlite server needs --db PATH (a fresh file)")
-        return whizrouter_app(aged_sqlite_inbox(db))
-    raise ValueError(f"unknown server {kind!r}; choose one of {', '.join(KINDS)}")
+        return aged_sqlite_inbox(db)
+    return None
 
 
-async def serve(app: web.Application, *, gc_threshold: int = 0) -> None:
-    """Serve ``app`` on a free loopback port, announce the port, stop when told to.
+def build_server(kind: str, inbox: str | Inbox | None = None) -> BenchServer:
+    """The server of one benchmarked kind; ``inbox`` from ``bench_inbox`` for whizrouter's.
+    Call it with the serving event loop running.
+
+    Raises:
+        ValueError: ``kind`` is unknown, or a whizrouter kind comes without an inbox.
+    """
+    if kind == "baseline":
+        return BenchServer(web.AppRunner(baseline_app(), handle_signals=False, access_log=None))
+    if kind == "handwritten":
+        return BenchServer(web.AppRunner(handwritten_app(), handle_signals=False, access_log=None))
+    if kind not in KINDS:
+        raise ValueError(f"unknown server {kind!r}; choose one of {', '.join(KINDS)}")
+    if inbox is None:
+        raise ValueError(f"the {kind} server needs its inbox (see bench_inbox)")
+    server, bot = whizrouter_server(inbox)
+    return BenchServer(web.ServerRunner(server, handle_signals=False), bot)
+
+
+async def serve(server: BenchServer, *, gc_threshold: int = 0) -> None:
+    """Serve ``server`` on a free loopback port, announce the port, stop when told to.
 
     SIGTERM, SIGINT or the end of stdin stop the server. A ``gc_threshold`` above 0 tunes
     the garbage collector after startup, as ``whizrouter run`` does (see
@@ -263,7 +291,9 @@ async def serve(app: web.Application, *, gc_threshold: int = 0) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner, bot = server.runner, server.bot
+    if bot is not None:
+        await bot.start()
     await runner.setup()
     if gc_threshold:
         tune_gc(gc_threshold)
@@ -275,6 +305,12 @@ async def serve(app: web.Application, *, gc_threshold: int = 0) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
+        if bot is not None:
+            await bot.stop()
+
+
+async def _build_and_serve(kind: str, inbox: str | Inbox | None, gc_threshold: int) -> None:
+    await serve(build_server(kind, inbox), gc_threshold=gc_threshold)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -301,12 +337,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     whizrouter_kind = args.kind in ("memory", "sqlite")
     threshold = DEFAULT_GC_THRESHOLD if whizrouter_kind and not args.python_gc else 0
-    app = build_app(args.kind, args.db)
+    inbox = bench_inbox(args.kind, args.db)
     if whizrouter_kind:
         loop: LoopChoice = "asyncio" if args.asyncio_loop else "auto"
-        run_with_loop(serve(app, gc_threshold=threshold), loop)
+        # Built on the loop that serves it: a bot's app makes its asyncio objects there.
+        run_with_loop(_build_and_serve(args.kind, inbox, threshold), loop)
     else:
-        asyncio.run(serve(app, gc_threshold=threshold))
+        asyncio.run(_build_and_serve(args.kind, inbox, threshold))
     return 0
 
 

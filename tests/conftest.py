@@ -38,7 +38,9 @@ def pytest_asyncio_loop_factories(
 
 
 AiohttpClient = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
-BotClient = TestClient[web.Request, web.Application]
+# The attached app's client, or the standalone server's (``whizrouter.server``), in
+# test_receiver.py.
+BotClient = TestClient[Any, Any]
 
 
 def fixture_bytes(name: str) -> bytes:

@@ -8,24 +8,47 @@ import gzip
 import io
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from aiohttp.test_utils import RawTestServer
 
-from tests.conftest import BotClient, Recorder, fixture_bytes, raw_http
+from tests.conftest import AiohttpClient, BotClient, Recorder, fixture_bytes, raw_http
 from whizrouter import Context, Message, Status, TextMessage, WhizRouter
 from whizrouter.errors import InboxError
 from whizrouter.inbox.base import RawEvent
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.inbox.sqlite import SqliteInbox
 from whizrouter.payloads import MAX_NESTING, nested_deeper_than
+from whizrouter.server import request_handler
 from whizrouter.testing import text_callback
 
 Serve = Callable[[WhizRouter], Awaitable[BotClient]]
 MakeApp = Callable[..., WhizRouter]
+
+
+@pytest.fixture(params=["attached", "standalone"])
+async def serve(
+    request: pytest.FixtureRequest, aiohttp_client: AiohttpClient
+) -> AsyncIterator[Serve]:
+    """Every test here runs against both ways of serving a bot: its routes added to an
+    aiohttp app (``make_web_app``, ``attach``), and the hand-routed low-level server that
+    ``whizrouter run`` serves."""
+    started: list[WhizRouter] = []
+
+    async def start(app: WhizRouter) -> BotClient:
+        if request.param == "attached":
+            return await aiohttp_client(app.make_web_app())
+        await app.start()
+        started.append(app)
+        return await aiohttp_client(RawTestServer(request_handler(app)))  # type: ignore[arg-type]
+
+    yield start
+    for app in started:
+        await app.stop()
 
 
 def basic(user: str, password: str) -> str:
@@ -550,3 +573,29 @@ async def test_a_full_disk_gets_503_saying_what_to_do_and_the_bot_goes_on_once_t
     assert (await client.post("/webhook", json=big)).status == 200
     [_, message] = await recorder.wait_for(2)
     assert isinstance(message, TextMessage) and len(message.text.body) == 60_000
+
+
+async def test_other_paths_get_404_and_other_methods_405(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    app = echo_app(make_app, recorder)
+    client = await serve(app)
+    missing = await client.post("/hook", data=fixture_bytes("onprem/text.json"))
+    assert missing.status == 404
+    wrong = await client.get("/webhook")
+    assert wrong.status == 405
+    assert wrong.headers["Allow"] == "POST"
+    assert (await client.post("/healthz")).status == 405
+    head = await client.head("/healthz")
+    assert head.status == 200
+    assert app.receiver.acknowledged == 0
+    assert app.inbox.backlog() == 0
+
+
+async def test_a_worker_serves_only_the_health_check(
+    make_app: MakeApp, serve: Serve, recorder: Recorder, tmp_path: Path
+) -> None:
+    app = echo_app(make_app, recorder, role="worker", inbox=f"sqlite:///{tmp_path / 'i.db'}")
+    client = await serve(app)
+    assert (await client.post("/webhook", data=fixture_bytes("onprem/text.json"))).status == 404
+    assert (await client.get("/healthz")).status == 200

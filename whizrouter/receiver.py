@@ -72,7 +72,7 @@ class BodyTooLargeError(Exception):
     """The body passed the configured limit while being read."""
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.BaseRequest, limit: int) -> bytes:
     """Read the whole request body, refusing more than ``limit`` bytes.
 
     Raises:
@@ -141,7 +141,7 @@ class Receiver:
         self._read_timeout = read_timeout
         self._health = health
 
-    def _refusal(self, request: web.Request) -> web.Response | None:
+    def _refusal(self, request: web.BaseRequest) -> web.Response | None:
         """The answer to a callback refused before its body is read, or None to go on."""
         if not self._accepting():
             return self._refuse(
@@ -167,7 +167,7 @@ class Receiver:
             return self._refuse_full()
         return None
 
-    async def expect_continue(self, request: web.Request) -> web.StreamResponse | None:
+    async def expect_continue(self, request: web.BaseRequest) -> web.StreamResponse | None:
         """Handle ``Expect: 100-continue`` on ``POST /webhook``.
 
         A client that waits for ``100 Continue`` before sending its body gets the refusal
@@ -181,10 +181,10 @@ class Receiver:
             # The body was never read: the connection cannot carry another request.
             refusal.force_close()
             return refusal
-        await _send_100_continue(request)
+        await _send_100_continue(request)  # type: ignore[arg-type]  # reads no Request field
         return None
 
-    async def webhook(self, request: web.Request) -> web.Response:
+    async def webhook(self, request: web.BaseRequest) -> web.Response:
         """Handle ``POST /webhook``."""
         refusal = self._refusal(request)
         if refusal is not None:
@@ -240,7 +240,7 @@ class Receiver:
         return web.Response(body=b'{"ok":true}', content_type=_JSON)
 
     def _refuse(
-        self, request: web.Request, status: int, reason: str, **headers: str
+        self, request: web.BaseRequest, status: int, reason: str, **headers: str
     ) -> web.Response:
         """Answer ``status`` with ``reason``; count it, and say so in the log.
 
@@ -302,7 +302,7 @@ class Receiver:
             )
         return _answer(503, "inbox full; retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
 
-    async def healthz(self, request: web.Request) -> web.Response:
+    async def healthz(self, request: web.BaseRequest) -> web.Response:
         """Handle ``GET /healthz``: 200 while accepting callbacks, 503 otherwise."""
         report = self._health()
         status = 200 if report.get("status") == "ok" else 503
