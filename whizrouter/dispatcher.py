@@ -132,6 +132,12 @@ class Dispatcher:
         # asyncio events where one is made per wait: an anyio.Event costs about 3 us to build
         # (a backend look-up), an asyncio one a tenth of that. The dispatcher is asyncio-only.
         self._room = asyncio.Event()
+        # Plain flags beside the events, read for every settled event: an Event's is_set is
+        # a Python call (two through anyio's), several per event on the hot path.
+        self._room_wanted = False  # the claim loop waits for room
+        self._flusher_idle = False  # the ack flusher waits for acks
+        self._stopping = False  # drain has begun
+        self._leaving = False  # drain has begun and the inbox keeps what was not started
         self._acks: list[int] = []
         # Durable inbox: events started whose ack is not committed (see _reserve_replay_slot),
         # and workers waiting for one of those slots, first come first served.
@@ -175,6 +181,7 @@ class Dispatcher:
             while True:
                 while self._claimed >= self._max_claimed:
                     self._room = asyncio.Event()
+                    self._room_wanted = True
                     await self._room.wait()
                 try:
                     batch = await self._inbox.claim(min(256, self._max_claimed - self._claimed))
@@ -189,17 +196,15 @@ class Dispatcher:
                     )
                     raise
                 self._trouble_streak = 0
+                self._claimed += len(batch)
+                lanes = self._lanes
                 for event in batch:
-                    self._enqueue(event)
-
-    def _enqueue(self, event: StoredEvent) -> None:
-        self._claimed += 1
-        lane = self._lanes.get(event.conversation)
-        if lane is None:
-            self._lanes[event.conversation] = deque((event,))
-            self._hand_off(event.conversation)
-        else:
-            lane.append(event)
+                    lane = lanes.get(event.conversation)
+                    if lane is None:
+                        lanes[event.conversation] = deque((event,))
+                        self._hand_off(event.conversation)
+                    else:
+                        lane.append(event)
 
     async def _run_workers(self) -> None:
         try:
@@ -216,7 +221,7 @@ class Dispatcher:
     def _leaving_now(self) -> bool:
         # A durable inbox keeps what was not started for the next start; a memory inbox
         # would lose it, so its workers keep going until the grace period ends.
-        return self._durable and self._stop_event.is_set()
+        return self._leaving
 
     def _hand_off(self, conversation: str) -> None:
         self._ready.append(conversation)
@@ -262,23 +267,31 @@ class Dispatcher:
                 raise
             if woken:
                 self._waking -= 1
+        return self._take_lane()
+
+    def _take_lane(self) -> str:
+        """Take the first ready lane, and wake the next worker while more are ready."""
         conversation = self._ready.popleft()
         if self._ready and not self._waking and (not self._durable or self._replay_slots_left()):
             self._wake_one()
         return conversation
 
     async def _worker(self) -> None:
-        while (conversation := await self._next_lane()) is not None:
-            if self._leaving_now():
+        while True:
+            # A lane is ready most of the time under load: take it without a coroutine.
+            conversation = self._take_lane() if self._ready else await self._next_lane()
+            if conversation is None:
+                return
+            if self._leaving:
                 return
             lane = self._lanes[conversation]
             for _ in range(LANE_TURN):
-                if not lane or self._leaving_now():
+                if not lane or self._leaving:
                     break
                 if self._durable:
                     await self._reserve_replay_slot()
                 await self._handle(lane.popleft())
-            if self._leaving_now():
+            if self._leaving:
                 return
             if lane:
                 # Back in the queue; this worker takes the next ready lane at once, so no
@@ -286,7 +299,7 @@ class Dispatcher:
                 self._ready.append(conversation)
                 continue
             del self._lanes[conversation]
-            if self._stop_event.is_set() and not self._lanes:
+            if self._stopping and not self._lanes:
                 self._close_ready()
 
     async def drain(self, grace: float) -> int:
@@ -297,6 +310,8 @@ class Dispatcher:
             a memory inbox loses them.
         """
         self._stop_event.set()
+        self._stopping = True
+        self._leaving = self._durable
         self._intake_scope.cancel()
         if self._inbox.durable or not self._lanes:
             self._close_ready()
@@ -377,11 +392,13 @@ class Dispatcher:
         self._running.pop(seq, None)
         if self._counted:
             self._counted.discard(seq)
-        if not self._room.is_set():
+        if self._room_wanted:
+            self._room_wanted = False
             self._room.set()
         if ack:
             self._acks.append(seq)
-            if not self._ack_wakeup.is_set():
+            if self._flusher_idle:
+                self._flusher_idle = False
                 self._ack_wakeup.set()
             return  # the flusher releases the replay slot and checks for idleness
         if self._durable:
@@ -412,6 +429,7 @@ class Dispatcher:
                 if self._workers_done.is_set():
                     return
                 self._ack_wakeup = asyncio.Event()
+                self._flusher_idle = True
                 await self._ack_wakeup.wait()
                 continue
             batch, self._acks = self._acks, []

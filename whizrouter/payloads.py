@@ -121,10 +121,15 @@ def _split_value(
         else:
             for message in messages:
                 sender = message.get("from") if isinstance(message, dict) else None
-                if (
-                    not isinstance(message, dict)
-                    or not _usable_id(message.get("id"))
-                    or not _usable_id(sender)
+                message_id = message.get("id") if sender is not None else None
+                # _usable_id of both, inline: this runs for every message.
+                if not (
+                    isinstance(message_id, str)
+                    and isinstance(sender, str)
+                    and 0 < len(message_id) <= MAX_ID_LENGTH
+                    and 0 < len(sender) <= MAX_ID_LENGTH
+                    and "\x00" not in message_id
+                    and "\x00" not in sender
                 ):
                     out.append(
                         _raw_event(
@@ -150,7 +155,7 @@ def _split_value(
                             b"}",
                         )
                     )
-                out.append(RawEvent("message", "m:" + message["id"], sender, body))
+                out.append(RawEvent("message", "m:" + message_id, sender, body))
     statuses = value.get("statuses")
     if statuses is not None:
         if not isinstance(statuses, list):

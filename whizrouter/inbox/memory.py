@@ -57,25 +57,31 @@ class MemoryInbox:
 
     async def append(self, events: Sequence[RawEvent]) -> int:
         """Store new events, drop those whose key was seen; see ``Inbox.append``."""
-        backlog = self.backlog()
+        backlog = len(self._ready) + len(self._claimed)
         # An empty inbox takes any callback, however many events: none is refused forever.
         if backlog and backlog + len(events) > self._max_backlog:
             raise InboxFullError(
-                f"the memory inbox holds {self.backlog()} unsettled events (bound "
+                f"the memory inbox holds {backlog} unsettled events (bound "
                 f"{self._max_backlog}); the provider will retry, or raise max_backlog"
             )
         now = time.time()
-        if self._seen_order and self._seen_order[0][0] < now - self._dedupe_seconds:
+        order = self._seen_order
+        if order and order[0][0] < now - self._dedupe_seconds:
             self._prune_seen(now)
         seen = self._seen
+        ready = self._ready
         stored = 0
         for event in events:
             key = event.key
             if key in seen:
                 continue  # a redelivery, or the same event twice in this callback
             seen.add(key)
-            self._seen_order.append((now, key))
-            self._queue(event, now)
+            order.append((now, key))
+            # What _queue does, inline: this runs for every event stored.
+            self._seq += 1
+            ready.append(
+                StoredEvent(self._seq, event.kind, key, event.conversation, event.body, 0, now)
+            )
             stored += 1
         if stored:
             self._wakeup.set()
