@@ -599,3 +599,27 @@ async def test_a_worker_serves_only_the_health_check(
     client = await serve(app)
     assert (await client.post("/webhook", data=fixture_bytes("onprem/text.json"))).status == 404
     assert (await client.get("/healthz")).status == 200
+
+
+async def test_a_body_cut_short_by_the_client_is_never_stored(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    app = echo_app(make_app, recorder)
+    client = await serve(app)
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    body = fixture_bytes("onprem/text.json")
+    writer.write(
+        b"POST /webhook HTTP/1.1\r\nHost: bot\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[:-5]
+    )
+    await writer.drain()
+    writer.write_eof()  # the client gives up half-way through its body
+    answer = await asyncio.wait_for(reader.read(), timeout=5)
+    writer.close()
+    assert not answer.startswith(b"HTTP/1.1 200"), answer
+    assert app.receiver.acknowledged == 0
+    assert app.inbox.backlog() == 0
+    # The connection is gone, not the server: a whole callback still gets its 200.
+    assert (await client.post("/webhook", data=body)).status == 200
+    assert len(await recorder.wait_for(1)) == 1

@@ -72,6 +72,36 @@ class BodyTooLargeError(Exception):
     """The body passed the configured limit while being read."""
 
 
+def _declared_length(request: web.BaseRequest) -> int | None:
+    """The body's declared length, or None when it is unknown."""
+    # With a Content-Encoding, aiohttp hands over the decoded bytes: the declared length is
+    # the encoded one, so the body is read to its end instead (the limit then holds the
+    # decoded size).
+    encoding = request.headers.get("Content-Encoding")
+    if encoding is not None and encoding.lower() != "identity":
+        return None
+    return request.content_length
+
+
+def read_buffered(request: web.BaseRequest, limit: int) -> bytes:
+    """The whole body of a request whose body has all arrived (``request.content.is_eof()``),
+    taken from aiohttp's buffer at once: the usual case, without a coroutine.
+
+    Raises:
+        BodyTooLargeError: the body (declared or actual) is larger than ``limit``.
+        asyncio.IncompleteReadError: the client sent less than it declared.
+    """
+    declared = _declared_length(request)
+    if declared is not None and declared > limit:
+        raise BodyTooLargeError
+    body = request.content.read_nowait()
+    if len(body) > limit:
+        raise BodyTooLargeError
+    if declared is not None and len(body) < declared:
+        raise asyncio.IncompleteReadError(body, declared)
+    return body
+
+
 async def read_body(request: web.BaseRequest, limit: int) -> bytes:
     """Read the whole request body, refusing more than ``limit`` bytes.
 
@@ -79,10 +109,7 @@ async def read_body(request: web.BaseRequest, limit: int) -> bytes:
         BodyTooLargeError: the body (declared or actual) is larger than ``limit``.
         asyncio.IncompleteReadError: the client sent less than it declared.
     """
-    # With a Content-Encoding, aiohttp hands over the decoded bytes: the declared length is
-    # the encoded one, so read to the end instead (the limit then holds the decoded size).
-    encoded = request.headers.get("Content-Encoding", "identity").lower() != "identity"
-    declared = None if encoded else request.content_length
+    declared = _declared_length(request)
     if declared is not None:
         if declared > limit:
             raise BodyTooLargeError
@@ -192,7 +219,7 @@ class Receiver:
         try:
             if request.content.is_eof():
                 # The whole body is already buffered, so reading cannot stall: no timer.
-                body = await read_body(request, self._body_limit)
+                body = read_buffered(request, self._body_limit)
             else:
                 async with asyncio.timeout(self._read_timeout):
                     body = await read_body(request, self._body_limit)
