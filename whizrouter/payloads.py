@@ -20,7 +20,7 @@ callback-shaped object (``{"errors": [...]}``, or a Cloud envelope holding one c
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal
 
 import orjson
 
@@ -77,10 +77,18 @@ def nested_deeper_than(payload: Any, body: bytes, limit: int = MAX_NESTING) -> b
 MAX_ID_LENGTH = 512
 
 
-def _usable_id(value: Any) -> TypeGuard[str]:
-    """An id that can key dedupe: a non-empty string of sane length without NUL (which
-    SQLite's JSON functions cut a string at, so two ids would share a key)."""
-    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and "\x00" not in value
+def _usable_ids(first: Any, second: Any) -> bool:
+    """Whether both can key dedupe: non-empty strings of sane length without NUL (which
+    SQLite's JSON functions cut a string at, so two ids would share a key). Two at once, as
+    each message (id, sender) and status (id, status) has: one call per event."""
+    return (
+        isinstance(first, str)
+        and isinstance(second, str)
+        and 0 < len(first) <= MAX_ID_LENGTH
+        and 0 < len(second) <= MAX_ID_LENGTH
+        and "\x00" not in first
+        and "\x00" not in second
+    )
 
 
 def _contact_for(contacts: Any, wa_id: str) -> dict[str, Any] | None:
@@ -120,17 +128,10 @@ def _split_value(
             out.append(_raw_event(shape, wrap({"messages": messages}), "messages is not a list"))
         else:
             for message in messages:
-                sender = message.get("from") if isinstance(message, dict) else None
-                message_id = message.get("id") if sender is not None else None
-                # _usable_id of both, inline: this runs for every message.
-                if not (
-                    isinstance(message_id, str)
-                    and isinstance(sender, str)
-                    and 0 < len(message_id) <= MAX_ID_LENGTH
-                    and 0 < len(sender) <= MAX_ID_LENGTH
-                    and "\x00" not in message_id
-                    and "\x00" not in sender
-                ):
+                # Any: what the JSON holds; _usable_ids tells whether both are strings.
+                sender: Any = message.get("from") if isinstance(message, dict) else None
+                message_id: Any = message.get("id") if sender is not None else None
+                if not _usable_ids(message_id, sender):
                     out.append(
                         _raw_event(
                             shape,
@@ -162,11 +163,9 @@ def _split_value(
             out.append(_raw_event(shape, wrap({"statuses": statuses}), "statuses is not a list"))
         else:
             for status in statuses:
-                if (
-                    not isinstance(status, dict)
-                    or not _usable_id(status.get("id"))
-                    or not _usable_id(status.get("status"))
-                ):
+                status_id: Any = status.get("id") if isinstance(status, dict) else None
+                state: Any = status.get("status") if status_id is not None else None
+                if not _usable_ids(status_id, state):
                     out.append(
                         _raw_event(
                             shape,
@@ -180,14 +179,14 @@ def _split_value(
                 if not isinstance(recipient, str):
                     nested = status.get("message")
                     recipient = nested.get("recipient_id") if isinstance(nested, dict) else None
-                conversation = recipient if isinstance(recipient, str) else "status:" + status["id"]
+                conversation = recipient if isinstance(recipient, str) else "status:" + status_id
                 if "shape" in status or "business" in status or "contact" in status:
                     body = _dumps(
                         {"shape": shape, "item": status, "contact": None, "metadata": metadata}
                     )
                 else:
                     body = b"".join((orjson.dumps(status)[:-1], business, b"}"))
-                key = "s:" + status["id"] + ":" + status["status"]
+                key = "s:" + status_id + ":" + state
                 out.append(RawEvent("status", key, conversation, body))
     errors = value.get("errors")
     if errors is not None:
