@@ -141,18 +141,14 @@ class WhizRouter:
         self._dispatcher: Dispatcher | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
         self._started = False
-        self._accepting = False
         self._failed = asyncio.Event()
         self._failure: BaseException | None = None
         self.receiver = Receiver(
-            # The inbox itself, not a wrapper coroutine: one frame less per callback.
-            append=lambda events: self.inbox.append(events),
-            accepting=lambda: self._accepting,
             auth_header=self.settings.auth_header,
             body_limit=self.settings.body_limit,
             read_timeout=self.settings.read_timeout,
             health=self.health,
-            full=lambda: self._started and self.inbox.backlog() >= self.settings.max_backlog,
+            max_backlog=self.settings.max_backlog,
         )
 
     # Registration -----------------------------------------------------------------------
@@ -269,7 +265,7 @@ class WhizRouter:
             "status": "failed"
             if self._failure is not None
             else "ok"
-            if self._started and (self._accepting or self.role == "worker")
+            if self._started and (self.receiver.accepting or self.role == "worker")
             else "unavailable",
             "role": self.role,
             "inbox": self.inbox.description,
@@ -406,7 +402,9 @@ class WhizRouter:
             await self._close_resources()
             raise
         self._started = True
-        self._accepting = self.role != "worker"
+        # The inbox's own methods, not wrappers: a frame less for every callback.
+        self.receiver.connect(inbox.append, inbox.backlog)
+        self.receiver.accepting = self.role != "worker"
 
     def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None or not self._started:
@@ -424,7 +422,7 @@ class WhizRouter:
 
     def _fail(self, failure: BaseException | None) -> None:
         # Handling stopped for good: refuse callbacks (the provider keeps them) and say so.
-        self._accepting = False
+        self.receiver.accepting = False
         self._failure = failure
         self._failed.set()
         log.critical(
@@ -447,13 +445,13 @@ class WhizRouter:
 
     def stop_accepting(self) -> None:
         """Answer new callbacks with 503 from now on (the first step of a shutdown)."""
-        self._accepting = False
+        self.receiver.accepting = False
 
     async def stop(self) -> None:
         """Refuse new callbacks, drain running handlers within the grace period, close."""
         if not self._started:
             return
-        self._accepting = False
+        self.receiver.accepting = False
         self._started = False
         dispatcher, task = self._dispatcher, self._dispatch_task
         if dispatcher is not None and task is not None:

@@ -68,6 +68,14 @@ _ADVICE = {
 }
 
 
+async def _not_connected(events: Sequence[RawEvent]) -> int:
+    raise InboxError("no inbox to store callbacks in: the app has not started")
+
+
+def _nothing_waiting() -> int:
+    return 0
+
+
 class BodyTooLargeError(Exception):
     """The body passed the configured limit while being read."""
 
@@ -129,29 +137,33 @@ async def read_body(request: web.BaseRequest, limit: int) -> bytes:
 class Receiver:
     """The aiohttp handlers of the webhook and the health check.
 
+    Callbacks are refused with 503 until ``connect`` names the inbox and ``accepting`` is
+    set. Plain attributes rather than callables: each would cost every callback a call.
+
     Args:
-        append: stores events; returns how many were new (``Inbox.append``).
-        accepting: whether the app takes callbacks now (False before start and while stopping).
         auth_header: the exact ``Authorization`` value required, or None for no auth.
         body_limit: the largest body accepted, in bytes (413 above).
         read_timeout: seconds to receive the whole body (408 after).
         health: returns the health report's fields.
-        full: whether the inbox backlog is at its bound (503 without reading the body).
+        max_backlog: unsettled events at which the inbox counts as full (503 without
+            reading the body).
     """
 
     def __init__(
         self,
         *,
-        append: Callable[[Sequence[RawEvent]], Awaitable[int]],
-        accepting: Callable[[], bool],
         auth_header: str | None,
         body_limit: int,
         read_timeout: float,
         health: Callable[[], dict[str, object]],
-        full: Callable[[], bool] = lambda: False,
+        max_backlog: int,
     ) -> None:
-        self._append = append
-        self._full = full
+        #: Whether callbacks are taken now (False before start, while stopping, after a
+        #: failure); the app sets it.
+        self.accepting = False
+        self._append: Callable[[Sequence[RawEvent]], Awaitable[int]] = _not_connected
+        self._backlog: Callable[[], int] = _nothing_waiting
+        self._max_backlog = max_backlog
         #: Callbacks answered 200: their events are stored (redeliveries included).
         self.acknowledged = 0
         #: Callbacks answered 503 because the inbox was full.
@@ -162,15 +174,22 @@ class Receiver:
         #: ``refused_full``).
         self.refused: dict[int, int] = {}
         self._last_warning: dict[int | str, float] = {}
-        self._accepting = accepting
         self._auth = auth_header.encode() if auth_header else None
         self._body_limit = body_limit
         self._read_timeout = read_timeout
         self._health = health
 
+    def connect(
+        self, append: Callable[[Sequence[RawEvent]], Awaitable[int]], backlog: Callable[[], int]
+    ) -> None:
+        """Store callbacks with ``append`` (``Inbox.append``); ``backlog`` (``Inbox.backlog``)
+        counts unsettled events against ``max_backlog``."""
+        self._append = append
+        self._backlog = backlog
+
     def _refusal(self, request: web.BaseRequest) -> web.Response | None:
         """The answer to a callback refused before its body is read, or None to go on."""
-        if not self._accepting():
+        if not self.accepting:
             return self._refuse(
                 request,
                 503,
@@ -189,7 +208,7 @@ class Receiver:
                     "missing or wrong Authorization header",
                     **{"WWW-Authenticate": 'Basic realm="whizrouter"'},
                 )
-        if self._full():
+        if self._backlog() >= self._max_backlog:
             # Refuse before parsing: under overload every saved microsecond helps drain.
             return self._refuse_full()
         return None
