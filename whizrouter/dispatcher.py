@@ -462,7 +462,26 @@ class Dispatcher:
         spec = self._router.resolve(stored.kind, event)
         if spec is None:
             return self._unwanted(stored)
-        return self._run_handler(stored, spec, event, contact)
+        if stored.attempts or stored.maybe_ran or self._before_hooks or self._after_hooks:
+            return self._run_handler(stored, spec, event, contact)
+        return self._run_first(stored, spec, event, contact)
+
+    async def _run_first(
+        self, stored: StoredEvent, spec: HandlerSpec, event: Any, contact: Any
+    ) -> None:
+        """The first run of an event, without hooks: most events, so only the handler itself
+        here; a failure goes on to ``_run_handler``'s retries."""
+        seq = stored.seq
+        self._running[seq] = (stored.key, spec.name)
+        ctx = self._make_context(stored, event, contact, 1)
+        ctx.handler = spec.name
+        try:
+            await spec.callback(event, ctx)
+        except Exception as exc:
+            await self._run_handler(stored, spec, event, contact, failed=exc, ctx=ctx)
+            return
+        self.handled += 1
+        self._settle(seq, ack=True)
 
     def _unwanted(self, stored: StoredEvent) -> Awaitable[None]:
         self.unhandled += 1
@@ -471,8 +490,17 @@ class Dispatcher:
         return _nothing_left()
 
     async def _run_handler(
-        self, stored: StoredEvent, spec: HandlerSpec, event: Any, contact: Any
+        self,
+        stored: StoredEvent,
+        spec: HandlerSpec,
+        event: Any,
+        contact: Any,
+        *,
+        failed: Exception | None = None,
+        ctx: Context | None = None,
     ) -> None:
+        """Run the handler, retrying failures per its policy; ``failed`` is the first run's
+        failure when ``_run_first`` made that run with ``ctx``."""
         policy = spec.retry or self._retry
         # A run that may have happened before a crash makes this attempt 2 or more, so the
         # handler knows to be idempotent.
@@ -496,12 +524,17 @@ class Dispatcher:
             self._recorded_at_stop.append(stored.seq)
             return  # stopping: stays pending in the durable inbox, run after the restart
         waited = 0.0
-        self._running[stored.seq] = (stored.key, spec.name)
-        ctx = self._make_context(stored, event, contact, attempt)
-        ctx.handler = spec.name
+        if ctx is None:
+            self._running[stored.seq] = (stored.key, spec.name)
+            ctx = self._make_context(stored, event, contact, attempt)
+            ctx.handler = spec.name
         try:
             while True:
                 try:
+                    if failed is not None:
+                        # Handled below as if raised here: the first run failed in _run_first.
+                        first_failure, failed = failed, None
+                        raise first_failure
                     if self._before_hooks:
                         await call_hooks(self._before_hooks, "before_handle", event, ctx)
                     if counting:
