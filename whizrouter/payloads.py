@@ -103,17 +103,36 @@ def _contact_for(contacts: Any, wa_id: str) -> dict[str, Any] | None:
     return None
 
 
+#: Where a Cloud ``value`` sat: the callback's ``object``, its entry's ``id``, the change.
+CloudPlace = tuple[Any, Any, dict[str, Any]]
+
+
+def _wrap(place: CloudPlace | None, piece: dict[str, Any]) -> dict[str, Any]:
+    """A callback-shaped object around a stray piece of a callback, for a raw event: the piece
+    itself on-premises; in Cloud, an envelope holding the piece's change, whose ``value``
+    keeps its other fields (``metadata``, ``messaging_product``)."""
+    if place is None:
+        return piece
+    obj, entry_id, change = place
+    value = dict(change.get("value") or {})
+    for name in ("contacts", "messages", "statuses", "errors"):
+        value.pop(name, None)
+    value.update(piece)
+    return {
+        "object": obj,
+        "entry": [{"id": entry_id, "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
 def _split_value(
     shape: Shape,
     value: dict[str, Any],
     metadata: dict[str, Any] | None,
-    wrap: Any,
+    place: CloudPlace | None,
     out: list[RawEvent],
 ) -> None:
-    """Split one on-premises body or one Cloud ``value`` object into ``out``.
-
-    ``wrap`` rebuilds a callback-shaped object around a stray piece, for raw events.
-    """
+    """Split one on-premises body or one Cloud ``value`` object (from ``place``) into
+    ``out``."""
     contacts = value.get("contacts")
     messages = value.get("messages")
     # What a flat body adds after the item's own keys, encoded once per callback: the item is
@@ -125,7 +144,9 @@ def _split_value(
     )
     if messages is not None:
         if not isinstance(messages, list):
-            out.append(_raw_event(shape, wrap({"messages": messages}), "messages is not a list"))
+            out.append(
+                _raw_event(shape, _wrap(place, {"messages": messages}), "messages is not a list")
+            )
         else:
             for message in messages:
                 # Any: what the JSON holds; _usable_ids tells whether both are strings.
@@ -135,7 +156,7 @@ def _split_value(
                     out.append(
                         _raw_event(
                             shape,
-                            wrap({"messages": [message]}),
+                            _wrap(place, {"messages": [message]}),
                             f"message without a usable id and from (strings of 1 to "
                             f"{MAX_ID_LENGTH} characters, no NUL)",
                         )
@@ -160,7 +181,9 @@ def _split_value(
     statuses = value.get("statuses")
     if statuses is not None:
         if not isinstance(statuses, list):
-            out.append(_raw_event(shape, wrap({"statuses": statuses}), "statuses is not a list"))
+            out.append(
+                _raw_event(shape, _wrap(place, {"statuses": statuses}), "statuses is not a list")
+            )
         else:
             for status in statuses:
                 status_id: Any = status.get("id") if isinstance(status, dict) else None
@@ -169,7 +192,7 @@ def _split_value(
                     out.append(
                         _raw_event(
                             shape,
-                            wrap({"statuses": [status]}),
+                            _wrap(place, {"statuses": [status]}),
                             f"status without a usable id and status (strings of 1 to "
                             f"{MAX_ID_LENGTH} characters, no NUL)",
                         )
@@ -190,7 +213,7 @@ def _split_value(
                 out.append(RawEvent("status", key, conversation, body))
     errors = value.get("errors")
     if errors is not None:
-        out.append(_raw_event(shape, wrap({"errors": errors}), "errors"))
+        out.append(_raw_event(shape, _wrap(place, {"errors": errors}), "errors"))
 
 
 def split_callback(payload: dict[str, Any]) -> list[RawEvent]:
@@ -216,21 +239,6 @@ def split_callback(payload: dict[str, Any]) -> list[RawEvent]:
                 continue
             entry_id = entry.get("id")
             for change in changes:
-
-                def wrap(
-                    piece: dict[str, Any], _change: Any = change, _entry_id: Any = entry_id
-                ) -> dict[str, Any]:
-                    value = dict(_change.get("value") or {}) if isinstance(_change, dict) else {}
-                    for name in ("contacts", "messages", "statuses", "errors"):
-                        value.pop(name, None)
-                    value.update(piece)
-                    return {
-                        "object": obj,
-                        "entry": [
-                            {"id": _entry_id, "changes": [{"field": "messages", "value": value}]}
-                        ],
-                    }
-
                 value = change.get("value") if isinstance(change, dict) else None
                 if (
                     not isinstance(change, dict)
@@ -247,7 +255,11 @@ def split_callback(payload: dict[str, Any]) -> list[RawEvent]:
                     continue
                 metadata = value.get("metadata")
                 _split_value(
-                    "cloud", value, metadata if isinstance(metadata, dict) else None, wrap, out
+                    "cloud",
+                    value,
+                    metadata if isinstance(metadata, dict) else None,
+                    (obj, entry_id, change),
+                    out,
                 )
         return out
     if not (
@@ -257,7 +269,7 @@ def split_callback(payload: dict[str, Any]) -> list[RawEvent]:
         or "errors" in payload
     ):
         return [_raw_event("onprem", payload, "neither an on-premises nor a Cloud callback")]
-    _split_value("onprem", payload, None, lambda piece: piece, out)
+    _split_value("onprem", payload, None, None, out)
     if not out:
         # Only ``contacts``, or empty arrays: still acknowledged, still visible to on_raw.
         out.append(_raw_event("onprem", payload, "no messages, statuses or errors"))
