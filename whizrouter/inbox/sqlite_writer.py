@@ -40,7 +40,11 @@ logger = logging.getLogger("whizrouter.inbox.sqlite")
 _T = TypeVar("_T")
 
 _MAX_GROUP = 1024  # jobs per transaction; the rest wait for the next group
-_CHECKPOINT_PAUSE = 0.2
+# At most one checkpoint every 20 ms. A checkpoint fsyncs, and the writer's appends to the WAL
+# wait behind that fsync on the file system: the less each one has to flush, the shorter the
+# wait. In the benchmark, 200 ms between checkpoints put sqlite's p99 at 14 ms, 1 s at 32 ms,
+# 20 ms at 9 ms, for the same throughput; back to back (0 s) cost 15 % of it.
+_CHECKPOINT_PAUSE = 0.02
 # The writer only checkpoints itself (stalling its callers) if the WAL outgrows this many
 # pages; normally the checkpointer copies it into the database file first.
 _WAL_PAGES_FALLBACK = 8000
