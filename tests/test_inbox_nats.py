@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -112,6 +114,24 @@ def test_a_duration_that_is_not_a_sane_number_of_seconds_is_refused_by_name(opti
     name, _, value = option.partition("=")
     with pytest.raises(ConfigurationError, match=f"{name}='{value}' must be a number of seconds"):
         NatsInbox.from_url(f"nats://h1?{option}")
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        {"ack_wait": math.nan},
+        {"lease_ttl": 1e308},
+        {"duplicate_window": 0.0},
+        {"dedupe_seconds": -1.0},
+        {"dedupe_seconds": math.inf},
+    ],
+)
+def test_an_inbox_built_in_code_checks_its_durations_as_the_url_does(
+    option: dict[str, Any],
+) -> None:
+    ((name, value),) = option.items()
+    with pytest.raises(ConfigurationError, match=re.escape(f"{name}={value!r} must be")):
+        NatsInbox(["nats://h1:4222"], **option)
 
 
 async def test_a_connection_closed_for_good_stops_the_app(tmp_path: Path) -> None:

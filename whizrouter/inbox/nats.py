@@ -59,7 +59,7 @@ from whizrouter.inbox.nats_messages import (
 )
 from whizrouter.inbox.nats_partitions import PartitionSettings, PartitionWorker
 from whizrouter.inbox.nats_spared import add_one, count_of, set_count
-from whizrouter.inbox.nats_url import parse_nats_url, redact
+from whizrouter.inbox.nats_url import MAX_SECONDS, parse_nats_url, redact
 
 logger = logging.getLogger(__name__)
 
@@ -125,12 +125,20 @@ class NatsInbox:
             )
         if not 1 <= partitions <= 4096:
             raise ConfigurationError("WHIZROUTER_INBOX: partitions must be between 1 and 4096")
-        durations = (ack_wait, lease_ttl, duplicate_window, dedupe_seconds)
-        if not all(math.isfinite(seconds) and seconds > 0 for seconds in durations):
-            raise ConfigurationError(
-                "WHIZROUTER_INBOX: ack_wait, lease_ttl, duplicate_window and the dedupe window "
-                "must be positive"
-            )
+        # The same bounds as in the URL (``nats_url.MAX_SECONDS``), for an inbox built in
+        # code; the dedupe window has no upper bound of its own.
+        durations = (
+            ("ack_wait", ack_wait, MAX_SECONDS),
+            ("lease_ttl", lease_ttl, MAX_SECONDS),
+            ("duplicate_window", duplicate_window, MAX_SECONDS),
+            ("dedupe_seconds", dedupe_seconds, math.inf),
+        )
+        for name, seconds, most in durations:
+            if not (math.isfinite(seconds) and 0 < seconds <= most):
+                bound = f" and at most {most:,}" if math.isfinite(most) else ""
+                raise ConfigurationError(
+                    f"NatsInbox: {name}={seconds!r} must be a number of seconds above 0{bound}"
+                )
         self._servers = list(servers)
         self.create_streams = True
         #: Called with the error when the connection closes for good while open (the app
