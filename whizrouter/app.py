@@ -37,7 +37,7 @@ from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.parsing import decode_message, decode_status
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, load_plugin, plugin_name
-from whizrouter.receiver import Receiver
+from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH, Receiver
 from whizrouter.routing import MessageDecorator, RawHandlerT, Router, StatusDecorator
 from whizrouter.settings import Settings
 
@@ -528,7 +528,7 @@ class WhizRouter:
         return await self.inbox.append(split_callback(data))
 
     def attach(
-        self, web_app: web.Application, *, path: str = "/webhook", health_path: str = "/healthz"
+        self, web_app: web.Application, *, path: str = WEBHOOK_PATH, health_path: str = HEALTH_PATH
     ) -> None:
         """Serve the webhook from an existing aiohttp app and tie the lifecycles together.
 

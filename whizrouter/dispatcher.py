@@ -137,7 +137,9 @@ class Dispatcher:
         self._room_wanted = False  # the claim loop waits for room
         self._flusher_idle = False  # the ack flusher waits for acks
         self._stopping = False  # drain has begun
-        self._leaving = False  # drain has begun and the inbox keeps what was not started
+        # Drain has begun and the inbox keeps what was not started for the next start (a
+        # memory inbox would lose it, so its workers keep going until the grace period ends).
+        self._leaving = False
         self._acks: list[int] = []
         # Durable inbox: events started whose ack is not committed (see _reserve_replay_slot),
         # and workers waiting for one of those slots, first come first served.
@@ -217,11 +219,6 @@ class Dispatcher:
             self._close_ready()
             self._workers_done.set()
             self._ack_wakeup.set()
-
-    def _leaving_now(self) -> bool:
-        # A durable inbox keeps what was not started for the next start; a memory inbox
-        # would lose it, so its workers keep going until the grace period ends.
-        return self._leaving
 
     def _hand_off(self, conversation: str) -> None:
         self._ready.append(conversation)
@@ -471,17 +468,23 @@ class Dispatcher:
     ) -> None:
         """The first run of an event, without hooks: most events, so only the handler itself
         here; a failure goes on to ``_run_handler``'s retries."""
-        seq = stored.seq
-        self._running[seq] = (stored.key, spec.name)
-        ctx = self._make_context(stored, event, contact, 1)
-        ctx.handler = spec.name
+        ctx = self._begin(stored, spec, event, contact, 1)
         try:
             await spec.callback(event, ctx)
         except Exception as exc:
             await self._run_handler(stored, spec, event, contact, failed=exc, ctx=ctx)
             return
         self.handled += 1
-        self._settle(seq, ack=True)
+        self._settle(stored.seq, ack=True)
+
+    def _begin(
+        self, stored: StoredEvent, spec: HandlerSpec, event: Any, contact: Any, attempt: int
+    ) -> Context:
+        """Note the run as under way (for the shutdown warning) and build its context."""
+        self._running[stored.seq] = (stored.key, spec.name)
+        ctx = self._make_context(stored, event, contact, attempt)
+        ctx.handler = spec.name
+        return ctx
 
     def _unwanted(self, stored: StoredEvent) -> Awaitable[None]:
         self.unhandled += 1
@@ -525,9 +528,7 @@ class Dispatcher:
             return  # stopping: stays pending in the durable inbox, run after the restart
         waited = 0.0
         if ctx is None:
-            self._running[stored.seq] = (stored.key, spec.name)
-            ctx = self._make_context(stored, event, contact, attempt)
-            ctx.handler = spec.name
+            ctx = self._begin(stored, spec, event, contact, attempt)
         try:
             while True:
                 try:
@@ -591,7 +592,7 @@ class Dispatcher:
                             await self._stop_event.wait()
                     else:
                         await anyio.sleep(policy.wait_for(pause))
-                    if self._leaving_now():
+                    if self._leaving:
                         self._release_replay_slot()
                         self._recorded_at_stop.append(stored.seq)
                         return  # stays pending in the durable inbox, retried after the restart
@@ -618,7 +619,7 @@ class Dispatcher:
         was being written counted but not run. The caller releases the lock.
         """
         await self._counting.acquire()
-        if self._leaving_now():
+        if self._leaving:
             self._counting.release()
             return False
         self._counting_seq = seq
@@ -630,7 +631,7 @@ class Dispatcher:
                 except InboxUnavailableError as exc:
                     # Not started uncounted, and the conversation waits: order is kept.
                     await self._wait_out(exc, "count the run of an event before it starts")
-                    if self._leaving_now():
+                    if self._leaving:
                         self._release_counting(seq)
                         return False
         except BaseException:

@@ -26,6 +26,10 @@ from whizrouter.payloads import MAX_NESTING, nested_deeper_than, split_callback
 log = logging.getLogger("whizrouter.receiver")
 
 _JSON = "application/json"
+#: Where the webhook and the health check are served, by ``whizrouter run`` and by default
+#: when attached to an aiohttp app.
+WEBHOOK_PATH = "/webhook"
+HEALTH_PATH = "/healthz"
 #: Seconds the provider is asked to wait before resending when we cannot store right now.
 RETRY_AFTER_SECONDS = 5
 
