@@ -25,7 +25,7 @@ from benchmarks.processes import ROOT, Pinning, child_env, python_module
 from benchmarks.scenarios import Scenario
 
 #: The servers, baseline first: ratios are taken against it.
-SERVERS = ("baseline", "handwritten", "memory", "sqlite")
+SERVERS = ("baseline", "handwritten", "typed", "memory", "sqlite")
 BASELINE = "baseline"
 
 Progress = Callable[[str], None]

@@ -31,11 +31,13 @@ class Target:
         name: what is compared, with the threshold.
         value: the measured figure (None when it could not be measured).
         met: whether the figure is within the target.
+        beside: what to read the figure against, printed after it ("" for nothing).
     """
 
     name: str
     value: float | None
     met: bool
+    beside: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """The target for the JSON results."""
@@ -47,6 +49,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
     targets: list[Target] = []
     for scenario, servers in results.get("http", {}).items():
         memory, sqlite = servers.get("memory"), servers.get("sqlite")
+        typed = _typed_note(servers.get("typed"), "rps_ratio")
         if memory is not None and memory["rps_ratio"] is not None:
             ratio = memory["rps_ratio"]
             targets.append(
@@ -54,6 +57,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
                     f"{scenario}: memory req/s >= {MEMORY_RPS_RATIO}x baseline",
                     ratio,
                     ratio >= MEMORY_RPS_RATIO,
+                    typed,
                 )
             )
         if sqlite is not None and sqlite["rps_ratio"] is not None:
@@ -63,6 +67,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
                     f"{scenario}: sqlite req/s >= {SQLITE_RPS_RATIO}x baseline",
                     ratio,
                     ratio >= SQLITE_RPS_RATIO,
+                    typed,
                 )
             )
             p99 = sqlite["p99_ratio"]
@@ -74,6 +79,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
                 )
             )
     for scenario, servers in results.get("paired", {}).items():
+        typed = _typed_note(servers.get("typed"), "median_cpu_ratio")
         for kind, floor in (("memory", MEMORY_RPS_RATIO), ("sqlite", SQLITE_RPS_RATIO)):
             figures = servers.get(kind)
             if figures is not None and figures["median_cpu_ratio"] is not None:
@@ -84,6 +90,7 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
                         "(paired, from CPU/callback)",
                         ratio,
                         ratio >= floor,
+                        typed,
                     )
                 )
     for backend, figures in results.get("dispatch", {}).items():
@@ -123,6 +130,14 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
             )
         )
     return targets
+
+
+def _typed_note(figures: dict[str, Any] | None, ratio: str) -> str:
+    """What the ``typed`` server reached, beside a target: a callback of many events can come
+    no nearer the baseline than building their typed events alone lets it."""
+    if figures is None or figures[ratio] is None:
+        return ""
+    return f"typed events alone: {figures[ratio]:.2f}"
 
 
 def _ratio(value: float | None) -> str:
@@ -237,5 +252,6 @@ def targets_table(targets: Iterable[Target]) -> list[str]:
     lines = []
     for target in targets:
         value = "-" if target.value is None else f"{target.value:,.2f}"
-        lines.append(f"  [{'met' if target.met else 'MISSED':>6}] {target.name}: {value}")
+        beside = f" ({target.beside})" if target.beside else ""
+        lines.append(f"  [{'met' if target.met else 'MISSED':>6}] {target.name}: {value}{beside}")
     return lines

@@ -17,7 +17,7 @@ from benchmarks.scenarios import CONVERSATIONS, build_scenarios
 from whizrouter.payloads import split_callback
 from whizrouter.runtime import uvloop_version
 
-HANDLING_SERVERS = ("handwritten", "memory", "sqlite")
+HANDLING_SERVERS = ("handwritten", "typed", "memory", "sqlite")
 
 
 def _results(path: Path) -> dict[str, Any]:
@@ -55,6 +55,7 @@ def test_smoke_run_measures_every_part_and_every_bot_dispatched(tmp_path: Path) 
     for kind, loop in (
         ("baseline", "asyncio"),
         ("handwritten", "asyncio"),
+        ("typed", "asyncio"),
         ("memory", whizrouter_loop),
         ("sqlite", whizrouter_loop),
     ):
@@ -84,6 +85,10 @@ def test_smoke_run_measures_every_part_and_every_bot_dispatched(tmp_path: Path) 
     assert memory["stored"] == memory["events"] == 2000
     assert memory["rss_mib"] > 0
     assert results["targets"], "the targets were not evaluated"
+    # Each ratio target is read beside the server that only types the events.
+    ratio_targets = [t for t in results["targets"] if "req/s" in t["name"]]
+    assert ratio_targets
+    assert all(t["beside"].startswith("typed events alone: ") for t in ratio_targets)
 
 
 @pytest.mark.slow
