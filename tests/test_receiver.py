@@ -506,6 +506,11 @@ async def test_a_failing_inbox_gets_503_and_one_log_line_per_10_s(
     traceback: bool,
 ) -> None:
     app = make_app()
+
+    @app.on_message()
+    async def on_message(message: Message, ctx: Context) -> None:
+        pass
+
     app.replace_parts(inbox=BrokenInbox(failure))
     client = await serve(app)
     for n in range(5):
@@ -623,3 +628,49 @@ async def test_a_body_cut_short_by_the_client_is_never_stored(
     # The connection is gone, not the server: a whole callback still gets its 200.
     assert (await client.post("/webhook", data=body)).status == 200
     assert len(await recorder.wait_for(1)) == 1
+
+
+async def test_events_of_a_kind_no_handler_takes_are_answered_200_and_not_stored(
+    make_app: MakeApp, serve: Serve, recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="whizrouter")
+    app = make_app()
+
+    @app.on_message()
+    async def on_message(message: Message, ctx: Context) -> None:
+        await recorder.add(message.id)
+
+    client = await serve(app)
+    # Two status-only callbacks, one of them twice, and a batch of three messages and two
+    # statuses: every one is answered 200, only the messages are stored.
+    for name in ("status_sent.json", "status_read.json", "status_read.json", "batch_mixed.json"):
+        response = await client.post("/webhook", data=fixture_bytes("onprem/" + name))
+        assert response.status == 200
+        assert await response.json() == {"ok": True}
+
+    assert len(await recorder.wait_for(3)) == 3
+    assert app.dispatcher is not None
+    await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
+    assert await app.inbox.stats() == {"pending": 0, "dead": 0, "seen": 3}
+    assert app.dispatcher.unhandled == 0  # the dispatcher never saw a status
+    health = await (await client.get("/healthz")).json()
+    assert health["acknowledged"] == 4
+    assert health["unwanted"] == 5
+    assert "not stored: status events (no handler takes them" in caplog.text
+
+
+async def test_a_receiver_stores_every_kind_for_its_workers(
+    make_app: MakeApp, serve: Serve, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="whizrouter")
+    # No handler here: the workers' handlers, in other processes, decide what is wanted.
+    app = make_app(role="receiver", inbox=f"sqlite:///{tmp_path / 'i.db'}")
+    client = await serve(app)
+
+    for name in ("status_sent.json", "errors_only.json", "text.json"):
+        response = await client.post("/webhook", data=fixture_bytes("onprem/" + name))
+        assert response.status == 200
+
+    assert (await app.inbox.stats())["pending"] == 3
+    assert app.receiver.unwanted == 0
+    assert "not stored" not in caplog.text

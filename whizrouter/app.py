@@ -271,6 +271,7 @@ class WhizRouter:
             "inbox": self.inbox.description,
             "backlog": self.inbox.backlog() if self._started else 0,
             "acknowledged": self.receiver.acknowledged,
+            "unwanted": self.receiver.unwanted,
             "refused_full": self.receiver.refused_full,
             "refused": {str(code): n for code, n in sorted(self.receiver.refused.items())},
             "in_flight": dispatcher.in_flight if dispatcher else 0,
@@ -403,8 +404,30 @@ class WhizRouter:
             raise
         self._started = True
         # The inbox's own methods, not wrappers: a frame less for every callback.
-        self.receiver.connect(inbox.append, inbox.backlog)
+        self.receiver.connect(inbox.append, inbox.backlog, self._kinds_to_store())
         self.receiver.accepting = self.role != "worker"
+
+    def _kinds_to_store(self) -> frozenset[str] | None:
+        """The event kinds this process's receiver stores, or None for every kind.
+
+        In the ``all`` role the dispatcher would settle a message or status without running
+        anything when no handler takes its kind, so the receiver does not store it: a bot without an
+        ``on_status`` handler pays nothing for the three statuses that follow each message it
+        sends. A ``receiver`` stores every kind: the workers' handlers decide.
+        """
+        if self.role != "all":
+            return None
+        handled = {spec.kind for spec in self.router.handlers()}
+        skipped = [kind for kind in ("message", "status") if kind not in handled]
+        if not skipped:
+            return None  # nothing to leave out: no callback pays for looking
+        log.info(
+            "not stored: %s events (no handler takes them; they are answered 200 and counted "
+            "as unwanted in /healthz)",
+            " and ".join(skipped),
+        )
+        # Raw events are always stored: rare, and what a bot's operator wants to see.
+        return frozenset(("raw", *handled))
 
     def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None or not self._started:
@@ -512,6 +535,9 @@ class WhizRouter:
 
     async def feed(self, payload: bytes | str | dict[str, Any]) -> int:
         """Store a callback body that arrived some other way (a queue, a test).
+
+        Every event is stored, of whatever kind: unlike the webhook, which leaves out kinds
+        no handler takes, a fed event of such a kind is settled by the dispatcher.
 
         Returns:
             how many of its events were new (redeliveries are dropped).

@@ -167,9 +167,13 @@ class Receiver:
         self.accepting = False
         self._append: Callable[[Sequence[RawEvent]], Awaitable[int]] = _not_connected
         self._backlog: Callable[[], int] = _nothing_waiting
+        self._kinds: frozenset[str] | None = None
         self._max_backlog = max_backlog
-        #: Callbacks answered 200: their events are stored (redeliveries included).
+        #: Callbacks answered 200: their events are stored (redeliveries included), but for
+        #: those of a kind this process stores none of (see ``connect``).
         self.acknowledged = 0
+        #: Events answered 200 and not stored: of a kind no handler of this process takes.
+        self.unwanted = 0
         #: Callbacks answered 503 because the inbox was full.
         self.refused_full = 0
         #: Callbacks answered 503 because the inbox failed to store them.
@@ -184,12 +188,17 @@ class Receiver:
         self._health = health
 
     def connect(
-        self, append: Callable[[Sequence[RawEvent]], Awaitable[int]], backlog: Callable[[], int]
+        self,
+        append: Callable[[Sequence[RawEvent]], Awaitable[int]],
+        backlog: Callable[[], int],
+        kinds: frozenset[str] | None = None,
     ) -> None:
         """Store callbacks with ``append`` (``Inbox.append``); ``backlog`` (``Inbox.backlog``)
-        counts unsettled events against ``max_backlog``."""
+        counts unsettled events against ``max_backlog``. With ``kinds``, only events of those
+        kinds are stored; the others are answered 200 and counted in ``unwanted``."""
         self._append = append
         self._backlog = backlog
+        self._kinds = kinds
 
     def _refusal(self, request: web.BaseRequest) -> web.Response | None:
         """The answer to a callback refused before its body is read, or None to go on."""
@@ -273,6 +282,15 @@ class Receiver:
             events = split_callback(payload)
         except orjson.JSONEncodeError as exc:  # not expected within the nesting limit
             return self._refuse(request, 400, f"JSON that cannot be stored: {exc}")
+        kinds = self._kinds
+        if kinds is not None:
+            wanted = [event for event in events if event.kind in kinds]
+            if len(wanted) < len(events):
+                self.unwanted += len(events) - len(wanted)
+                events = wanted
+                if not events:
+                    self.acknowledged += 1
+                    return web.Response(body=b'{"ok":true}', content_type=_JSON)
         try:
             await self._append(events)
         except InboxFullError as exc:
