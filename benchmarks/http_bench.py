@@ -45,6 +45,8 @@ class LoadPlan:
         python_gc: whizrouter servers keep Python's collector settings instead of the tuning
             ``whizrouter run`` applies.
         asyncio_loop: whizrouter servers run on asyncio's own loop instead of uvloop.
+        status_handler: whizrouter servers' bots have a status handler; without one they
+            store no statuses (and handle only the messages).
     """
 
     client: str
@@ -55,6 +57,7 @@ class LoadPlan:
     pinning: Pinning
     python_gc: bool = False
     asyncio_loop: bool = False
+    status_handler: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +98,12 @@ class ServerProcess:
         *,
         python_gc: bool = False,
         asyncio_loop: bool = False,
+        status_handler: bool = True,
     ) -> None:
         self.kind = kind
         self._python_gc = python_gc
         self._asyncio_loop = asyncio_loop
+        self._status_handler = status_handler
         self.label = label
         self._workdir = workdir
         self._pinning = pinning
@@ -124,6 +129,8 @@ class ServerProcess:
             args.append("--python-gc")
         if self._asyncio_loop:
             args.append("--asyncio-loop")
+        if not self._status_handler:
+            args.append("--no-status-handler")
         with self._log.open("wb") as log:
             self._process = await asyncio.create_subprocess_exec(
                 *self._pinning.server(python_module("benchmarks.servers", *args)),
@@ -248,7 +255,8 @@ async def check_dispatch(
     # Requests cut off when a window ends are answered, just not counted by the client.
     if not client_ok <= ok <= client_ok + connections * len(windows):
         notes.append(f"the server counted {ok} answers 200, the client {client_ok}")
-    expected = None if handled is None else ok * scenario.events_per_request
+    kinds = stats["handles"]
+    expected = None if handled is None else ok * scenario.handler_runs_per_request(kinds)
     if handled is not None and handled != expected:
         notes.append(f"{handled} events handled, expected {expected}")
     dispatcher_handled = stats["dispatcher_handled"]
@@ -334,6 +342,7 @@ async def run_scenario(
                     f"{scenario.name}-r{number}-{kind}",
                     python_gc=plan.python_gc,
                     asyncio_loop=plan.asyncio_loop,
+                    status_handler=plan.status_handler,
                 )
                 for kind in order
             }

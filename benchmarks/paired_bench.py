@@ -110,6 +110,7 @@ async def run_paired(
                     label,
                     python_gc=plan.python_gc,
                     asyncio_loop=plan.asyncio_loop,
+                    status_handler=plan.status_handler,
                 )
                 try:
                     await asyncio.gather(baseline.start(), server.start())

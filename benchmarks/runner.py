@@ -117,6 +117,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(WHIZROUTER_LOOP=asyncio)",
     )
     parser.add_argument(
+        "--no-status-handler",
+        action="store_true",
+        help="whizrouter servers' bots register no status handler, as a bot that only answers "
+        "messages: they answer statuses 200 without storing them, and the runner expects "
+        "handler runs for the messages only",
+    )
+    parser.add_argument(
         "--events",
         type=int,
         default=None,
@@ -339,6 +346,7 @@ def describe_machine(args: argparse.Namespace, client: str, pinning: Pinning) ->
         "connections": args.connections,
         "python_gc": args.python_gc,
         "asyncio_loop": args.asyncio_loop,
+        "status_handler": not args.no_status_handler,
         "uvloop": uvloop_version(),
         "rounds": args.rounds,
         "warmup_s": args.warmup,
@@ -364,13 +372,16 @@ async def run(args: argparse.Namespace, client: str, out: TextIO) -> dict[str, A
         pinning=pinning,
         python_gc=args.python_gc,
         asyncio_loop=args.asyncio_loop,
+        status_handler=not args.no_status_handler,
     )
     results: dict[str, Any] = {"meta": describe_machine(args, client, pinning)}
     uvloop = None if args.asyncio_loop else uvloop_version()
     loop = f"uvloop {uvloop}" if uvloop else "asyncio's own loop"
     out.write(
         f"whizrouter benchmarks{' (smoke run: figures mean nothing)' if args.smoke else ''}"
-        f"; load by {client}; {pinning.describe()}; whizrouter servers on {loop}\n\n"
+        f"; load by {client}; {pinning.describe()}; whizrouter servers on {loop}"
+        + ("; their bots have no status handler" if args.no_status_handler else "")
+        + "\n\n"
     )
     if "http" in args.parts:
         results["http"] = await run_http(args, plan, out)

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from whizrouter.payloads import split_callback
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -76,6 +78,11 @@ class Scenario:
     def events_per_request(self) -> int:
         """Events the receiver splits one request into (each reaches a handler)."""
         return self.slots
+
+    def handler_runs_per_request(self, kinds: Sequence[str]) -> int:
+        """Events of one request that a bot whose handlers take ``kinds`` handles."""
+        events = split_callback(orjson.loads(self.render("count", 1)))
+        return sum(1 for event in events if event.kind in kinds)
 
     def message_id(self, nonce: str, number: int, slot: int) -> str:
         """The id hole ``slot`` of request ``number`` gets.

@@ -13,6 +13,8 @@ its counters:
 - ``ok``: callbacks answered 200;
 - ``handled``: events a handler ran for (None for the baseline, which has no handler);
 - ``dispatcher_handled``: whizrouter's own counter, which must agree with ``handled``;
+- ``handles``: the kinds of event its handlers take (``message``, ``status``), None for the
+  baseline, so the runner knows how many handler runs each callback owes;
 - ``pending``: events stored and not yet settled (tasks not yet finished, for the hand-written
   server), so the runner knows when it may compare ``handled`` with ``ok``;
 - ``cpu_s``: CPU seconds the process used so far (all threads), so the runner can tell what
@@ -87,6 +89,7 @@ class Counters:
 
     ok: int = 0
     handled: int | None = None
+    handles: tuple[str, ...] | None = None
     dispatcher_handled: int | None = None
     pending: int = 0
 
@@ -96,6 +99,7 @@ class Counters:
             {
                 "ok": self.ok,
                 "handled": self.handled,
+                "handles": self.handles,
                 "dispatcher_handled": self.dispatcher_handled,
                 "pending": self.pending,
                 "cpu_s": time.process_time(),
@@ -160,7 +164,7 @@ def _task_per_callback_app(
 
 def handwritten_app() -> web.Application:
     """The hand-rolled bot: its task only counts the callback's messages and statuses."""
-    counters = Counters(handled=0)
+    counters = Counters(handled=0, handles=("message", "status"))
 
     async def handle(payload: dict[str, Any]) -> None:
         counters.handled = (counters.handled or 0) + _count_events(payload)
@@ -171,7 +175,7 @@ def handwritten_app() -> web.Application:
 def typed_app() -> web.Application:
     """The hand-rolled bot with typed events: its task builds each event's model and awaits
     a trivial handler with it."""
-    counters = Counters(handled=0)
+    counters = Counters(handled=0, handles=("message", "status"))
 
     async def on_event(event: Message | Status) -> None:
         counters.handled = (counters.handled or 0) + 1
@@ -224,23 +228,30 @@ def aged_sqlite_inbox(db: str, older_keys: int = OLDER_KEYS) -> SqliteInbox:
     return inbox
 
 
-def whizrouter_server(inbox: str | Inbox) -> tuple[web.Server, WhizRouter]:
-    """whizrouter with the given inbox URL and a no-op handler for messages and statuses,
-    served as ``whizrouter run`` serves it (``whizrouter.server.request_handler`` on aiohttp's
-    low-level server), plus ``GET /bench/stats``.
+def whizrouter_server(
+    inbox: str | Inbox, *, status_handler: bool = True
+) -> tuple[web.Server, WhizRouter]:
+    """whizrouter with the given inbox URL and a no-op handler for messages and (unless
+    ``status_handler`` is false) statuses, served as ``whizrouter run`` serves it
+    (``whizrouter.server.request_handler`` on aiohttp's low-level server), plus
+    ``GET /bench/stats``.
 
     The caller starts and stops the bot around serving it, as ``whizrouter run`` does.
     """
     bot = new_bot(inbox)
-    counters = Counters(handled=0)
+    counters = Counters(
+        handled=0, handles=("message", "status") if status_handler else ("message",)
+    )
 
     @bot.on_message()
     async def on_message(message: Message, ctx: Context) -> None:
         counters.handled = (counters.handled or 0) + 1
 
-    @bot.on_status()
-    async def on_status(status: Status, ctx: Context) -> None:
-        counters.handled = (counters.handled or 0) + 1
+    if status_handler:
+
+        @bot.on_status()
+        async def on_status(status: Status, ctx: Context) -> None:
+            counters.handled = (counters.handled or 0) + 1
 
     async def stats(request: web.BaseRequest) -> web.Response:
         dispatcher = bot.dispatcher
@@ -283,9 +294,12 @@ def bench_inbox(kind: str, db: str | None = None) -> str | Inbox | None:
     return None
 
 
-def build_server(kind: str, inbox: str | Inbox | None = None) -> BenchServer:
-    """The server of one benchmarked kind; ``inbox`` from ``bench_inbox`` for whizrouter's.
-    Call it with the serving event loop running.
+def build_server(
+    kind: str, inbox: str | Inbox | None = None, *, status_handler: bool = True
+) -> BenchServer:
+    """The server of one benchmarked kind; ``inbox`` from ``bench_inbox`` for whizrouter's,
+    whose bot has no status handler when ``status_handler`` is false. Call it with the serving
+    event loop running.
 
     Raises:
         ValueError: ``kind`` is unknown, or a whizrouter kind comes without an inbox.
@@ -300,7 +314,7 @@ def build_server(kind: str, inbox: str | Inbox | None = None) -> BenchServer:
         raise ValueError(f"unknown server {kind!r}; choose one of {', '.join(KINDS)}")
     if inbox is None:
         raise ValueError(f"the {kind} server needs its inbox (see bench_inbox)")
-    server, bot = whizrouter_server(inbox)
+    server, bot = whizrouter_server(inbox, status_handler=status_handler)
     return BenchServer(web.ServerRunner(server, handle_signals=False), bot)
 
 
@@ -345,8 +359,10 @@ async def serve(server: BenchServer, *, gc_threshold: int = 0) -> None:
             await bot.stop()
 
 
-async def _build_and_serve(kind: str, inbox: str | Inbox | None, gc_threshold: int) -> None:
-    await serve(build_server(kind, inbox), gc_threshold=gc_threshold)
+async def _build_and_serve(
+    kind: str, inbox: str | Inbox | None, gc_threshold: int, status_handler: bool
+) -> None:
+    await serve(build_server(kind, inbox, status_handler=status_handler), gc_threshold=gc_threshold)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -370,6 +386,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run a whizrouter server on asyncio's own event loop (by default it runs on "
         "uvloop when installed, as `whizrouter run` does; the other servers never do)",
     )
+    parser.add_argument(
+        "--no-status-handler",
+        action="store_true",
+        help="a whizrouter server's bot registers no status handler, so it does not store "
+        "statuses at all (answers them 200); the other servers ignore this",
+    )
     args = parser.parse_args(argv)
     whizrouter_kind = args.kind in ("memory", "sqlite")
     threshold = DEFAULT_GC_THRESHOLD if whizrouter_kind and not args.python_gc else 0
@@ -377,9 +399,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if whizrouter_kind:
         loop: LoopChoice = "asyncio" if args.asyncio_loop else "auto"
         # Built on the loop that serves it: a bot's app makes its asyncio objects there.
-        run_with_loop(_build_and_serve(args.kind, inbox, threshold), loop)
+        serving = _build_and_serve(args.kind, inbox, threshold, not args.no_status_handler)
+        run_with_loop(serving, loop)
     else:
-        asyncio.run(_build_and_serve(args.kind, inbox, threshold))
+        asyncio.run(_build_and_serve(args.kind, inbox, threshold, True))
     return 0
 
 

@@ -149,3 +149,44 @@ def test_every_request_carries_fresh_ids_over_a_thousand_conversations(name: str
     assert {event.kind for event in events} <= {"message", "status"}
     assert len({event.key for event in events}) == len(events)
     assert len({event.conversation for event in events}) == CONVERSATIONS
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_bots_without_a_status_handler_are_held_to_their_messages_only(tmp_path: Path) -> None:
+    output = tmp_path / "no-status.json"
+
+    code = main(
+        [
+            "--smoke",
+            "--parts",
+            "http",
+            "paired",
+            "--scenarios",
+            "statuses",
+            "onprem",
+            "--servers",
+            "baseline",
+            "typed",
+            "memory",
+            "sqlite",
+            "--no-status-handler",
+            "--output",
+            str(output),
+        ]
+    )
+
+    assert code == 0
+    results = _results(output)
+    assert results["meta"]["status_handler"] is False
+    for part in ("http", "paired"):
+        for kind in ("memory", "sqlite"):
+            for result in results[part]["statuses"][kind]["rounds"]:
+                check = result["check"]
+                assert check["ok"] > 0 and check["handled"] == check["expected"] == 0, check
+            for result in results[part]["onprem"][kind]["rounds"]:
+                check = result["check"]
+                assert check["handled"] == check["expected"] == check["ok"] > 0, check
+        # Only whizrouter's bots lose their status handler: the typed bot still types them.
+        for result in results[part]["statuses"]["typed"]["rounds"]:
+            assert result["check"]["handled"] == 3 * result["check"]["ok"] > 0
