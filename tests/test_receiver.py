@@ -656,7 +656,10 @@ async def test_events_of_a_kind_no_handler_takes_are_answered_200_and_not_stored
     health = await (await client.get("/healthz")).json()
     assert health["acknowledged"] == 4
     assert health["unwanted"] == 5
-    assert "not stored: status events (no handler takes them" in caplog.text
+    assert (
+        "not stored: status events, since no handler takes them (answered 200 and counted as "
+        "unwanted in /healthz; register an on_status handler to receive them)" in caplog.text
+    )
 
 
 async def test_a_receiver_stores_every_kind_for_its_workers(

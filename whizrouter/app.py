@@ -422,9 +422,10 @@ class WhizRouter:
         if not skipped:
             return None  # nothing to leave out: no callback pays for looking
         log.info(
-            "not stored: %s events (no handler takes them; they are answered 200 and counted "
-            "as unwanted in /healthz)",
+            "not stored: %s events, since no handler takes them (answered 200 and counted as "
+            "unwanted in /healthz; register %s to receive them)",
             " and ".join(skipped),
+            " and ".join(f"an on_{kind} handler" for kind in skipped),
         )
         # Raw events are always stored: rare, and what a bot's operator wants to see.
         return frozenset(("raw", *handled))
