@@ -411,9 +411,9 @@ class WhizRouter:
         """The event kinds this process's receiver stores, or None for every kind.
 
         In the ``all`` role the dispatcher would settle a message or status without running
-        anything when no handler takes its kind, so the receiver does not store it: a bot without an
-        ``on_status`` handler pays nothing for the three statuses that follow each message it
-        sends. A ``receiver`` stores every kind: the workers' handlers decide.
+        anything when no handler takes its kind, so the receiver does not store it: a bot
+        without an ``on_status`` handler pays nothing for the three statuses that follow each
+        message it sends. A ``receiver`` stores every kind: the workers' handlers decide.
         """
         if self.role != "all":
             return None

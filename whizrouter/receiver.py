@@ -169,8 +169,8 @@ class Receiver:
         self._backlog: Callable[[], int] = _nothing_waiting
         self._kinds: frozenset[str] | None = None
         self._max_backlog = max_backlog
-        #: Callbacks answered 200: their events are stored (redeliveries included), but for
-        #: those of a kind this process stores none of (see ``connect``).
+        #: Callbacks answered 200: their events are stored (redeliveries included), except
+        #: those of kinds this process leaves out (``unwanted``).
         self.acknowledged = 0
         #: Events answered 200 and not stored: of a kind no handler of this process takes.
         self.unwanted = 0
@@ -285,25 +285,22 @@ class Receiver:
         kinds = self._kinds
         if kinds is not None:
             wanted = [event for event in events if event.kind in kinds]
-            if len(wanted) < len(events):
-                self.unwanted += len(events) - len(wanted)
-                events = wanted
-                if not events:
-                    self.acknowledged += 1
-                    return web.Response(body=b'{"ok":true}', content_type=_JSON)
-        try:
-            await self._append(events)
-        except InboxFullError as exc:
-            return self._refuse_full(str(exc))
-        except Exception as exc:
-            # Never 200 for an event we did not store; 503 makes the provider resend it.
-            self._log_store_failure(exc, len(events))
-            return self._refuse(
-                request,
-                503,
-                "could not store the callback; retry later",
-                **{"Retry-After": str(RETRY_AFTER_SECONDS)},
-            )
+            self.unwanted += len(events) - len(wanted)
+            events = wanted
+        if events:
+            try:
+                await self._append(events)
+            except InboxFullError as exc:
+                return self._refuse_full(str(exc))
+            except Exception as exc:
+                # Never 200 for an event we did not store; 503 makes the provider resend it.
+                self._log_store_failure(exc, len(events))
+                return self._refuse(
+                    request,
+                    503,
+                    "could not store the callback; retry later",
+                    **{"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
         self.acknowledged += 1
         return web.Response(body=b'{"ok":true}', content_type=_JSON)
 
