@@ -25,6 +25,13 @@ def _results(path: Path) -> dict[str, Any]:
     return data
 
 
+def _smoke(tmp_path: Path, *args: str) -> dict[str, Any]:
+    """The results of the runner's smoke mode run with ``args``, once it exited 0."""
+    output = tmp_path / "results.json"
+    assert main(["--smoke", *args, "--output", str(output)]) == 0
+    return _results(output)
+
+
 def _assert_dispatched(http: dict[str, Any], servers: tuple[str, ...]) -> None:
     assert http, "no HTTP scenario ran"
     for scenario, by_server in http.items():
@@ -43,11 +50,8 @@ def _assert_dispatched(http: dict[str, Any], servers: tuple[str, ...]) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_smoke_run_measures_every_part_and_every_bot_dispatched(tmp_path: Path) -> None:
-    output = tmp_path / "smoke.json"
+    results = _smoke(tmp_path)
 
-    assert main(["--smoke", "--output", str(output)]) == 0
-
-    results = _results(output)
     assert results["failed_checks"] == []
     _assert_dispatched(results["http"], HANDLING_SERVERS)
     # whizrouter's servers run as `whizrouter run` does, the others on asyncio's own loop.
@@ -94,28 +98,12 @@ def test_smoke_run_measures_every_part_and_every_bot_dispatched(tmp_path: Path) 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_smoke_run_without_wrk_uses_the_builtin_client(tmp_path: Path) -> None:
-    output = tmp_path / "builtin.json"
-
-    code = main(
-        [
-            "--smoke",
-            "--client",
-            "builtin",
-            "--parts",
-            "http",
-            "--scenarios",
-            "statuses",
-            "--servers",
-            "baseline",
-            "sqlite",
-            "--asyncio-loop",
-            "--output",
-            str(output),
-        ]
+    results = _smoke(
+        tmp_path,
+        *("--client", "builtin", "--parts", "http", "--scenarios", "statuses"),
+        *("--servers", "baseline", "sqlite", "--asyncio-loop"),
     )
 
-    assert code == 0
-    results = _results(output)
     assert results["meta"]["client"] == "builtin"
     assert results["meta"]["asyncio_loop"] is True
     assert {r["check"]["loop"] for r in results["http"]["statuses"]["sqlite"]["rounds"]} == {
@@ -154,30 +142,12 @@ def test_every_request_carries_fresh_ids_over_a_thousand_conversations(name: str
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_bots_without_a_status_handler_are_held_to_their_messages_only(tmp_path: Path) -> None:
-    output = tmp_path / "no-status.json"
-
-    code = main(
-        [
-            "--smoke",
-            "--parts",
-            "http",
-            "paired",
-            "--scenarios",
-            "statuses",
-            "onprem",
-            "--servers",
-            "baseline",
-            "typed",
-            "memory",
-            "sqlite",
-            "--no-status-handler",
-            "--output",
-            str(output),
-        ]
+    results = _smoke(
+        tmp_path,
+        *("--parts", "http", "paired", "--scenarios", "statuses", "onprem"),
+        *("--servers", "baseline", "typed", "memory", "sqlite", "--no-status-handler"),
     )
 
-    assert code == 0
-    results = _results(output)
     assert results["meta"]["status_handler"] is False
     for part in ("http", "paired"):
         for kind in ("memory", "sqlite"):
