@@ -3,6 +3,7 @@
 ::
 
     python -m benchmarks.servers baseline|handwritten|typed|memory|sqlite [--db PATH]
+        [--no-status-handler] [--python-gc] [--asyncio-loop]
 
 The process listens on a free loopback port, writes ``{"port": N}`` as its first line on
 stdout, and serves until SIGTERM or SIGINT, or until its stdin reaches end of file (the
@@ -31,7 +32,8 @@ The servers:
   whizrouter has: split, then validated straight from each event's JSON) and awaits a
   trivial handler with each. It stores nothing and keeps no order: what typing the events
   alone costs, the least any server that hands its handlers pydantic events can do.
-- ``memory``, ``sqlite``: whizrouter with that inbox and a no-op message and status handler.
+- ``memory``, ``sqlite``: whizrouter with that inbox and a no-op message and status handler
+  (no status handler with ``--no-status-handler``, as a bot that only answers messages).
   The sqlite file (``--db``) is made to look like a long-running bot's: its dedupe index
   already holds 200,000 keys, and new keys are merged into it every 5,000 instead of every
   50,000, so that every measured window pays for lookups in a full index and for merges,
