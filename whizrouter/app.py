@@ -417,7 +417,7 @@ class WhizRouter:
         """
         if self.role != "all":
             return None
-        handled = {spec.kind for spec in self.router.handlers()}
+        handled = self.router.handled_kinds()
         skipped = [kind for kind in ("message", "status") if kind not in handled]
         if not skipped:
             return None  # nothing to leave out: no callback pays for looking

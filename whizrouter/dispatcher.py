@@ -101,7 +101,7 @@ class Dispatcher:
         # Registration is closed once the app starts: an event of a kind no handler takes is
         # settled without building its typed event (a bot without status handlers skips
         # three events in four of a busy number's callbacks).
-        self._kinds_handled = frozenset(spec.kind for spec in router.handlers())
+        self._kinds_handled = router.handled_kinds()
         self._retry = retry
         # The CLI finds the default inbox by itself; any other must be named.
         described = str(getattr(inbox, "description", ""))

@@ -238,3 +238,7 @@ class Router:
     def handlers(self) -> list[HandlerSpec]:
         """Every handler reachable from this router, in search order."""
         return [spec for router in self.walk() for spec in router._handlers]
+
+    def handled_kinds(self) -> frozenset[HandlerKind]:
+        """The kinds of event some handler reachable from this router takes."""
+        return frozenset(spec.kind for spec in self.handlers())
