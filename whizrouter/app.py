@@ -279,9 +279,8 @@ class WhizRouter:
             "dead_lettered": dispatcher.dead_lettered if dispatcher else 0,
         }
         # Optional inbox hook: backend-specific fields (NATS: connected, worker_id, ...).
-        inbox_health = getattr(self.inbox, "health", None)
-        if self._started and callable(inbox_health):
-            report.update(inbox_health())
+        if self._started:
+            report.update(self.inbox.health())
             # An inbox that cannot reach its server stores nothing: a load balancer should
             # send callbacks elsewhere until it is back.
             if report.get("connected") is False and report["status"] == "ok":
@@ -332,8 +331,7 @@ class WhizRouter:
                 + "; set WHIZROUTER_INBOX, or run with --role all"
             )
         await inbox.open()
-        if hasattr(inbox, "on_lost"):  # NATS: a connection closed for good stops the app
-            inbox.on_lost = self._inbox_lost
+        inbox.on_lost = self._inbox_lost  # NATS: a connection closed for good stops the app
         log.info(
             "inbox: %s (%s)",
             inbox.description,
@@ -344,9 +342,8 @@ class WhizRouter:
         try:
             # A second bot on a sqlite file must fail here, before its port takes callbacks
             # it would never handle, not at its first claim.
-            take_lock = getattr(inbox, "take_consumer_lock", None)
-            if self.role != "receiver" and callable(take_lock):
-                await take_lock()
+            if self.role != "receiver":
+                await inbox.take_consumer_lock()
             configured_client = self._client is not None
             client = self.client
             missing = [
@@ -498,11 +495,10 @@ class WhizRouter:
         Without this, the next start hands out every event this process claimed as one a
         handler may have started (``ctx.attempt`` 2), as after a crash.
         """
-        release = getattr(self.inbox, "release", None)
-        if not self.inbox.durable or not callable(release):
+        if not self.inbox.durable:
             return
         try:
-            await release(dispatcher.unstarted())
+            await self.inbox.release(dispatcher.unstarted())
         except Exception as exc:
             log.warning(
                 "shutdown: could not hand the unstarted events back (%s); the next start "

@@ -104,14 +104,9 @@ class Dispatcher:
         self._kinds_handled = router.handled_kinds()
         self._retry = retry
         # The CLI finds the default inbox by itself; any other must be named.
-        described = str(getattr(inbox, "description", ""))
+        described = inbox.description
         self._inbox_option = (
             "" if described in ("", DEFAULT_INBOX_URL) else f" --inbox '{described}'"
-        )
-        # Only an inbox that hands out ``maybe_ran`` events (sqlite, after a crash) has it.
-        count_run = getattr(inbox, "count_run", None)
-        self._count_run: Callable[[int], Awaitable[None]] = (
-            count_run if callable(count_run) else _count_nothing
         )
         self._max_claimed = max_claimed or max(1024, concurrency * 16)
         self._lanes: dict[str, deque[StoredEvent]] = {}
@@ -626,7 +621,7 @@ class Dispatcher:
         try:
             while True:
                 try:
-                    await self._count_run(seq)
+                    await self._inbox.count_run(seq)
                     break
                 except InboxUnavailableError as exc:
                     # Not started uncounted, and the conversation waits: order is kept.
@@ -679,7 +674,3 @@ class Dispatcher:
                 "runs (app.inbox.dead_letters(), app.inbox.replay([...]))",
             )
         self._settle(stored.seq, ack=False)
-
-
-async def _count_nothing(seq: int) -> None:
-    """``count_run`` of an inbox whose events are never ``maybe_ran``."""

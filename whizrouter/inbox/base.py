@@ -5,25 +5,37 @@ The receiver calls ``append`` and answers 200 only after it returned; the dispat
 or more ``record_attempt``). Backends: ``memory`` (this package), ``sqlite`` (durable, the
 default) and ``nats`` (JetStream, several processes).
 
-Optional: a durable backend may provide ``async release(unstarted: Sequence[int])``. The app
-calls it once the dispatcher has drained at a clean stop, with the claimed events no handler
-started, so that they count no attempt at the next start (see ``SqliteInbox.release`` and
-``NatsInbox.release``). A backend that hands out events ``maybe_ran`` (held by a process
-that crashed) provides ``async count_run(seq: int)``, which the dispatcher awaits before it
-starts such an event, and may provide ``async take_consumer_lock()``, which the app awaits
-at startup so that a second consumer of the same storage stops before it listens.
+Beside those, the protocol declares the capabilities a durable backend adds, each with a
+documented no-op default that a backend inherits by subclassing ``Inbox``: ``count_run``
+(before the dispatcher starts a ``maybe_ran`` event), ``release`` (at a clean stop),
+``take_consumer_lock`` (at startup), ``health`` (fields for ``GET /healthz``) and ``on_lost``
+(set by the app: called when the storage is gone for good). The app and the dispatcher call
+them on every inbox; nothing probes an inbox for what it has.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
+from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS
+from whizrouter.errors import InboxError
+
 EventKind = Literal["message", "status", "raw"]
 
-#: How long a dedupe key is remembered by default: the provider resends for up to 7 days.
-DEFAULT_DEDUPE_SECONDS = 7 * 24 * 3600
+__all__ = [
+    "DEFAULT_DEDUPE_SECONDS",
+    "DeadLetter",
+    "EventKind",
+    "Inbox",
+    "LostCallback",
+    "RawEvent",
+    "StoredEvent",
+]
+
+#: What the app gives ``Inbox.on_lost``: called with the error once storage is gone for good.
+LostCallback = Callable[[InboxError], None]
 
 
 # RawEvent and StoredEvent are built once per event on the hot path: a frozen dataclass costs
@@ -154,3 +166,44 @@ class Inbox(Protocol):
     async def drop(self, seqs: Sequence[int]) -> int:
         """Delete dead letters for good; return how many were deleted."""
         ...
+
+    # Capabilities of durable backends, with the no-op defaults that fit every other one.
+
+    #: Set by the app before ``open``: a backend whose storage is gone for good (a NATS
+    #: connection closed without reconnecting) calls it, and the app stops. None: nobody asks.
+    on_lost: LostCallback | None = None
+
+    async def count_run(self, seq: int) -> None:
+        """Count a handler run of a ``maybe_ran`` event just before it starts.
+
+        The dispatcher awaits it before it runs such an event, so that a run that kills the
+        process again is known at the next start (a crash loop ends dead). Default: nothing
+        to count, for a backend that never hands out ``maybe_ran`` events.
+        """
+        return None  # a body of its own: a default, not a method to implement
+
+    async def release(self, unstarted: Sequence[int]) -> None:
+        """The consumer stops cleanly: claimed events in ``unstarted`` never reached a handler.
+
+        The app calls it once the dispatcher has drained, so that those events count no
+        attempt at the next start. Default: nothing, for a backend that keeps nothing.
+        """
+        return None  # a body of its own: a default, not a method to implement
+
+    async def take_consumer_lock(self) -> None:
+        """Take the storage for this process's consumer now, not at the first ``claim``.
+
+        The app awaits it at startup (except in the receiver role), so a second bot on the
+        same storage stops before it listens. Default: nothing, storage that is not shared.
+
+        Raises:
+            InboxError: another consumer holds the storage; the message names it.
+        """
+        return None  # a body of its own: a default, not a method to implement
+
+    def health(self) -> dict[str, object]:
+        """Fields for ``GET /healthz`` that only this backend knows (default: none).
+
+        A ``connected`` field of False makes the app report itself unavailable.
+        """
+        return {}

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from whizrouter.errors import InboxFullError
-from whizrouter.inbox.base import DEFAULT_DEDUPE_SECONDS, DeadLetter, RawEvent, StoredEvent
+from whizrouter.inbox.base import DEFAULT_DEDUPE_SECONDS, DeadLetter, Inbox, RawEvent, StoredEvent
 
 
-class MemoryInbox:
+class MemoryInbox(Inbox):
     """An in-process inbox with the same contract as the durable ones, minus durability.
 
     Args:

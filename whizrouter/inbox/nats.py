@@ -34,7 +34,7 @@ import secrets
 import socket
 import time
 import zlib
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 import nats
@@ -49,6 +49,8 @@ from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
 from whizrouter.inbox.base import (
     DEFAULT_DEDUPE_SECONDS,
     DeadLetter,
+    Inbox,
+    LostCallback,
     RawEvent,
     StoredEvent,
 )
@@ -71,7 +73,7 @@ _BACKLOG_REFRESH = 1.0
 _SETTLE_TIMEOUT = 5.0
 
 
-class NatsInbox:
+class NatsInbox(Inbox):
     """An inbox on NATS JetStream: many receivers append, many workers claim, order holds.
 
     Build it with ``from_url`` (what ``WHIZROUTER_INBOX`` does) or directly.
@@ -143,7 +145,7 @@ class NatsInbox:
         self.create_streams = True
         #: Called with the error when the connection closes for good while open (the app
         #: sets it, and stops).
-        self.on_lost: Callable[[InboxError], None] | None = None
+        self.on_lost: LostCallback | None = None
         self._stream = stream
         self._partitions = partitions
         self._replicas = replicas

@@ -46,7 +46,7 @@ import anyio
 import orjson
 
 from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
-from whizrouter.inbox.base import DEFAULT_DEDUPE_SECONDS, DeadLetter, RawEvent, StoredEvent
+from whizrouter.inbox.base import DEFAULT_DEDUPE_SECONDS, DeadLetter, Inbox, RawEvent, StoredEvent
 from whizrouter.inbox.sqlite_seen import COUNT as _COUNT_SEEN
 from whizrouter.inbox.sqlite_seen import IN_JSON as _IN_JSON
 from whizrouter.inbox.sqlite_seen import SCHEMA as _SEEN_SCHEMA
@@ -117,7 +117,7 @@ _EventRow = tuple[str, str, str, float, bytes]
 _Claimed = tuple[list[StoredEvent], int | None, int, int]
 
 
-class SqliteInbox:
+class SqliteInbox(Inbox):
     """The durable inbox in one SQLite file; see the module docstring for the design.
 
     Args:

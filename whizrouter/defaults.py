@@ -1,0 +1,31 @@
+"""Default values and the provider API shapes, each named once.
+
+Settings, the inbox backends, the receiver and the client all fall back to these; a default
+changed here changes everywhere it applies.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+#: The provider's two API shapes: ``onprem`` (the Whizard docs) and ``cloud`` (Meta's envelope).
+ApiShape = Literal["onprem", "cloud"]
+API_SHAPES: tuple[ApiShape, ...] = ("onprem", "cloud")
+DEFAULT_SHAPE: ApiShape = "onprem"
+
+#: The embedded, durable default inbox: a sqlite file in the working directory.
+DEFAULT_INBOX_URL = "sqlite:///whizrouter-inbox.db"
+#: Conversations handled at once (``WHIZROUTER_CONCURRENCY``).
+DEFAULT_CONCURRENCY = 64
+#: Unsettled events above which callbacks are answered 503 (``WHIZROUTER_MAX_BACKLOG``).
+DEFAULT_MAX_BACKLOG = 100_000
+#: Largest callback body in bytes (``WHIZROUTER_BODY_LIMIT``).
+DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
+#: Seconds to receive a whole callback body before answering 408.
+DEFAULT_READ_TIMEOUT = 10.0
+#: Seconds running handlers get to finish at shutdown (``WHIZROUTER_SHUTDOWN_GRACE``).
+DEFAULT_SHUTDOWN_GRACE = 25.0
+#: How long a dedupe key is remembered: the provider resends for up to 7 days.
+DEFAULT_DEDUPE_SECONDS = 7 * 24 * 3600
+#: Seconds a provider API call may take before it counts as failed (and is retried).
+DEFAULT_CLIENT_TIMEOUT = 10.0
