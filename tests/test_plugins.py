@@ -11,9 +11,19 @@ import pytest
 from whizrouter_plugins.mark_read import MarkRead
 
 from tests.conftest import BotClient, Recorder
-from whizrouter import ConfigurationError, Context, Message, PluginError, TextMessage, WhizRouter
+from tests.process import free_port
+from whizrouter import (
+    ConfigurationError,
+    Context,
+    Message,
+    Plugin,
+    PluginError,
+    TextMessage,
+    WhizRouter,
+)
 from whizrouter import plugins as plugins_module
-from whizrouter.plugins import installed_plugins
+from whizrouter.plugins import check_plugins, hooks_of, installed_plugins
+from whizrouter.server import serve_forever
 from whizrouter.testing import FakeProvider, text_callback
 
 Serve = Callable[[WhizRouter], Awaitable[BotClient]]
@@ -222,3 +232,111 @@ async def test_mark_read_coalesces_a_burst_on_cloud(make_app: MakeApp, serve: Se
         }
         await client.close()
         assert cloud.marked_read == ["wamid.burst-2"]
+
+
+# --------------------------------------------------------------------------- hook checks
+
+
+async def refused_at_start(app: WhizRouter) -> str:
+    """Run ``app`` as ``whizrouter run`` does; return the PluginError's message, once sure
+    that nothing listens on the port it was given."""
+    port = free_port()
+    with pytest.raises(PluginError) as refused:
+        await serve_forever(app, host="127.0.0.1", port=port)
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", port)
+    assert not app.started
+    return str(refused.value)
+
+
+async def test_a_misspelt_hook_is_refused_at_startup(make_app: MakeApp) -> None:
+    class Typos:
+        name = "typos"
+
+        async def before_handler(self, event: Any, ctx: Context) -> None: ...
+
+        async def on_startup(self, app: WhizRouter) -> None: ...
+
+        def onerror(self, event: Any, ctx: Context, exc: BaseException) -> None: ...
+
+    message = await refused_at_start(make_app(plugins=[Typos()]))
+    assert "plugin typos: before_handler is not a plugin hook" in message
+    assert "rename it to before_handle (`async def before_handle(self, event, ctx)" in message
+    assert "plugin typos: on_startup is not a plugin hook" in message
+    assert "rename it to startup (`async def startup(self, app) -> None`)" in message
+    assert "plugin typos: onerror is not a plugin hook" in message
+    assert "rename it to on_error (`async def on_error(self, event, ctx, exc)" in message
+
+
+async def test_a_hook_that_is_not_a_coroutine_function_is_refused(make_app: MakeApp) -> None:
+    class Sync:
+        name = "sync"
+
+        def after_handle(self, event: Any, ctx: Context) -> None: ...
+
+    message = await refused_at_start(make_app(plugins=[Sync()]))
+    assert "plugin sync: hook after_handle is a plain function, but hooks are awaited" in message
+    assert "write `async def after_handle(self, event, ctx) -> None`" in message
+
+
+async def test_a_hook_with_the_wrong_signature_is_refused(make_app: MakeApp) -> None:
+    class Arity:
+        async def on_error(self, event: Any, ctx: Context) -> None: ...
+
+        async def startup(self, app: WhizRouter, extra: int) -> None: ...
+
+    message = await refused_at_start(make_app(plugins=[Arity()]))
+    assert "plugin Arity: hook on_error cannot be called as on_error(event, ctx, exc)" in message
+    assert "write `async def on_error(self, event, ctx, exc) -> None`" in message
+    assert "plugin Arity: hook startup cannot be called as startup(app)" in message
+
+
+async def test_a_plugin_class_instead_of_an_instance_is_refused(make_app: MakeApp) -> None:
+    message = await refused_at_start(make_app(plugins=[MarkRead]))
+    assert "plugin mark-read is a class; enable an instance of it: app.use(MarkRead())" in message
+
+
+async def test_a_valid_plugin_with_other_public_methods_starts(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    class Audit:
+        name = "audit"
+
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        async def after_handle(self, event: Any, ctx: Context, *more: object) -> None:
+            self.seen.append(ctx.event_id)
+            await recorder.add("after")
+
+        def status(self) -> str:
+            return "ok"
+
+        def setup_logging(self) -> None: ...
+
+        async def report(self) -> list[str]:
+            return self.seen
+
+        @property
+        def on_startup(self) -> bool:  # a near miss, but a property: never taken for a hook
+            raise AssertionError("read at startup")
+
+    audit = Audit()
+    app = make_app(plugins=[audit, "mark-read"])
+
+    @app.on_message()
+    async def handler(message: Message, ctx: Context) -> None: ...
+
+    client = await serve(app)
+    assert (await client.post("/webhook", json=text_callback("hi"))).status == 200
+    await recorder.wait_for(1)
+    assert len(audit.seen) == 1
+
+
+def test_a_plugin_subclass_is_checked_and_its_unset_hooks_are_never_called() -> None:
+    class Audit(Plugin):
+        async def on_error(self, event: Any, ctx: Context, exc: BaseException) -> None: ...
+
+    check_plugins([Audit(), MarkRead()])
+    assert hooks_of([Audit()], "before_handle") == []
+    assert [plugin for plugin, _ in hooks_of([Audit()], "on_error")] != []

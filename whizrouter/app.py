@@ -36,7 +36,7 @@ from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.parsing import decode_message, decode_status
 from whizrouter.payloads import split_callback
-from whizrouter.plugins import call_hook, load_plugin, plugin_name
+from whizrouter.plugins import call_hook, check_plugins, load_plugin, plugin_name
 from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH, Receiver
 from whizrouter.routing import MessageDecorator, RawHandlerT, Router, StatusDecorator
 from whizrouter.settings import Settings
@@ -304,7 +304,8 @@ class WhizRouter:
         """Open the inbox, run plugin startup hooks, register the webhook, start handling.
 
         Raises:
-            PluginError: a plugin name is unknown.
+            PluginError: a plugin name is unknown, or a plugin's hook is misspelt or
+                cannot be called as documented.
             BootstrapError: the webhook could not be registered.
             ConfigurationError: a setting cannot be used.
         """
@@ -313,6 +314,7 @@ class WhizRouter:
         self.router.freeze()
         self._plugins = [load_plugin(name) for name in self.settings.plugins]
         self._plugins += self._plugin_objects
+        check_plugins(self._plugins)
         log.info("role: %s", self.role)
         log.info(
             "plugins: %s",
