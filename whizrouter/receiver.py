@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import math
-import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
@@ -21,6 +19,7 @@ from aiohttp.http_exceptions import PayloadEncodingError
 
 from whizrouter.errors import InboxError, InboxFullError
 from whizrouter.inbox.base import RawEvent
+from whizrouter.log_throttle import LogThrottle
 from whizrouter.payloads import MAX_NESTING, nested_deeper_than, split_callback
 
 log = logging.getLogger("whizrouter.receiver")
@@ -181,7 +180,8 @@ class Receiver:
         #: Callbacks refused, by HTTP status (400, 401, 408, 413, 503; 503 includes
         #: ``refused_full``).
         self.refused: dict[int, int] = {}
-        self._last_warning: dict[int | str, float] = {}
+        # A line per refused request would flood the log (and, when full, slow the drain).
+        self._warnings = LogThrottle()
         self._auth = auth_header.encode() if auth_header else None
         self._body_limit = body_limit
         self._read_timeout = read_timeout
@@ -315,7 +315,7 @@ class Receiver:
         count = self.refused[status] = self.refused.get(status, 0) + 1
         log.debug("%d for POST %s from %s: %s", status, request.path, request.remote, reason)
         advice = _ADVICE.get(status)
-        if advice is not None and self._warning_due(status):
+        if advice is not None and self._warnings.due(str(status)):
             log.warning(
                 "answered %d to a callback from %s: %s (%d so far); %s",
                 status,
@@ -331,7 +331,7 @@ class Receiver:
         down (a NATS server restarting) every callback fails the same way. An ``InboxError``
         explains itself; anything else gets its traceback."""
         self.store_failures += 1
-        if not self._warning_due("store"):
+        if not self._warnings.due("store"):
             log.debug("could not store a callback of %d events: %s", events, exc)
             return
         log.error(
@@ -343,21 +343,12 @@ class Receiver:
             exc_info=None if isinstance(exc, InboxError) else exc,
         )
 
-    def _warning_due(self, kind: int | str) -> bool:
-        """Whether a warning of this kind may be logged now: at most one every 10 s, since a
-        line per refused request would flood the log (and, when full, slow the drain)."""
-        now = time.monotonic()
-        if now - self._last_warning.get(kind, -math.inf) < 10.0:
-            return False
-        self._last_warning[kind] = now
-        return True
-
     def _refuse_full(self, why: str | None = None) -> web.Response:
         """Answer 503 for a full inbox: its backlog bound, or (``why``, from the inbox) a
         limit of its own such as a NATS stream's ``max_bytes``."""
         self.refused_full += 1
         self.refused[503] = self.refused.get(503, 0) + 1
-        if self._warning_due("full"):
+        if self._warnings.due("full"):
             log.warning(
                 "inbox full: answering 503 so the provider retries later (%d refused so far); %s",
                 self.refused_full,

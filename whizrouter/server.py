@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -21,6 +19,7 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from whizrouter.errors import WhizrouterError
+from whizrouter.log_throttle import LogThrottle
 from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH
 from whizrouter.runtime import describe_running_loop, gc_threshold_from_env, tune_gc
 
@@ -166,7 +165,7 @@ class MalformedRequestLog(logging.Filter):
     def __init__(self, *, others_from: int = logging.NOTSET) -> None:
         super().__init__()
         self.count = 0
-        self._last = -math.inf
+        self._throttle = LogThrottle()
         self._others_from = others_from
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -174,10 +173,8 @@ class MalformedRequestLog(logging.Filter):
         if not isinstance(exc, HttpProcessingError):
             return record.levelno >= self._others_from
         self.count += 1
-        now = time.monotonic()
-        if now - self._last < 10.0:
+        if not self._throttle.due():
             return False
-        self._last = now
         what = str(exc.message).strip().splitlines()[0].rstrip(":") if exc.message else ""
         if "HTTPS traffic" in what:  # aiohttp's words for a TLS handshake
             advice = (
