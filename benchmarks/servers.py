@@ -67,7 +67,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from whizrouter import Context, Message, Status, WhizRouter, tune_gc
+from whizrouter import Context, Message, Status, WhizRouter
 from whizrouter.inbox.base import Inbox
 from whizrouter.inbox.sqlite import SqliteInbox
 from whizrouter.parsing import decode_message, decode_status
@@ -77,6 +77,7 @@ from whizrouter.runtime import (
     LoopChoice,
     run_with_loop,
     running_loop_name,
+    tune_gc,
 )
 from whizrouter.server import request_handler
 

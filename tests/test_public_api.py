@@ -50,7 +50,6 @@ EXPECTED = {
     "WhizardClient",
     "WhizrouterError",
     "__version__",
-    "tune_gc",
 }
 
 

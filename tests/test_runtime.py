@@ -48,8 +48,9 @@ def _in_fresh_python(code: str) -> str:
 
 def test_tune_gc_freezes_the_startup_heap_and_raises_the_first_threshold() -> None:
     out = _in_fresh_python(
-        "import gc, whizrouter\n"
-        "line = whizrouter.tune_gc(12345)\n"
+        "import gc\n"
+        "from whizrouter.runtime import tune_gc\n"
+        "line = tune_gc(12345)\n"
         "print(gc.get_threshold()[0], gc.get_freeze_count() > 1000, line)\n"
     )
     threshold, frozen, line = out.split(" ", 2)
@@ -60,9 +61,10 @@ def test_tune_gc_freezes_the_startup_heap_and_raises_the_first_threshold() -> No
 
 def test_tune_gc_with_zero_leaves_the_collector_alone() -> None:
     out = _in_fresh_python(
-        "import gc, whizrouter\n"
+        "import gc\n"
+        "from whizrouter.runtime import tune_gc\n"
         "before = gc.get_threshold()\n"
-        "line = whizrouter.tune_gc(0)\n"
+        "line = tune_gc(0)\n"
         "print(gc.get_threshold() == before, gc.get_freeze_count(), line)\n"
     )
     same, frozen, line = out.split(" ", 2)

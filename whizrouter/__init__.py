@@ -48,7 +48,6 @@ from whizrouter.inbox.base import DeadLetter, Inbox, RawEvent, StoredEvent
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.plugins import Plugin
 from whizrouter.routing import Router
-from whizrouter.runtime import tune_gc
 
 __version__ = "0.1.0"
 
@@ -98,5 +97,4 @@ __all__ = [
     "WhizardClient",
     "WhizrouterError",
     "__version__",
-    "tune_gc",
 ]

@@ -17,8 +17,13 @@ pauses of 50-70 ms, which set the p99 latency of the webhook. whizrouter's hot p
 no reference cycles, so collecting less often costs little memory.
 
 ``whizrouter run`` (and ``WhizRouter.run``) call ``tune_gc`` once the app has started. An app
-embedded in someone else's process leaves the collector alone unless it calls ``tune_gc``
-itself: the process is its owner's.
+embedded in someone else's process leaves the collector alone unless its owner calls
+``whizrouter.runtime.tune_gc`` itself: the process is the owner's, which is also why
+``tune_gc`` is not in the package's front door.
+
+**Environment.** ``WHIZROUTER_LOOP`` and ``WHIZROUTER_GC_THRESHOLD`` are read here, not in
+:mod:`whizrouter.settings`: they tune the process that ``whizrouter run`` starts, and an app
+embedded elsewhere never reads them.
 """
 
 from __future__ import annotations
