@@ -23,6 +23,7 @@ from whizrouter.backoff import HANDLER_RETRY, RetryPolicy
 from whizrouter.bootstrap import register_webhook
 from whizrouter.client import WhizardClient
 from whizrouter.context import Context
+from whizrouter.defaults import ApiShape
 from whizrouter.dispatcher import Dispatcher
 from whizrouter.errors import (
     ConfigurationError,
@@ -95,7 +96,7 @@ class WhizRouter:
         inbox: str | Inbox | None = None,
         api_key: str | None = None,
         base_url: str | None = None,
-        shape: Literal["onprem", "cloud"] | None = None,
+        shape: ApiShape | None = None,
         webhook_url: str | None = None,
         webhook_user: str | None = None,
         webhook_password: str | None = None,

@@ -17,11 +17,13 @@ from typing import TypeVar
 from whizrouter import __version__
 from whizrouter.app import ROLES, WhizRouter
 from whizrouter.client_errors import scrub
+from whizrouter.defaults import DEFAULT_INBOX_URL
 from whizrouter.errors import WhizrouterError
 from whizrouter.inbox.base import Inbox
-from whizrouter.inbox.factory import DEFAULT_INBOX_URL, inbox_from_url
+from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.inbox.sqlite import SqliteInbox
+from whizrouter.settings import INBOX_ENV, inbox_url_from_env
 
 log = logging.getLogger("whizrouter.cli")
 T = TypeVar("T")
@@ -82,10 +84,11 @@ def load_app(target: str) -> WhizRouter:
 
 def _inbox(args: argparse.Namespace) -> Inbox:
     """The inbox the inspection commands work on: one a bot has written, never a new one."""
+    configured = inbox_url_from_env()
     if args.inbox:
         url, source = args.inbox, "--inbox"
-    elif os.environ.get("WHIZROUTER_INBOX"):
-        url, source = os.environ["WHIZROUTER_INBOX"], "WHIZROUTER_INBOX"
+    elif configured is not None:
+        url, source = configured, INBOX_ENV
     else:
         url, source = DEFAULT_INBOX_URL, "the default inbox"
     try:
@@ -258,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"whizrouter {__version__}")
+    # Read here, not in Settings: the log level is the command's, not a setting of the app.
     parser.add_argument(
         "--log-level", default=os.environ.get("WHIZROUTER_LOG_LEVEL"), help=level_help
     )
@@ -368,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except (UsageError, WhizrouterError) as exc:
         text = str(exc)
-        for url in (os.environ.get("WHIZROUTER_INBOX") or "", getattr(args, "inbox", None) or ""):
+        for url in (inbox_url_from_env() or "", getattr(args, "inbox", None) or ""):
             text = _without_secrets(text, url)
         log.error("%s", text)
         return 2 if isinstance(exc, UsageError) else 1

@@ -1,8 +1,10 @@
 """Settings: constructor arguments first, then the environment, then defaults.
 
-Every setting of ``WhizRouter`` can come from the environment, so an operator can run a bot
-without touching its code. A value that cannot be used fails at construction with a
-``ConfigurationError`` naming the variable and what it accepts.
+This module is where whizrouter reads its environment. Every setting of ``WhizRouter`` can
+come from there (:class:`Settings`), so an operator can run a bot without touching its code;
+so can the provider client's key, base URL and API shape (:class:`ClientSettings`). A value
+that cannot be used fails with a ``ConfigurationError`` naming the variable and what it
+accepts. The default values themselves are :mod:`whizrouter.defaults`'.
 """
 
 from __future__ import annotations
@@ -11,20 +13,39 @@ import base64
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from whizrouter.defaults import (
+    API_SHAPES,
+    DEFAULT_BODY_LIMIT,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_INBOX_URL,
+    DEFAULT_MAX_BACKLOG,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_SHAPE,
+    DEFAULT_SHUTDOWN_GRACE,
+    ApiShape,
+)
 from whizrouter.errors import ConfigurationError
-from whizrouter.inbox.factory import DEFAULT_INBOX_URL
 
-Shape = Literal["onprem", "cloud"]
+#: Environment variable holding the provider key.
+API_KEY_ENV: Final = "WHIZARD_API_KEY"
+#: Environment variable holding the provider API base URL.
+BASE_URL_ENV: Final = "WHIZARD_BASE_URL"
+#: Environment variable choosing the API shape (``onprem`` by default).
+SHAPE_ENV: Final = "WHIZARD_API_SHAPE"
+#: Environment variable naming the inbox (``memory``, ``sqlite:///...``, ``nats://...``).
+INBOX_ENV: Final = "WHIZROUTER_INBOX"
 
-DEFAULT_BODY_LIMIT = 10 * 1024 * 1024
+_Default = TypeVar("_Default", int, float)
 
 
-def _env_int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+def _env_int(
+    env: Mapping[str, str], name: str, default: _Default, *, minimum: int = 1
+) -> int | _Default:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -41,6 +62,19 @@ def _secret(value: str | SecretStr | None) -> SecretStr | None:
     if value is None or isinstance(value, SecretStr):
         return value
     return SecretStr(value)
+
+
+def _known_shape(value: str) -> ApiShape | None:
+    """``value`` as an API shape, or None when it names none."""
+    for shape in API_SHAPES:
+        if value == shape:
+            return shape
+    return None
+
+
+def inbox_url_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    """The inbox URL ``WHIZROUTER_INBOX`` names, or None when it is unset or empty."""
+    return (os.environ if env is None else env).get(INBOX_ENV) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,17 +101,17 @@ class Settings:
 
     api_key: SecretStr | None = None
     base_url: str | None = None
-    shape: Shape = "onprem"
+    shape: ApiShape = DEFAULT_SHAPE
     webhook_url: str | None = None
     webhook_user: str | None = None
     webhook_password: SecretStr | None = field(default=None, repr=False)
     inbox_url: str = DEFAULT_INBOX_URL
     plugins: tuple[str, ...] = ()
-    concurrency: int = 64
-    max_backlog: int = 100_000
+    concurrency: int = DEFAULT_CONCURRENCY
+    max_backlog: int = DEFAULT_MAX_BACKLOG
     body_limit: int = DEFAULT_BODY_LIMIT
-    read_timeout: float = 10.0
-    shutdown_grace: float = 25.0
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
 
     @classmethod
     def resolve(
@@ -104,10 +138,12 @@ class Settings:
             ConfigurationError: a value is malformed; the message names the variable.
         """
         env = os.environ if env is None else env
-        resolved_shape = shape or env.get("WHIZARD_API_SHAPE") or "onprem"
-        if resolved_shape not in ("onprem", "cloud"):
+        given_shape = shape or env.get(SHAPE_ENV) or DEFAULT_SHAPE
+        resolved_shape = _known_shape(given_shape)
+        if resolved_shape is None:
             raise ConfigurationError(
-                f"WHIZARD_API_SHAPE={resolved_shape!r} is not known; use 'onprem' or 'cloud'"
+                f"{SHAPE_ENV}={given_shape!r} is not known; use "
+                + " or ".join(repr(known) for known in API_SHAPES)
             )
         if plugins is None:
             plugins = [p.strip() for p in env.get("WHIZROUTER_PLUGINS", "").split(",")]
@@ -122,27 +158,29 @@ class Settings:
                 "set both WHIZROUTER_WEBHOOK_USER and WHIZROUTER_WEBHOOK_PASSWORD, or neither"
             )
         settings = cls(
-            api_key=_secret(api_key if api_key is not None else env.get("WHIZARD_API_KEY") or None),
-            base_url=base_url or env.get("WHIZARD_BASE_URL") or None,
-            shape="cloud" if resolved_shape == "cloud" else "onprem",
+            api_key=_secret(api_key if api_key is not None else env.get(API_KEY_ENV) or None),
+            base_url=base_url or env.get(BASE_URL_ENV) or None,
+            shape=resolved_shape,
             webhook_url=webhook_url or env.get("WHIZROUTER_WEBHOOK_URL") or None,
             webhook_user=user or None,
             webhook_password=password if user else None,
-            inbox_url=inbox or env.get("WHIZROUTER_INBOX") or DEFAULT_INBOX_URL,
+            inbox_url=inbox or inbox_url_from_env(env) or DEFAULT_INBOX_URL,
             plugins=tuple(p for p in plugins if p),
             concurrency=concurrency
             if concurrency is not None
-            else _env_int(env, "WHIZROUTER_CONCURRENCY", 64),
+            else _env_int(env, "WHIZROUTER_CONCURRENCY", DEFAULT_CONCURRENCY),
             max_backlog=max_backlog
             if max_backlog is not None
-            else _env_int(env, "WHIZROUTER_MAX_BACKLOG", 100_000),
+            else _env_int(env, "WHIZROUTER_MAX_BACKLOG", DEFAULT_MAX_BACKLOG),
             body_limit=body_limit
             if body_limit is not None
             else _env_int(env, "WHIZROUTER_BODY_LIMIT", DEFAULT_BODY_LIMIT),
-            read_timeout=read_timeout if read_timeout is not None else 10.0,
+            read_timeout=read_timeout if read_timeout is not None else DEFAULT_READ_TIMEOUT,
             shutdown_grace=shutdown_grace
             if shutdown_grace is not None
-            else float(_env_int(env, "WHIZROUTER_SHUTDOWN_GRACE", 25, minimum=0)),
+            else float(
+                _env_int(env, "WHIZROUTER_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE, minimum=0)
+            ),
         )
         if settings.concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
@@ -159,6 +197,59 @@ class Settings:
             return None
         pair = f"{self.webhook_user}:{self.webhook_password.get_secret_value()}"
         return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """The provider client's key, base URL and API shape, each from its argument, else the
+    environment, else its default.
+
+    Only the shape is checked here: a ``WhizardClient`` without a key or base URL can be
+    built (a bot must start without them), and its first API call names what is missing.
+
+    Attributes:
+        api_key: the provider key (``WHIZARD_API_KEY``), or None.
+        base_url: the API base URL without a trailing slash (``WHIZARD_BASE_URL``), or None.
+        shape: ``onprem`` or ``cloud`` (``WHIZARD_API_SHAPE``, read case-insensitively).
+    """
+
+    api_key: SecretStr | None
+    base_url: str | None
+    shape: ApiShape
+
+    @classmethod
+    def resolve(
+        cls,
+        api_key: str | SecretStr | None = None,
+        base_url: str | None = None,
+        shape: str | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> ClientSettings:
+        """Resolve the three from the arguments, else the environment, else the defaults.
+
+        Raises:
+            ConfigurationError: ``shape`` or ``WHIZARD_API_SHAPE`` names no API shape.
+        """
+        env = os.environ if env is None else env
+        if api_key is None:
+            api_key = env.get(API_KEY_ENV) or None
+        if base_url is None:
+            base_url = env.get(BASE_URL_ENV, "").strip() or None
+        if shape is None:
+            given, source = env.get(SHAPE_ENV, "").strip().lower() or DEFAULT_SHAPE, SHAPE_ENV
+        else:
+            given, source = shape, "shape"
+        resolved_shape = _known_shape(given)
+        if resolved_shape is None:
+            raise ConfigurationError(
+                f"{source} must be one of {', '.join(repr(s) for s in API_SHAPES)}, not {given!r}"
+            )
+        return cls(
+            api_key=_secret(api_key),
+            base_url=base_url.rstrip("/") if base_url is not None else None,
+            shape=resolved_shape,
+        )
 
 
 def check_base_url(url: str) -> None:
