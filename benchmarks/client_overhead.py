@@ -29,7 +29,8 @@ import aiohttp
 import orjson
 
 from whizrouter.backoff import RetryPolicy
-from whizrouter.client import KEY_HEADER, ApiShape, WhizardClient
+from whizrouter.client import KEY_HEADER, WhizardClient
+from whizrouter.defaults import ApiShape
 from whizrouter.testing import FakeProvider
 
 TO = "4915112345678"

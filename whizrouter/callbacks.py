@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from whizrouter.client import ApiShape
+from whizrouter.defaults import ApiShape
 
 __all__ = [
     "BUSINESS_NUMBER",

@@ -4,19 +4,18 @@ Each builder takes the API shape and the arguments of the matching ``WhizardClie
 method, checks them against the limits of the WhatsApp Business API and returns the body to
 POST, wrapped in the envelope of that shape (:func:`envelope`). A message that breaks a rule
 raises :class:`~whizrouter.errors.MessageValidationError` here, before anything is sent; the
-HTTP side (retries, errors) stays in :mod:`whizrouter.client`.
+client's methods post the bodies (:mod:`whizrouter.sending`, :mod:`whizrouter.interactive`),
+and the HTTP side (retries, errors) is :mod:`whizrouter.transport`'s.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
+from whizrouter.defaults import ApiShape
 from whizrouter.errors import MessageValidationError
-
-if TYPE_CHECKING:
-    from whizrouter.client import ApiShape
 
 __all__ = [
     "buttons_body",

@@ -55,7 +55,8 @@ from whizrouter.callbacks import (
 )
 from whizrouter.callbacks import PHONE_NUMBER_ID as PHONE_NUMBER_ID
 from whizrouter.callbacks import WABA_ID as WABA_ID
-from whizrouter.client import KEY_HEADER, ApiShape, WhizardClient
+from whizrouter.client import KEY_HEADER, WhizardClient
+from whizrouter.defaults import ApiShape
 from whizrouter.error_bodies import (
     ONPREM_META,
     errors_list_body,

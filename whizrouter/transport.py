@@ -1,6 +1,6 @@
 """One request to the provider API: the key header, the timeout, the retry rule, the errors.
 
-The client (:mod:`whizrouter.client`) builds message bodies; this module sends them. The key
+The client (:mod:`whizrouter.client`) builds requests; this module sends them. The key
 and base URL are checked at the first request, so a bot can start without them; every error
 answer becomes one typed exception (see :mod:`whizrouter.client_errors`), and transient ones
 are retried with the shared :class:`~whizrouter.backoff.RetryPolicy`, honouring
@@ -26,15 +26,11 @@ from whizrouter.client_errors import (
     error_without_answer,
 )
 from whizrouter.errors import ConfigurationError, MessageValidationError
-from whizrouter.settings import check_base_url
+from whizrouter.settings import API_KEY_ENV, BASE_URL_ENV, check_base_url
 
 # The client's logger: one name to configure for everything the client reports.
 logger = logging.getLogger("whizrouter.client")
 
-#: Environment variable holding the provider key.
-API_KEY_ENV: Final = "WHIZARD_API_KEY"
-#: Environment variable holding the provider API base URL.
-BASE_URL_ENV: Final = "WHIZARD_BASE_URL"
 #: The request header that carries the key.
 KEY_HEADER: Final = "WHIZARD-KEY"
 
