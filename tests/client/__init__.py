@@ -1,0 +1,1 @@
+"""Tests of the provider client, one file per module of it."""
