@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import BotClient
 from whizrouter import ConfigurationError, RetryPolicy, WhizRouter
 from whizrouter.app import Role
-from whizrouter.settings import Settings
+from whizrouter.settings import ClientSettings, Settings, inbox_url_from_env
 from whizrouter.testing import FakeProvider, text_callback
 
 MakeApp = Callable[..., WhizRouter]
@@ -45,6 +45,31 @@ def test_defaults() -> None:
     assert settings.concurrency == 64
     assert settings.body_limit == 10 * 1024 * 1024
     assert settings.auth_header is None
+
+
+def test_the_client_settings_come_from_arguments_then_the_environment() -> None:
+    env = {
+        "WHIZARD_API_KEY": "env-key",
+        "WHIZARD_BASE_URL": " https://api.example.com/ ",
+        "WHIZARD_API_SHAPE": " Cloud ",
+    }
+    from_env = ClientSettings.resolve(env=env)
+    assert from_env.api_key is not None
+    assert from_env.api_key.get_secret_value() == "env-key"
+    assert (from_env.base_url, from_env.shape) == ("https://api.example.com", "cloud")
+    given = ClientSettings.resolve("key", "https://b.example.com/", "onprem", env=env)
+    assert given.api_key is not None
+    assert given.api_key.get_secret_value() == "key"
+    assert (given.base_url, given.shape) == ("https://b.example.com", "onprem")
+    assert ClientSettings.resolve(env={}) == ClientSettings(None, None, "onprem")
+    with pytest.raises(ConfigurationError, match="WHIZARD_API_SHAPE must be one of"):
+        ClientSettings.resolve(env={"WHIZARD_API_SHAPE": "graph"})
+
+
+def test_the_inbox_variable_counts_only_when_set() -> None:
+    assert inbox_url_from_env({"WHIZROUTER_INBOX": "memory"}) == "memory"
+    assert inbox_url_from_env({"WHIZROUTER_INBOX": ""}) is None
+    assert inbox_url_from_env({}) is None
 
 
 @pytest.mark.parametrize(
