@@ -31,6 +31,7 @@ from whizrouter.errors import WhizrouterError
 from whizrouter.inbox.base import DeadLetter
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.plugins import call_hook
+from whizrouter.routing import HandlerSpec
 from whizrouter.testing import DEFAULT_WA_ID, FakeProvider, RecordedCall, status_callback
 from whizrouter.testing import text_callback as build_text_callback
 from whizrouter.wire import Shape
@@ -128,7 +129,7 @@ class BotTester:
         app.settings = replace(
             settings, shutdown_grace=min(settings.shutdown_grace, TEST_SHUTDOWN_GRACE)
         )
-        self._restore.append(app.router.change_retry_policies(without_waits))
+        self._restore.append(app.router.replace_handlers(_without_retry_waits))
         self._server = TestServer(app.make_web_app())
         await self._server.start_server()
         self._session = aiohttp.ClientSession()
@@ -281,6 +282,11 @@ class BotTester:
 def without_waits(policy: RetryPolicy) -> RetryPolicy:
     """``policy`` deciding as before, without waiting (``time_scale=0``)."""
     return replace(policy, time_scale=0.0)
+
+
+def _without_retry_waits(spec: HandlerSpec) -> HandlerSpec:
+    # A handler with its own retry policy keeps its attempts and limits, not its waits.
+    return spec if spec.retry is None else replace(spec, retry=without_waits(spec.retry))
 
 
 def texts_of(calls: list[RecordedCall], *, to: str | None = None) -> list[str]:
