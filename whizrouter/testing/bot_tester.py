@@ -26,15 +26,16 @@ from aiohttp.test_utils import TestServer
 
 from whizrouter.app import WhizRouter
 from whizrouter.backoff import CLIENT_RETRY, RetryPolicy
-from whizrouter.callbacks import message_callback
+from whizrouter.defaults import ApiShape
 from whizrouter.errors import WhizrouterError
 from whizrouter.inbox.base import DeadLetter
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.plugins import call_hook
 from whizrouter.routing import HandlerSpec
-from whizrouter.testing import DEFAULT_WA_ID, FakeProvider, RecordedCall, status_callback
-from whizrouter.testing import text_callback as build_text_callback
-from whizrouter.wire import Shape
+from whizrouter.testing.callbacks import DEFAULT_WA_ID, message_callback, status_callback
+from whizrouter.testing.callbacks import text_callback as build_text_callback
+from whizrouter.testing.fake_provider import FakeProvider
+from whizrouter.testing.recorded_call import RecordedCall
 
 
 class HandlerFailedError(AssertionError):
@@ -82,7 +83,7 @@ class BotTester:
         app: WhizRouter,
         *,
         provider: FakeProvider | None = None,
-        shape: Shape | None = None,
+        shape: ApiShape | None = None,
         timeout: float = 10.0,
         raise_errors: bool = True,
     ) -> None:
@@ -311,7 +312,7 @@ class StartBot(Protocol):
         app: WhizRouter,
         *,
         provider: FakeProvider | None = None,
-        shape: Shape | None = None,
+        shape: ApiShape | None = None,
         timeout: float = 10.0,
         raise_errors: bool = True,
     ) -> BotTester: ...
