@@ -25,11 +25,14 @@ What is here:
   :func:`message_callback` make webhook bodies of either shape with a
   :func:`fresh_message_id`, from :data:`DEFAULT_WA_ID` to the test business
   (:data:`BUSINESS_NUMBER`, :data:`PHONE_NUMBER_ID`, :data:`WABA_ID`).
+* For a bot run as its own process: :func:`free_port`, :class:`NatsServer` (a real
+  ``nats-server -js``) and :func:`post_until_stored` (post a callback as the provider does).
 
 The fixtures themselves live in :mod:`whizrouter.testing.pytest_plugin`.
 """
 
 from whizrouter.testing.bot_tester import BotTester, HandlerFailedError, StartBot
+from whizrouter.testing.callback_posting import post_until_stored
 from whizrouter.testing.callbacks import (
     BUSINESS_NUMBER,
     DEFAULT_WA_ID,
@@ -50,6 +53,8 @@ from whizrouter.testing.error_bodies import (
 )
 from whizrouter.testing.fake_provider import TEST_RETRY, FakeProvider
 from whizrouter.testing.injections import FakeBody
+from whizrouter.testing.nats_server import NatsServer
+from whizrouter.testing.ports import free_port
 from whizrouter.testing.recorded_call import RecordedCall
 
 __all__ = [
@@ -62,14 +67,17 @@ __all__ = [
     "FakeBody",
     "FakeProvider",
     "HandlerFailedError",
+    "NatsServer",
     "RecordedCall",
     "StartBot",
     "errors_list_body",
+    "free_port",
     "fresh_message_id",
     "graph_error_body",
     "html_error_page",
     "message_callback",
     "meta_error_body",
+    "post_until_stored",
     "rate_limit_400_body",
     "restarting_555_body",
     "status_callback",
