@@ -24,9 +24,15 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from whizrouter.backoff import RetryPolicy
 from whizrouter.client import KEY_HEADER, WhizardClient
 from whizrouter.defaults import API_SHAPES, ApiShape
-from whizrouter.testing import provider_api
 from whizrouter.testing.error_bodies import meta_error_body
 from whizrouter.testing.injections import FakeBody, Injection, encode_body, take
+from whizrouter.testing.provider_api import (
+    answer_mark_read,
+    answer_send,
+    classify,
+    json_response,
+    sent_id,
+)
 from whizrouter.testing.recorded_call import RecordedCall
 
 #: A retry policy for tests: three quick retries (10, 20, 40 ms), ``Retry-After`` up to 1 s.
@@ -294,14 +300,12 @@ class FakeProvider:
         except orjson.JSONDecodeError:
             parsed = None
         path = request.path
-        kind, message_id = provider_api.classify(
-            self.shape, request.method, path, request.raw_path, parsed
-        )
+        kind, message_id = classify(self.shape, request.method, path, request.raw_path, parsed)
         response = self._answer(request, kind, parsed)
         if response.status >= 300:
             message_id = message_id if kind == "mark_read" else None
         elif kind == "send":
-            message_id = provider_api.sent_id(response)
+            message_id = sent_id(response)
         call = RecordedCall(
             method=request.method,
             path=path,
@@ -331,24 +335,22 @@ class FakeProvider:
         given = request.headers.get(KEY_HEADER)
         if given is None or not hmac.compare_digest(given.encode(), self.api_key.encode()):
             reason = "Invalid api key" if given else f"Missing {KEY_HEADER} header"
-            return provider_api.json_response(401, meta_error_body(401, reason))
+            return json_response(401, meta_error_body(401, reason))
         failure = take(self._failures, request.path)
         if failure is not None:
             return web.Response(status=failure.status, body=failure.body, headers=failure.headers)
         if kind == "send":
-            return provider_api.answer_send(
-                self.shape, parsed, lambda: f"wamid.fake-{next(self._ids)}"
-            )
+            return answer_send(self.shape, parsed, lambda: f"wamid.fake-{next(self._ids)}")
         if kind == "mark_read":
-            return provider_api.answer_mark_read(self.shape, parsed)
+            return answer_mark_read(self.shape, parsed)
         if kind == "get_webhook":
-            return provider_api.json_response(200, self.webhook_config)
+            return json_response(200, self.webhook_config)
         if kind == "set_webhook":
             if not isinstance(parsed, dict) or not isinstance(parsed.get("url"), str):
-                return provider_api.json_response(400, meta_error_body(400, "url is required"))
+                return json_response(400, meta_error_body(400, "url is required"))
             self.webhook_config = dict(parsed)
-            return provider_api.json_response(200, self.webhook_config)
-        return provider_api.json_response(
+            return json_response(200, self.webhook_config)
+        return json_response(
             404,
             meta_error_body(
                 404,
