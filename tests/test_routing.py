@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -103,6 +104,26 @@ def test_router_cycles_are_refused() -> None:
     a.include_router(b)
     with pytest.raises(ValueError, match="cycle"):
         b.include_router(a)
+
+
+def test_replace_handlers_covers_included_routers_and_puts_them_back() -> None:
+    outer, inner = Router(name="outer"), Router(name="inner")
+    outer.include_router(inner)
+
+    @outer.on_message()
+    async def first(message: Message, ctx: Context) -> None: ...
+
+    @inner.on_status()
+    async def second(status: Status, ctx: Context) -> None: ...
+
+    before = outer.handlers()
+    restore = outer.replace_handlers(lambda spec: replace(spec, name=spec.name + "!"))
+    assert [spec.name for spec in outer.handlers()] == [spec.name + "!" for spec in before]
+    restore()
+    assert outer.handlers() == before
+    outer.freeze()
+    with pytest.raises(RegistrationClosedError, match="replacing handlers on router 'outer'"):
+        outer.replace_handlers(lambda spec: spec)
 
 
 async def test_registration_closes_when_the_app_starts(make_app: MakeApp) -> None:

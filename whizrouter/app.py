@@ -197,7 +197,9 @@ class WhizRouter:
     def replace_parts(
         self, *, client: WhizardClient | None = None, inbox: Inbox | None = None
     ) -> Callable[[], None]:
-        """Swap the provider client or the inbox before start (tests, custom wiring).
+        """Swap the provider client or the inbox before start: for custom wiring (a client or
+        an inbox built by hand, where the constructor's settings do not reach) and for tests
+        (the test kit's ``BotTester`` runs an app on a fake provider and a memory inbox).
 
         A client given here is closed by the app at shutdown.
 

@@ -23,9 +23,11 @@ class RetryPolicy:
         max_total: the most time all delays together may take; retrying stops before it.
         jitter: draw each delay uniformly between half and all of its nominal value, so many
             clients that failed together do not retry together.
-        time_scale: the share of each delay actually waited. Every decision (whether to
-            retry, when ``max_total`` is reached) still uses the full delays, so a test can set
-            0 and see what production would do without the waiting (the test kit does).
+        time_scale: the share of each delay actually waited, for tests: every decision
+            (whether to retry, when ``max_total`` is reached) still uses the full delays, so
+            ``time_scale=0`` decides as production would and waits nothing (the test kit's
+            ``BotTester`` sets it on every policy of the app under test). Leave it at 1 in
+            production.
     """
 
     attempts: int = 5

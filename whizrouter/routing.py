@@ -7,7 +7,7 @@ the order they were included. Registration closes when the app starts.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from whizrouter.errors import RegistrationClosedError
@@ -213,21 +213,21 @@ class Router:
                 return found
         return None
 
-    def change_retry_policies(
-        self, change: Callable[[RetryPolicy], RetryPolicy]
-    ) -> Callable[[], None]:
-        """Replace every handler's own retry policy (here and in included routers) with
-        ``change(policy)``; the test kit uses it to skip the waits while the app is stopped.
+    def replace_handlers(self, change: Callable[[HandlerSpec], HandlerSpec]) -> Callable[[], None]:
+        """Replace every handler (here and in included routers) with ``change(handler)``,
+        before the app starts: for wiring that adapts registered handlers as a whole (the
+        test kit's ``BotTester`` keeps each handler's retry decisions but drops their waits).
 
         Returns:
-            a function that puts the policies back.
+            a function that puts the handlers there were before back, for once the app stopped.
+
+        Raises:
+            RegistrationClosedError: the app has started.
         """
+        self._check_open("replacing handlers")
         before = [(router, router._handlers) for router in self.walk()]
         for router in self.walk():
-            router._handlers = [
-                spec if spec.retry is None else replace(spec, retry=change(spec.retry))
-                for spec in router._handlers
-            ]
+            router._handlers = [change(spec) for spec in router._handlers]
 
         def restore() -> None:
             for router, handlers in before:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from examples.support_bot import app
-from whizrouter.bot_tester import StartBot
-from whizrouter.testing import message_callback
+from whizrouter.testing import StartBot, message_callback
 
 
 async def test_greets_by_name_with_the_menu(bot_tester: StartBot) -> None:

@@ -4,7 +4,6 @@ retry rule, timeouts and connection errors."""
 from __future__ import annotations
 
 import logging
-import socket
 
 import aiohttp
 import pytest
@@ -17,6 +16,7 @@ from whizrouter.testing import (
     FakeBody,
     FakeProvider,
     errors_list_body,
+    free_port,
     graph_error_body,
     html_error_page,
     meta_error_body,
@@ -186,9 +186,7 @@ async def test_a_dropped_connection_is_retried(onprem: FakeProvider) -> None:
 
 
 async def test_a_refused_connection_ends_in_a_provider_error() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     async with WhizardClient("k", f"http://127.0.0.1:{port}", retry=TEST_RETRY) as client:
         with pytest.raises(ProviderError, match="connection failed") as caught:
             await client.get_webhook()

@@ -15,8 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.process import BotProcess, free_port
-from whizrouter.testing import FakeProvider, RecordedCall, text_callback
+from tests.process import BotProcess
+from whizrouter.testing import FakeProvider, RecordedCall, free_port, text_callback
 
 pytestmark = pytest.mark.slow
 

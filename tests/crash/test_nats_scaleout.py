@@ -33,7 +33,7 @@ from nats.js.kv import KeyValue
 
 from tests.natsserver import nats_url, unique_stream
 from tests.process import BotProcess
-from whizrouter.testing import FakeProvider, text_callback
+from whizrouter.testing import FakeProvider, post_until_stored, text_callback
 
 __all__ = ["nats_url"]  # the fixture, imported so pytest finds it
 
@@ -137,26 +137,11 @@ class Provider:
                     # Alternate per conversation: consecutive events enter by different doors.
                     url = self.receivers[(c + n) % len(self.receivers)] + "/webhook"
                     async with gate:
-                        await self._post_until_stored(session, url, body)
+                        refused = await post_until_stored(session, url, body)
+                    self.refused += refused  # added after the await: no update is lost
                     self.acknowledged.add(message_id)
 
             await asyncio.gather(*(conversation(c) for c in range(CONVERSATIONS)))
-
-    async def _post_until_stored(
-        self, session: aiohttp.ClientSession, url: str, body: dict[str, object]
-    ) -> None:
-        for _ in range(50):
-            try:
-                async with session.post(
-                    url, json=body, timeout=aiohttp.ClientTimeout(total=10)
-                ) as response:
-                    if response.status == 200:
-                        return
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            self.refused += 1
-            await asyncio.sleep(0.1)  # the provider's own retry pace
-        raise AssertionError(f"{url} refused a callback 50 times")
 
 
 async def lease_owners(kv: KeyValue) -> dict[int, int]:

@@ -14,8 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.process import BotProcess, free_port
-from whizrouter.testing import FakeProvider, text_callback
+from tests.process import BotProcess
+from whizrouter.testing import FakeProvider, free_port, text_callback
 
 pytestmark = pytest.mark.slow
 

@@ -26,14 +26,16 @@ from aiohttp.test_utils import TestServer
 
 from whizrouter.app import WhizRouter
 from whizrouter.backoff import CLIENT_RETRY, RetryPolicy
-from whizrouter.callbacks import message_callback
+from whizrouter.defaults import ApiShape
 from whizrouter.errors import WhizrouterError
 from whizrouter.inbox.base import DeadLetter
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.plugins import call_hook
-from whizrouter.testing import DEFAULT_WA_ID, FakeProvider, RecordedCall, status_callback
-from whizrouter.testing import text_callback as build_text_callback
-from whizrouter.wire import Shape
+from whizrouter.routing import HandlerSpec
+from whizrouter.testing.callbacks import DEFAULT_WA_ID, message_callback, status_callback
+from whizrouter.testing.callbacks import text_callback as build_text_callback
+from whizrouter.testing.fake_provider import FakeProvider
+from whizrouter.testing.recorded_call import RecordedCall
 
 
 class HandlerFailedError(AssertionError):
@@ -81,7 +83,7 @@ class BotTester:
         app: WhizRouter,
         *,
         provider: FakeProvider | None = None,
-        shape: Shape | None = None,
+        shape: ApiShape | None = None,
         timeout: float = 10.0,
         raise_errors: bool = True,
     ) -> None:
@@ -128,7 +130,7 @@ class BotTester:
         app.settings = replace(
             settings, shutdown_grace=min(settings.shutdown_grace, TEST_SHUTDOWN_GRACE)
         )
-        self._restore.append(app.router.change_retry_policies(without_waits))
+        self._restore.append(app.router.replace_handlers(_without_retry_waits))
         self._server = TestServer(app.make_web_app())
         await self._server.start_server()
         self._session = aiohttp.ClientSession()
@@ -283,6 +285,11 @@ def without_waits(policy: RetryPolicy) -> RetryPolicy:
     return replace(policy, time_scale=0.0)
 
 
+def _without_retry_waits(spec: HandlerSpec) -> HandlerSpec:
+    # A handler with its own retry policy keeps its attempts and limits, not its waits.
+    return spec if spec.retry is None else replace(spec, retry=without_waits(spec.retry))
+
+
 def texts_of(calls: list[RecordedCall], *, to: str | None = None) -> list[str]:
     """The text bodies of the send calls among ``calls`` (to ``to`` only, if given)."""
     bodies = []
@@ -305,7 +312,7 @@ class StartBot(Protocol):
         app: WhizRouter,
         *,
         provider: FakeProvider | None = None,
-        shape: Shape | None = None,
+        shape: ApiShape | None = None,
         timeout: float = 10.0,
         raise_errors: bool = True,
     ) -> BotTester: ...

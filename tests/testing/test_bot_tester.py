@@ -17,8 +17,13 @@ from whizrouter import (
     WhizRouter,
     WhizrouterError,
 )
-from whizrouter.bot_tester import BotTester, HandlerFailedError, StartBot
-from whizrouter.testing import FakeProvider, text_callback
+from whizrouter.testing import (
+    BotTester,
+    FakeProvider,
+    HandlerFailedError,
+    StartBot,
+    text_callback,
+)
 
 
 def failing_bot() -> WhizRouter:
@@ -83,8 +88,6 @@ async def test_cloud_shape_and_coalesced_mark_read_are_seen_by_send(
 
 
 async def test_a_shape_that_contradicts_the_provider_is_refused() -> None:
-    from whizrouter.bot_tester import BotTester
-
     with pytest.raises(ValueError, match="contradicts the 'onprem' provider"):
         BotTester(echo_bot(), provider=FakeProvider(shape="onprem"), shape="cloud")
 

@@ -1,4 +1,4 @@
-"""The test kit itself: the fake provider, its failure injection, the callback builders."""
+"""The fake provider: its lifecycle, the routes of each shape, waiting, failure injection."""
 
 from __future__ import annotations
 
@@ -11,23 +11,8 @@ import pytest
 from multidict import CIMultiDictProxy
 
 from whizrouter.backoff import RetryPolicy
-from whizrouter.client import WhizardClient
 from whizrouter.errors import ProviderError
-from whizrouter.payloads import split_callback
-from whizrouter.testing import (
-    DEFAULT_WA_ID,
-    FakeProvider,
-    errors_list_body,
-    fresh_message_id,
-    graph_error_body,
-    html_error_page,
-    message_callback,
-    meta_error_body,
-    rate_limit_400_body,
-    restarting_555_body,
-    status_callback,
-    text_callback,
-)
+from whizrouter.testing import FakeProvider, errors_list_body, html_error_page, meta_error_body
 
 KEY = {"WHIZARD-KEY": "test-key"}
 SEND = {"recipient_type": "individual", "to": "15551230001", "type": "text", "text": {"body": "x"}}
@@ -331,132 +316,3 @@ async def test_reset_forgets_calls_and_injections(
     assert (await call(http, fake, "POST", "/v1/messages", SEND))[0] == 200
     fake.reset()
     assert fake.calls == []
-
-
-def test_error_bodies() -> None:
-    assert meta_error_body(400, "bad", ["d"]) == {
-        "meta": {"success": False, "http_code": 400, "developer_message": "bad", "details": ["d"]}
-    }
-    assert meta_error_body(403, "no", camel_case=True) == {
-        "meta": {"success": False, "httpCode": 403, "developerMessage": "no"}
-    }
-    assert errors_list_body(1006, "Resource not found", "gone", with_meta=False) == {
-        "errors": [{"code": 1006, "title": "Resource not found", "details": "gone"}]
-    }
-    assert graph_error_body(131047, "Re-engagement", details="24h", subcode=1)["error"] == {
-        "message": "Re-engagement",
-        "type": "OAuthException",
-        "code": 131047,
-        "fbtrace_id": "AFakeTraceId0123456789",
-        "error_data": {"messaging_product": "whatsapp", "details": "24h"},
-        "error_subcode": 1,
-    }
-    assert "exceeded the endpoint rate limit" in rate_limit_400_body()["meta"]["developer_message"]
-    assert "1 request every 6 seconds" in rate_limit_400_body(6)["meta"]["developer_message"]
-    assert restarting_555_body()["meta"]["http_code"] == 555
-    assert html_error_page().startswith("<html>")
-
-
-# --------------------------------------------------------------------------- callback builders
-
-
-def test_text_callback_onprem() -> None:
-    body = text_callback("hi", message_id="wamid.A", timestamp="1718000001")
-    assert body == {
-        "contacts": [{"profile": {"name": "Test User"}, "wa_id": DEFAULT_WA_ID}],
-        "messages": [
-            {
-                "from": DEFAULT_WA_ID,
-                "id": "wamid.A",
-                "timestamp": "1718000001",
-                "type": "text",
-                "text": {"body": "hi"},
-            }
-        ],
-    }
-
-
-def test_text_callback_cloud() -> None:
-    body = text_callback("hi", wa_id="15550000002", name="Ana", shape="cloud")
-    assert body["object"] == "whatsapp_business_account"
-    [entry] = body["entry"]
-    [change] = entry["changes"]
-    assert change["field"] == "messages"
-    value = change["value"]
-    assert value["messaging_product"] == "whatsapp"
-    assert set(value["metadata"]) == {"display_phone_number", "phone_number_id"}
-    assert value["contacts"] == [{"profile": {"name": "Ana"}, "wa_id": "15550000002"}]
-    [message] = value["messages"]
-    assert (message["from"], message["type"], message["text"]) == (
-        "15550000002",
-        "text",
-        {"body": "hi"},
-    )
-    assert message["id"].startswith("wamid.")
-    assert message["timestamp"].isdigit()
-
-
-def test_builders_make_fresh_ids() -> None:
-    ids = {text_callback("x")["messages"][0]["id"] for _ in range(50)}
-    assert len(ids) == 50
-    assert fresh_message_id() != fresh_message_id()
-
-
-def test_message_callback_is_generic() -> None:
-    reply = {"type": "button_reply", "button_reply": {"id": "yes", "title": "Yes"}}
-    body = message_callback(
-        "interactive", reply, context={"from": "15550009999", "id": "wamid.OURS"}
-    )
-    [message] = body["messages"]
-    assert message["interactive"] == reply
-    assert message["context"] == {"from": "15550009999", "id": "wamid.OURS"}
-    system = message_callback("unknown", None, name=None)
-    assert "contacts" not in system
-    assert "unknown" not in system["messages"][0]
-
-
-@pytest.mark.parametrize("shape", ["onprem", "cloud"])
-def test_status_callback(shape: Any) -> None:
-    body = status_callback("wamid.OURS", "delivered", shape=shape, timestamp="1718000009")
-    item = {
-        "id": "wamid.OURS",
-        "status": "delivered",
-        "timestamp": "1718000009",
-        "recipient_id": DEFAULT_WA_ID,
-    }
-    statuses = (
-        body["statuses"]
-        if shape == "onprem"
-        else body["entry"][0]["changes"][0]["value"]["statuses"]
-    )
-    assert statuses == [item]
-    failed = status_callback("wamid.OURS", "failed", shape=shape)
-    value = failed if shape == "onprem" else failed["entry"][0]["changes"][0]["value"]
-    assert value["statuses"][0]["errors"][0]["code"] == (470 if shape == "onprem" else 131047)
-
-
-@pytest.mark.parametrize("shape", ["onprem", "cloud"])
-def test_builders_split_into_the_expected_events(shape: Any) -> None:
-    text = split_callback(text_callback("hi", message_id="wamid.T", shape=shape))
-    assert [(e.kind, e.key, e.conversation) for e in text] == [
-        ("message", "m:wamid.T", DEFAULT_WA_ID)
-    ]
-    status = split_callback(status_callback("wamid.S", "read", shape=shape))
-    assert [(e.kind, e.key) for e in status] == [("status", "s:wamid.S:read")]
-
-
-# --------------------------------------------------------------------------- pytest plugin
-
-
-def test_the_plugin_is_registered(pytestconfig: pytest.Config) -> None:
-    assert pytestconfig.pluginmanager.has_plugin("whizrouter")
-
-
-async def test_the_plugin_fixtures(
-    fake_provider: FakeProvider, whizard_client: WhizardClient
-) -> None:
-    assert whizard_client.base_url == fake_provider.base_url
-    assert whizard_client.shape == fake_provider.shape == "onprem"
-    message_id = await whizard_client.send_text("15551230001", "from the fixture")
-    [sent] = await fake_provider.wait_for(lambda c: c.kind == "send")
-    assert sent.message_id == message_id

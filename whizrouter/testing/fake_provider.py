@@ -1,31 +1,10 @@
-"""The whizrouter test kit: a fake provider server and builders for callback bodies.
+"""``FakeProvider``: a fake Whizard API on loopback that records every request and fails on cue.
 
-:class:`FakeProvider` is a real aiohttp server on ``127.0.0.1`` (a random port) that speaks one
-API shape, records every request and can be told to fail, so client code and bots are tested
-over real HTTP with nothing mocked away::
-
-    from whizrouter.testing import FakeProvider, text_callback
-
-    async def test_echo() -> None:
-        async with FakeProvider() as fake, fake.client() as client:
-            message_id = await client.send_text("15551230001", "hi")
-            [call] = await fake.wait_for(lambda call: call.kind == "send")
-            assert call.json["text"] == {"body": "hi"}
-            assert call.message_id == message_id
-
-Failures are injected with :meth:`FakeProvider.fail_next`, using the error bodies re-exported
-here from :mod:`whizrouter.error_bodies` for every form the real provider uses
-(:func:`meta_error_body`, :func:`errors_list_body`, :func:`graph_error_body`,
-:func:`html_error_page`, :func:`rate_limit_400_body`, :func:`restarting_555_body`, or ``b""``
-for an empty body); slow answers with
-:meth:`FakeProvider.delay_next`; dropped connections with :meth:`FakeProvider.drop_next`.
-
-The callback builders (:func:`text_callback`, :func:`status_callback`,
-:func:`message_callback`) produce webhook bodies of either shape, each with a fresh message id,
-to feed a bot under test.
-
-The ``whizrouter`` pytest plugin (:mod:`whizrouter.pytest_plugin`) wraps these in the
-``fake_provider`` and ``whizard_client`` fixtures.
+It is a real aiohttp server on ``127.0.0.1`` (a random port) that speaks one API shape
+(:mod:`whizrouter.testing.provider_api`), records every request as a
+:class:`~whizrouter.testing.RecordedCall` and can be told to fail, answer slowly or drop the
+connection (:mod:`whizrouter.testing.injections`), so client code and bots are tested over
+real HTTP with nothing mocked away.
 """
 
 from __future__ import annotations
@@ -35,142 +14,38 @@ import hmac
 import itertools
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Self
-from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from whizrouter.backoff import RetryPolicy
-from whizrouter.callbacks import BUSINESS_NUMBER as BUSINESS_NUMBER
-from whizrouter.callbacks import (
-    DEFAULT_WA_ID,
-    fresh_message_id,
-    message_callback,
-    status_callback,
-    text_callback,
-)
-from whizrouter.callbacks import PHONE_NUMBER_ID as PHONE_NUMBER_ID
-from whizrouter.callbacks import WABA_ID as WABA_ID
 from whizrouter.client import KEY_HEADER, WhizardClient
-from whizrouter.defaults import ApiShape
-from whizrouter.error_bodies import (
-    ONPREM_META,
-    errors_list_body,
-    graph_error_body,
-    html_error_page,
-    meta_error_body,
-    rate_limit_400_body,
-    restarting_555_body,
+from whizrouter.defaults import API_SHAPES, ApiShape
+from whizrouter.testing.error_bodies import meta_error_body
+from whizrouter.testing.injections import FakeBody, Injection, encode_body, take
+from whizrouter.testing.provider_api import (
+    answer_mark_read,
+    answer_send,
+    classify,
+    json_response,
+    sent_id,
 )
-
-__all__ = [
-    "DEFAULT_WA_ID",
-    "TEST_RETRY",
-    "FakeBody",
-    "FakeProvider",
-    "RecordedCall",
-    "errors_list_body",
-    "fresh_message_id",
-    "graph_error_body",
-    "html_error_page",
-    "message_callback",
-    "meta_error_body",
-    "rate_limit_400_body",
-    "restarting_555_body",
-    "status_callback",
-    "text_callback",
-]
+from whizrouter.testing.recorded_call import RecordedCall
 
 #: A retry policy for tests: three quick retries (10, 20, 40 ms), ``Retry-After`` up to 1 s.
 TEST_RETRY: Final = RetryPolicy(
     attempts=3, base=0.01, factor=2.0, max_delay=1.0, max_total=5.0, jitter=False
 )
 
-#: What :meth:`FakeProvider.fail_next` accepts as a body: JSON (dict or list), text (HTML when
-#: it starts with ``<``) or raw bytes (``b""`` for an empty body).
-FakeBody = dict[str, Any] | list[Any] | str | bytes
-
-_WEBHOOK_PATH: Final = "/v1/configs/webhook"
-
-
-# --------------------------------------------------------------------------- recorded calls
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedCall:
-    """One request the fake provider received.
-
-    Attributes:
-        method: the HTTP method.
-        path: the decoded URL path, such as ``/v1/messages``.
-        headers: the request headers (case-insensitive lookup).
-        json: the parsed JSON body, or ``None`` when the body was empty or not JSON.
-        body: the raw body bytes.
-        status: the status the fake answered with (even if the answer was delayed or dropped).
-        kind: ``"send"``, ``"mark_read"``, ``"get_webhook"``, ``"set_webhook"`` or ``"other"``.
-        message_id: for a send, the id the fake assigned; for a mark-read, the id it names.
-        at: when the request arrived, in the event loop's clock (``loop.time()``).
-    """
-
-    method: str
-    path: str
-    headers: Mapping[str, str]
-    json: Any
-    body: bytes
-    status: int
-    kind: str
-    message_id: str | None
-    at: float
-
-    @property
-    def ok(self) -> bool:
-        """Whether the fake answered with a 2xx status."""
-        return 200 <= self.status < 300
-
-    def describe(self) -> str:
-        """A one-line summary, used in assertion messages."""
-        body = self.body[:120].decode("utf-8", "replace")
-        return f"{self.method} {self.path} -> {self.status} ({self.kind}) {body}"
-
-
-@dataclass(slots=True)
-class _Injection:
-    path: str | None
-    times: int
-    status: int = 0
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def matches(self, path: str) -> bool:
-        return self.times > 0 and (self.path is None or self.path == path)
-
-
-def _take(injections: list[_Injection], path: str) -> _Injection | None:
-    for injection in injections:
-        if injection.matches(path):
-            injection.times -= 1
-            if injection.times <= 0:
-                injections.remove(injection)
-            return injection
-    return None
-
-
-def _json_response(status: int, data: Any) -> web.Response:
-    return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
-
-
-# --------------------------------------------------------------------------- the fake
-
 
 class FakeProvider:
     """A fake Whizard API: a real aiohttp server on 127.0.0.1 that records every request.
 
-    It serves the routes of one API shape, as the real provider does:
+    It serves the routes of one API shape, as the real provider does
+    (:mod:`whizrouter.testing.provider_api`):
 
     * ``onprem``: ``POST /v1/messages`` (send), ``PUT /v1/messages/{id}`` (mark read);
     * ``cloud``: ``POST /messages`` (send, or mark read when the body has ``"status": "read"``);
@@ -194,15 +69,15 @@ class FakeProvider:
     """
 
     def __init__(self, shape: ApiShape = "onprem", api_key: str = "test-key") -> None:
-        if shape not in ("onprem", "cloud"):
+        if shape not in API_SHAPES:
             raise ValueError(f"shape must be 'onprem' or 'cloud', not {shape!r}")
         self.shape: ApiShape = shape
         self.api_key = api_key
         self.calls: list[RecordedCall] = []
         self.webhook_config: dict[str, Any] = {}
-        self._failures: list[_Injection] = []
-        self._delays: list[_Injection] = []
-        self._drops: list[_Injection] = []
+        self._failures: list[Injection] = []
+        self._delays: list[Injection] = []
+        self._drops: list[Injection] = []
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -383,19 +258,10 @@ class FakeProvider:
         """
         if body is None:
             body = meta_error_body(status, f"injected failure {status}")
-        answer_headers: dict[str, str] = {}
-        if isinstance(body, dict | list):
-            raw = orjson.dumps(body)
-            answer_headers["Content-Type"] = "application/json"
-        elif isinstance(body, str):
-            raw = body.encode()
-            html = body.lstrip().startswith("<")
-            answer_headers["Content-Type"] = "text/html" if html else "text/plain"
-        else:
-            raw = bytes(body)
+        raw, answer_headers = encode_body(body)
         answer_headers.update(headers or {})
         self._failures.append(
-            _Injection(path=path, times=times, status=status, body=raw, headers=answer_headers)
+            Injection(path=path, times=times, status=status, body=raw, headers=answer_headers)
         )
 
     def delay_next(self, seconds: float, *, times: int = 1, path: str | None = None) -> None:
@@ -409,7 +275,7 @@ class FakeProvider:
             times: how many requests to delay.
             path: delay only requests to this exact path.
         """
-        self._delays.append(_Injection(path=path, times=times, seconds=seconds))
+        self._delays.append(Injection(path=path, times=times, seconds=seconds))
 
     def drop_next(self, *, times: int = 1, path: str | None = None) -> None:
         """Close the connection of the next ``times`` matching requests without answering.
@@ -421,7 +287,7 @@ class FakeProvider:
             times: how many requests to drop.
             path: drop only requests to this exact path.
         """
-        self._drops.append(_Injection(path=path, times=times))
+        self._drops.append(Injection(path=path, times=times))
 
     # ---------------------------------------------------------------- serving
 
@@ -434,12 +300,12 @@ class FakeProvider:
         except orjson.JSONDecodeError:
             parsed = None
         path = request.path
-        kind, message_id = self._classify(request.method, path, request.raw_path, parsed)
+        kind, message_id = classify(self.shape, request.method, path, request.raw_path, parsed)
         response = self._answer(request, kind, parsed)
         if response.status >= 300:
             message_id = message_id if kind == "mark_read" else None
         elif kind == "send":
-            message_id = self._assign_id(response)
+            message_id = sent_id(response)
         call = RecordedCall(
             method=request.method,
             path=path,
@@ -454,55 +320,37 @@ class FakeProvider:
         async with self._changed:
             self.calls.append(call)
             self._changed.notify_all()
-        delay = _take(self._delays, path)
+        delay = take(self._delays, path)
         if delay is not None:
             try:
                 async with asyncio.timeout(delay.seconds):
                     await self._closing.wait()
             except TimeoutError:
                 pass
-        if _take(self._drops, path) is not None and request.transport is not None:
+        if take(self._drops, path) is not None and request.transport is not None:
             request.transport.abort()
         return response
-
-    def _classify(
-        self, method: str, path: str, raw_path: str, parsed: Any
-    ) -> tuple[str, str | None]:
-        if path == _WEBHOOK_PATH:
-            return {"GET": "get_webhook", "POST": "set_webhook"}.get(method, "other"), None
-        if self.shape == "onprem":
-            if method == "POST" and path == "/v1/messages":
-                return "send", None
-            if method == "PUT" and path.startswith("/v1/messages/"):
-                segment = raw_path.split("?", 1)[0].rsplit("/", 1)[-1]
-                return "mark_read", unquote(segment)
-        elif method == "POST" and path == "/messages":
-            if isinstance(parsed, dict) and parsed.get("status") == "read":
-                message_id = parsed.get("message_id")
-                return "mark_read", message_id if isinstance(message_id, str) else None
-            return "send", None
-        return "other", None
 
     def _answer(self, request: web.Request, kind: str, parsed: Any) -> web.Response:
         given = request.headers.get(KEY_HEADER)
         if given is None or not hmac.compare_digest(given.encode(), self.api_key.encode()):
             reason = "Invalid api key" if given else f"Missing {KEY_HEADER} header"
-            return _json_response(401, meta_error_body(401, reason))
-        failure = _take(self._failures, request.path)
+            return json_response(401, meta_error_body(401, reason))
+        failure = take(self._failures, request.path)
         if failure is not None:
             return web.Response(status=failure.status, body=failure.body, headers=failure.headers)
         if kind == "send":
-            return self._send(parsed)
+            return answer_send(self.shape, parsed, lambda: f"wamid.fake-{next(self._ids)}")
         if kind == "mark_read":
-            return self._mark_read(parsed)
+            return answer_mark_read(self.shape, parsed)
         if kind == "get_webhook":
-            return _json_response(200, self.webhook_config)
+            return json_response(200, self.webhook_config)
         if kind == "set_webhook":
             if not isinstance(parsed, dict) or not isinstance(parsed.get("url"), str):
-                return _json_response(400, meta_error_body(400, "url is required"))
+                return json_response(400, meta_error_body(400, "url is required"))
             self.webhook_config = dict(parsed)
-            return _json_response(200, self.webhook_config)
-        return _json_response(
+            return json_response(200, self.webhook_config)
+        return json_response(
             404,
             meta_error_body(
                 404,
@@ -510,56 +358,3 @@ class FakeProvider:
                 f"{self.shape} shape)",
             ),
         )
-
-    def _bad_request(self, code: int, problem: str) -> web.Response:
-        if self.shape == "cloud":
-            return _json_response(400, graph_error_body(100, f"(#100) {problem}"))
-        return _json_response(400, errors_list_body(code, "Invalid request", problem))
-
-    def _send(self, parsed: Any) -> web.Response:
-        if not isinstance(parsed, dict):
-            return self._bad_request(1008, "the body must be a JSON object")
-        if self.shape == "cloud" and parsed.get("messaging_product") != "whatsapp":
-            return self._bad_request(100, "The parameter messaging_product is required.")
-        to = parsed.get("to")
-        if not isinstance(to, str) or not to:
-            return self._bad_request(1008, "The parameter to is required.")
-        kind = parsed.get("type", "text")
-        if not isinstance(kind, str) or kind not in parsed:
-            return self._bad_request(1008, f"The parameter {kind} is required.")
-        message_id = f"wamid.fake-{next(self._ids)}"
-        if self.shape == "cloud":
-            answer: dict[str, Any] = {
-                "messaging_product": "whatsapp",
-                "contacts": [{"input": to, "wa_id": to}],
-                "messages": [{"id": message_id}],
-            }
-        else:
-            answer = {"messages": [{"id": message_id}], "meta": dict(ONPREM_META)}
-        return _json_response(200, answer)
-
-    def _mark_read(self, parsed: Any) -> web.Response:
-        if self.shape == "cloud":
-            if parsed.get("messaging_product") != "whatsapp" or not parsed.get("message_id"):
-                return self._bad_request(100, "messaging_product and message_id are required.")
-            return _json_response(200, {"success": True})
-        if not isinstance(parsed, dict) or parsed.get("status") != "read":
-            return self._bad_request(1009, 'The body must be {"status": "read"}.')
-        return _json_response(200, {})
-
-    @staticmethod
-    def _assign_id(response: web.Response) -> str | None:
-        try:
-            message_id = orjson.loads(response.body)["messages"][0]["id"]  # type: ignore[arg-type]
-        except (orjson.JSONDecodeError, TypeError, LookupError):
-            return None  # an injected 2xx body without an id
-        return message_id if isinstance(message_id, str) else None
-
-
-def __getattr__(name: str) -> Any:
-    # BotTester needs the app, which needs this module's neighbours: import it on first use.
-    if name == "BotTester":
-        from whizrouter.bot_tester import BotTester
-
-        return BotTester
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,25 +8,24 @@ so the fixtures are available in every test suite of a project that installs whi
 * ``whizard_client``: a :class:`~whizrouter.client.WhizardClient` pointed at ``fake_provider``,
   with its key, its shape and quick test retries;
 * ``bot_tester``: a factory that runs a whole bot against its own fake provider over real
-  HTTP (:class:`~whizrouter.bot_tester.BotTester`) and stops it after the test.
+  HTTP (:class:`~whizrouter.testing.BotTester`) and stops it after the test.
 
-Both are async fixtures: they need an asyncio test runner such as pytest-aiohttp or
+They are async fixtures: they need an asyncio test runner such as pytest-aiohttp or
 pytest-asyncio. When pytest-asyncio is installed its fixture decorator is used, so they also
 work in its strict mode; this module itself imports neither, so loading the plugin never fails.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
-if TYPE_CHECKING:
-    from whizrouter.app import WhizRouter
-    from whizrouter.bot_tester import BotTester
-    from whizrouter.client import WhizardClient
-    from whizrouter.testing import FakeProvider
+from whizrouter.app import WhizRouter
+from whizrouter.client import WhizardClient
+from whizrouter.testing.bot_tester import BotTester, StartBot
+from whizrouter.testing.fake_provider import FakeProvider
 
 
 def _async_fixture() -> Callable[[Any], Any]:
@@ -43,8 +42,6 @@ _fixture = _async_fixture()
 @_fixture
 async def fake_provider() -> AsyncIterator[FakeProvider]:
     """A started on-premises :class:`~whizrouter.testing.FakeProvider`, closed afterwards."""
-    from whizrouter.testing import FakeProvider
-
     async with FakeProvider() as fake:
         yield fake
 
@@ -57,13 +54,11 @@ async def whizard_client(fake_provider: FakeProvider) -> AsyncIterator[WhizardCl
 
 
 @_fixture
-async def bot_tester() -> AsyncIterator[Callable[..., Awaitable[BotTester]]]:
+async def bot_tester() -> AsyncIterator[StartBot]:
     """A factory: ``bot = await bot_tester(app)`` runs ``app`` against a fake provider.
 
     Every bot started through it is stopped (drained) after the test.
     """
-    from whizrouter.bot_tester import BotTester
-
     started: list[BotTester] = []
 
     async def start(app: WhizRouter, **options: Any) -> BotTester:

@@ -4,7 +4,7 @@
 one inbound message or one status, flat for the on-premises API or wrapped in the Cloud
 envelope (``whatsapp_business_account`` with the test business number and ids below), each
 with a fresh message id (:func:`fresh_message_id`) and the current time, to feed a bot under
-test. They are part of the test kit and are imported from :mod:`whizrouter.testing`.
+test. Import them from :mod:`whizrouter.testing`.
 """
 
 from __future__ import annotations
@@ -15,17 +15,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from whizrouter.defaults import ApiShape
-
-__all__ = [
-    "BUSINESS_NUMBER",
-    "DEFAULT_WA_ID",
-    "PHONE_NUMBER_ID",
-    "WABA_ID",
-    "fresh_message_id",
-    "message_callback",
-    "status_callback",
-    "text_callback",
-]
 
 #: The customer WhatsApp id the builders use by default.
 DEFAULT_WA_ID: Final = "15551230001"

@@ -4,24 +4,14 @@ This module owns the builders for 360dialog's ``meta`` body (:func:`meta_error_b
 :func:`rate_limit_400_body` and :func:`restarting_555_body`), the on-premises ``errors`` list
 (:func:`errors_list_body`), the Cloud (Graph API) ``error`` object (:func:`graph_error_body`)
 and a proxy's HTML page (:func:`html_error_page`), to serve with
-:meth:`whizrouter.testing.FakeProvider.fail_next`. Import them from :mod:`whizrouter.testing`,
-which re-exports them.
+:meth:`whizrouter.testing.FakeProvider.fail_next` (the fake's own refusals use them too).
+Import them from :mod:`whizrouter.testing`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Final
-
-__all__ = [
-    "ONPREM_META",
-    "errors_list_body",
-    "graph_error_body",
-    "html_error_page",
-    "meta_error_body",
-    "rate_limit_400_body",
-    "restarting_555_body",
-]
 
 #: The ``meta`` the on-premises client adds to its answers (copy it before changing it).
 ONPREM_META: Final = {"api_status": "stable", "version": "2.53.0"}
