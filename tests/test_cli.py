@@ -40,7 +40,7 @@ def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixtur
     assert len(out.splitlines()) > 3
 
 
-def test_help_and_readme_name_every_environment_variable(
+def test_help_and_configuration_page_name_every_environment_variable(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     source = "".join(path.read_text() for path in (ROOT / "whizrouter").rglob("*.py"))
@@ -49,10 +49,10 @@ def test_help_and_readme_name_every_environment_variable(
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    readme = (ROOT / "README.md").read_text()
+    configuration = (ROOT / "docs" / "configuration.md").read_text()
     for variable in sorted(variables):
         assert variable in help_text, variable
-        assert f"`{variable}`" in readme, variable
+        assert f"`{variable}`" in configuration, variable
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

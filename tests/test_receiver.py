@@ -1,4 +1,4 @@
-"""The webhook endpoint over real HTTP: every answer of the README's table."""
+"""The webhook endpoint over real HTTP: every answer of the table in docs/delivery.md."""
 
 from __future__ import annotations
 

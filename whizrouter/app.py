@@ -65,8 +65,8 @@ def decode_event(stored: StoredEvent) -> tuple[Any, Any]:
 class WhizRouter:
     """A WhatsApp bot: register handlers, then run it standalone, attached, or embedded.
 
-    Every argument left as None is read from the environment (see the README's
-    configuration table), then falls back to its default.
+    Every argument left as None is read from the environment (the table in
+    docs/configuration.md), then falls back to its default.
 
     Args:
         plugins: plugin names (``"mark-read"``) or plugin objects.

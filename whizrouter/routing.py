@@ -75,7 +75,7 @@ class Router:
     """A group of handlers; include it in an app or another router to use it.
 
     Args:
-        name: shown in logs; defaults to the module that created the router.
+        name: shown in logs; defaults to ``"router"``.
     """
 
     def __init__(self, name: str | None = None) -> None:
