@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import BotClient
 from whizrouter import ConfigurationError, RetryPolicy, WhizRouter
-from whizrouter.app import Role
+from whizrouter.lifecycle import Role
 from whizrouter.settings import ClientSettings, Settings, inbox_url_from_env
 from whizrouter.testing import FakeProvider, text_callback
 

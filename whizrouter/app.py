@@ -10,11 +10,10 @@ plugin shutdown hooks and closes the inbox and client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Literal, TypeVar, final
+from typing import Any, TypeVar, final
 
 import orjson
 from aiohttp import web
@@ -27,14 +26,23 @@ from whizrouter.defaults import ApiShape
 from whizrouter.dispatcher import Dispatcher
 from whizrouter.errors import (
     ConfigurationError,
-    InboxError,
     RegistrationClosedError,
     WhizrouterError,
 )
 from whizrouter.filters import Predicate, TextChoice
+from whizrouter.health import health_report
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.inbox.factory import inbox_from_url
-from whizrouter.inbox.memory import MemoryInbox
+from whizrouter.lifecycle import (
+    Role,
+    check_inbox_fits_role,
+    drain_handlers,
+    kinds_to_store,
+    log_inbox,
+    log_provider,
+    log_role_and_plugins,
+    log_webhook_auth,
+)
 from whizrouter.parsing import decode_message, decode_status
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, check_plugins, load_plugin, plugin_name
@@ -44,10 +52,8 @@ from whizrouter.settings import Settings
 
 log = logging.getLogger("whizrouter")
 
-Role = Literal["all", "receiver", "worker"]
 #: Any plugin object: ``use`` hands back what it was given, with its own type.
 PluginT = TypeVar("PluginT")
-ROLES: tuple[Role, ...] = ("all", "receiver", "worker")
 
 
 def decode_event(stored: StoredEvent) -> tuple[Any, Any]:
@@ -263,32 +269,14 @@ class WhizRouter:
 
     def health(self) -> dict[str, object]:
         """The fields ``GET /healthz`` reports."""
-        dispatcher = self._dispatcher
-        report: dict[str, object] = {
-            "status": "failed"
-            if self._failure is not None
-            else "ok"
-            if self._started and (self.receiver.accepting or self.role == "worker")
-            else "unavailable",
-            "role": self.role,
-            "inbox": self.inbox.description,
-            "backlog": self.inbox.backlog() if self._started else 0,
-            "acknowledged": self.receiver.acknowledged,
-            "unwanted": self.receiver.unwanted,
-            "refused_full": self.receiver.refused_full,
-            "refused": {str(code): n for code, n in sorted(self.receiver.refused.items())},
-            "in_flight": dispatcher.in_flight if dispatcher else 0,
-            "handled": dispatcher.handled if dispatcher else 0,
-            "dead_lettered": dispatcher.dead_lettered if dispatcher else 0,
-        }
-        # Optional inbox hook: backend-specific fields (NATS: connected, worker_id, ...).
-        if self._started:
-            report.update(self.inbox.health())
-            # An inbox that cannot reach its server stores nothing: a load balancer should
-            # send callbacks elsewhere until it is back.
-            if report.get("connected") is False and report["status"] == "ok":
-                report["status"] = "unavailable"
-        return report
+        return health_report(
+            role=self.role,
+            started=self._started,
+            failed=self._failure is not None,
+            receiver=self.receiver,
+            inbox=self.inbox,
+            dispatcher=self._dispatcher,
+        )
 
     def _make_context(self, stored: StoredEvent, event: Any, contact: Any, attempt: int) -> Context:
         return Context(
@@ -318,61 +306,22 @@ class WhizRouter:
         self._plugins = [load_plugin(name) for name in self.settings.plugins]
         self._plugins += self._plugin_objects
         check_plugins(self._plugins)
-        log.info("role: %s", self.role)
-        log.info(
-            "plugins: %s",
-            ", ".join(plugin_name(p) for p in self._plugins) if self._plugins else "none",
-        )
+        log_role_and_plugins(self.role, self._plugins)
         inbox = self.inbox
-        if self.role != "all" and isinstance(inbox, MemoryInbox):
-            raise ConfigurationError(
-                f"role {self.role!r} needs an inbox shared with the other role (a sqlite file or "
-                "nats://), but a memory inbox lives in this process only: "
-                + (
-                    "nothing would ever handle what it accepts"
-                    if self.role == "receiver"
-                    else "nothing would ever reach it"
-                )
-                + "; set WHIZROUTER_INBOX, or run with --role all"
-            )
+        check_inbox_fits_role(self.role, inbox)
         await inbox.open()
         inbox.on_lost = self._inbox_lost  # NATS: a connection closed for good stops the app
-        log.info(
-            "inbox: %s (%s)",
-            inbox.description,
-            "durable: acknowledged events survive a crash"
-            if inbox.durable
-            else "in memory: acknowledged events are lost if the process dies",
-        )
+        log_inbox(inbox)
         try:
             # A second bot on a sqlite file must fail here, before its port takes callbacks
             # it would never handle, not at its first claim.
             if self.role != "receiver":
                 await inbox.take_consumer_lock()
-            configured_client = self._client is not None
+            given = self._client
+            log_provider(
+                self.settings, self.role, given=(given.shape, given.base_url) if given else None
+            )
             client = self.client
-            missing = [
-                name
-                for name, value in (
-                    ("WHIZARD_API_KEY", self.settings.api_key),
-                    ("WHIZARD_BASE_URL", self.settings.base_url),
-                )
-                if value is None
-            ]
-            if configured_client:
-                log.info("provider: %s API at %s (client given)", client.shape, client.base_url)
-            elif missing:
-                log.warning(
-                    "provider: %s not set; %s, but replies and mark-read will fail until you "
-                    "set %s",
-                    " and ".join(missing),
-                    "callbacks are received and stored"
-                    if self.role == "receiver"
-                    else "events are handled",
-                    " and ".join(missing),
-                )
-            else:
-                log.info("provider: %s API at %s", self.settings.shape, self.settings.base_url)
             await call_hook(self._plugins, "startup", self)
             if self.role == "worker":
                 log.info("webhook registration: skipped (a worker receives no callbacks)")
@@ -380,14 +329,7 @@ class WhizRouter:
                 await register_webhook(client, self.settings)
             else:
                 log.info("webhook registration: skipped (WHIZROUTER_WEBHOOK_URL is not set)")
-            if self.role != "worker":
-                log.info(
-                    "webhook auth: %s",
-                    "Basic (WHIZROUTER_WEBHOOK_USER and WHIZROUTER_WEBHOOK_PASSWORD)"
-                    if self.settings.auth_header
-                    else "off: anyone who knows the URL can post callbacks; set "
-                    "WHIZROUTER_WEBHOOK_USER and WHIZROUTER_WEBHOOK_PASSWORD in production",
-                )
+            log_webhook_auth(self.settings, self.role)
             if self.role != "receiver":
                 self._dispatcher = Dispatcher(
                     inbox,
@@ -406,31 +348,8 @@ class WhizRouter:
             raise
         self._started = True
         # The inbox's own methods, not wrappers: a frame less for every callback.
-        self.receiver.connect(inbox.append, inbox.backlog, self._kinds_to_store())
+        self.receiver.connect(inbox.append, inbox.backlog, kinds_to_store(self.role, self.router))
         self.receiver.accepting = self.role != "worker"
-
-    def _kinds_to_store(self) -> frozenset[str] | None:
-        """The event kinds this process's receiver stores, or None for every kind.
-
-        In the ``all`` role the dispatcher would settle a message or status without running
-        anything when no handler takes its kind, so the receiver does not store it: a bot
-        without an ``on_status`` handler pays nothing for the three statuses that follow each
-        message it sends. A ``receiver`` stores every kind: the workers' handlers decide.
-        """
-        if self.role != "all":
-            return None
-        handled = self.router.handled_kinds()
-        skipped = [kind for kind in ("message", "status") if kind not in handled]
-        if not skipped:
-            return None  # nothing to leave out: no callback pays for looking
-        log.info(
-            "not stored: %s events, since no handler takes them (answered 200 and counted as "
-            "unwanted in /healthz; register %s to receive them)",
-            " and ".join(skipped),
-            " and ".join(f"an on_{kind} handler" for kind in skipped),
-        )
-        # Raw events are always stored: rare, and what a bot's operator wants to see.
-        return frozenset(("raw", *handled))
 
     def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None or not self._started:
@@ -481,36 +400,10 @@ class WhizRouter:
         self._started = False
         dispatcher, task = self._dispatcher, self._dispatch_task
         if dispatcher is not None and task is not None:
-            left = await dispatcher.drain(self.settings.shutdown_grace)
-            with contextlib.suppress(Exception):  # already logged by _dispatcher_ended
-                await task
-            await self._release_unstarted(dispatcher)
-            left += 0 if self.inbox.durable else self.inbox.backlog() - left
-            if left and self.inbox.durable:
-                log.info("shutdown: %d events left in the inbox for the next start", left)
-            elif left:
-                log.warning("shutdown: dropped %d events (memory inbox)", left)
+            await drain_handlers(dispatcher, task, self.inbox, self.settings.shutdown_grace)
         await call_hook(self._plugins, "shutdown", self)
         await self._close_resources()
         log.info("stopped")
-
-    async def _release_unstarted(self, dispatcher: Dispatcher) -> None:
-        """Tell a durable inbox which claimed events never started, so they count no attempt.
-
-        Without this, the next start hands out every event this process claimed as one a
-        handler may have started (``ctx.attempt`` 2), as after a crash.
-        """
-        if not self.inbox.durable:
-            return
-        try:
-            await self.inbox.release(dispatcher.unstarted())
-        except Exception as exc:
-            log.warning(
-                "shutdown: could not hand the unstarted events back (%s); the next start "
-                "treats them as possibly started (ctx.attempt 2)",
-                exc,
-                exc_info=None if isinstance(exc, InboxError) else exc,  # explains itself
-            )
 
     async def _close_resources(self) -> None:
         self.router.thaw()  # stopped: handlers may be added before the next start

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from whizrouter import __version__
-from whizrouter.app import ROLES, WhizRouter
+from whizrouter.app import WhizRouter
 from whizrouter.client_errors import scrub
 from whizrouter.defaults import DEFAULT_INBOX_URL
 from whizrouter.errors import WhizrouterError
@@ -23,6 +23,7 @@ from whizrouter.inbox.base import Inbox
 from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.inbox.sqlite import SqliteInbox
+from whizrouter.lifecycle import ROLES
 from whizrouter.settings import INBOX_ENV, inbox_url_from_env
 
 log = logging.getLogger("whizrouter.cli")

@@ -13,25 +13,42 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from whizrouter.errors import WhizrouterError
 from whizrouter.log_throttle import LogThrottle
-from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH
+from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH, Receiver
 from whizrouter.runtime import describe_running_loop, gc_threshold_from_env, tune_gc
-
-if TYPE_CHECKING:
-    from whizrouter.app import WhizRouter
+from whizrouter.settings import Settings
 
 log = logging.getLogger("whizrouter.server")
+
+
+class ServedApp(Protocol):
+    """What serving needs of a ``WhizRouter``: declared here, so that the app's module, which
+    calls ``serve_forever`` from ``WhizRouter.run``, is not imported back."""
+
+    @property
+    def receiver(self) -> Receiver: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def failure(self) -> BaseException | None: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def wait_failed(self) -> BaseException: ...
+    def stop_accepting(self) -> None: ...
+
 
 RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
-def request_handler(app: WhizRouter) -> RequestHandler:
+def request_handler(app: ServedApp) -> RequestHandler:
     """What ``whizrouter run`` answers: ``POST /webhook`` (not in the worker role) and
     ``GET``/``HEAD /healthz``, as ``app.make_web_app()`` would; 405 with ``Allow`` for another
     method on those paths, 404 for any other path.
@@ -63,7 +80,7 @@ def request_handler(app: WhizRouter) -> RequestHandler:
     return handle
 
 
-async def serve_forever(app: WhizRouter, *, host: str, port: int) -> None:
+async def serve_forever(app: ServedApp, *, host: str, port: int) -> None:
     """Serve ``app`` on ``host:port`` until SIGTERM or SIGINT, then shut down cleanly.
 
     Shutdown order: the app stops accepting (a request that still arrives gets 503), the
