@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import Recorder, fixture_bytes
 from tests.dispatcher import MakeApp, Serve, post_texts
-from whizrouter import Context, InboxUnavailableError, Message, TextMessage
+from whizrouter import Context, InboxUnavailableError, Message, RetryPolicy, TextMessage
 from whizrouter.app import decode_event
 from whizrouter.inbox.base import RawEvent, StoredEvent
 from whizrouter.inbox.memory import MemoryInbox
@@ -159,3 +159,31 @@ async def test_stop_cancels_handlers_after_the_grace_period(
     # Which events were cut short, and what becomes of them.
     assert "cancelling 1: m:wamid.stuck-1 in " in warning and "forever" in warning
     assert "the memory inbox loses them" in warning
+
+
+async def test_the_counters_say_what_became_of_each_event(make_app: MakeApp, serve: Serve) -> None:
+    app = make_app(retry=RetryPolicy(attempts=1, base=0.01, max_delay=0.01, max_total=1.0))
+
+    @app.on_message(text="poison")
+    async def poison(message: TextMessage, ctx: Context) -> None:
+        raise RuntimeError("boom")
+
+    @app.on_message(text="fine")
+    async def fine(message: TextMessage, ctx: Context) -> None:
+        assert app.dispatcher is not None
+        assert app.dispatcher.running_handlers() == [f"{ctx.event_id} in {ctx.handler}"]
+
+    client = await serve(app)
+    await post_texts(client, "15550000001", ["poison", "fine", "nobody wants this"])
+    dispatcher = app.dispatcher
+    assert dispatcher is not None
+    await asyncio.wait_for(dispatcher.wait_idle(), timeout=5)
+    counters = (
+        dispatcher.handled,
+        dispatcher.failed_attempts,
+        dispatcher.dead_lettered,
+        dispatcher.unhandled,
+        dispatcher.in_flight,
+    )
+    assert counters == (1, 2, 1, 1, 0)
+    assert dispatcher.running_handlers() == []
