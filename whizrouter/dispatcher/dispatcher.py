@@ -1,0 +1,227 @@
+"""``Dispatcher``: claims events from the inbox and composes the parts that handle them.
+
+One anyio task group holds the claim loop (here), the workers (``lanes``) and the ack
+flusher (``acks``). A claimed event waits in its conversation's lane; a worker takes it,
+``_handle`` settles it at once if no handler wants it (or it cannot be decoded), else
+``attempts`` runs its handler until it is acked, dead or left. ``drain`` moves the one
+state (``state``) from RUNNING to DRAINING or LEAVING; the workers' end makes it STOPPED.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from whizrouter.backoff import HANDLER_RETRY, RetryPolicy
+from whizrouter.dispatcher.acks import Acks, ReplaySlots
+from whizrouter.dispatcher.attempts import Attempts, ContextFactory
+from whizrouter.dispatcher.lanes import Lanes
+from whizrouter.dispatcher.state import Lifecycle, State
+from whizrouter.errors import InboxError, InboxUnavailableError
+from whizrouter.inbox.base import Inbox, StoredEvent
+from whizrouter.routing import Router
+
+log = logging.getLogger("whizrouter.dispatcher")
+
+#: Turns a stored event into ``(typed event, contact)``.
+Decoder = Callable[[StoredEvent], tuple[Any, Any]]
+
+
+async def _nothing_left() -> None:
+    """``_handle``'s answer for an event it settled itself."""
+
+
+class Dispatcher:
+    """Claims events from an inbox and runs the matching handlers.
+
+    Args:
+        inbox: where events wait.
+        router: the root router handlers are resolved from.
+        decode: turns a stored event into ``(typed event, contact)``.
+        make_context: builds the ``Context`` for an event, its contact and the attempt number.
+        plugins: objects with optional hooks (see ``whizrouter.plugins``).
+        concurrency: how many conversations are handled at once.
+        retry: the default retry policy for failing handlers.
+        max_claimed: most events held in memory (claimed, not yet settled) at once.
+    """
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        router: Router,
+        *,
+        decode: Decoder,
+        make_context: ContextFactory,
+        plugins: list[object],
+        concurrency: int = 64,
+        retry: RetryPolicy = HANDLER_RETRY,
+        max_claimed: int | None = None,
+    ) -> None:
+        self._inbox = inbox
+        self._router = router
+        self._decode = decode
+        # Registration is closed once the app starts: an event of a kind no handler takes is
+        # settled without building its typed event (a bot without status handlers skips
+        # three events in four of a busy number's callbacks).
+        self._kinds_handled = router.handled_kinds()
+        self._max_claimed = max_claimed or max(1024, concurrency * 16)
+        self._life = Lifecycle()
+        slots = ReplaySlots(concurrency) if inbox.durable else None
+        self._acks = Acks(inbox, self._life, slots)
+        self._attempts = Attempts(
+            inbox,
+            self._life,
+            self._acks,
+            slots,
+            make_context=make_context,
+            plugins=plugins,
+            retry=retry,
+        )
+        self._run = self._attempts.run  # looked up once: called for every event
+        self._lanes = Lanes(concurrency, self._handle, self._life, slots)
+        self._intake_scope = anyio.CancelScope()
+        self._worker_scope = anyio.CancelScope()
+        #: Events no handler wanted (settled without a run), for logs and tests.
+        self.unhandled = 0
+
+    @property
+    def state(self) -> State:
+        """Where the dispatcher is: RUNNING, DRAINING, LEAVING or STOPPED."""
+        return self._life.state
+
+    @property
+    def in_flight(self) -> int:
+        """Events claimed from the inbox and not yet settled."""
+        return self._acks.unsettled
+
+    @property
+    def handled(self) -> int:
+        """Events whose handler succeeded."""
+        return self._attempts.handled
+
+    @property
+    def failed_attempts(self) -> int:
+        """Handler runs that raised."""
+        return self._attempts.failed_attempts
+
+    @property
+    def dead_lettered(self) -> int:
+        """Events moved to the dead letters."""
+        return self._attempts.dead_lettered
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Claim and handle events until ``drain`` has finished; use with ``TaskGroup.start``."""
+        async with anyio.create_task_group() as group:
+            group.start_soon(self._claim_loop)
+            group.start_soon(self._run_workers)
+            group.start_soon(self._acks.run_flusher)
+            task_status.started()
+
+    async def _claim_loop(self) -> None:
+        acks = self._acks
+        with self._intake_scope:
+            while True:
+                if acks.unsettled >= self._max_claimed:
+                    await acks.wait_for_room(self._max_claimed)
+                try:
+                    batch = await self._inbox.claim(min(256, self._max_claimed - acks.unsettled))
+                except InboxUnavailableError as exc:
+                    await self._life.wait_out(exc, "hand out events")
+                    continue
+                except InboxError:
+                    raise  # explained by its message, which the app logs as the failure
+                except Exception:
+                    log.critical(
+                        "the inbox failed to hand out events; the dispatcher stops", exc_info=True
+                    )
+                    raise
+                self._life.storage_works()
+                acks.claimed(len(batch))
+                self._lanes.add(batch)
+
+    async def _run_workers(self) -> None:
+        try:
+            with self._worker_scope:
+                await self._lanes.run_workers()
+        finally:
+            # Also when the claim loop failed and cancelled us: ``drain`` waits on this.
+            self._life.workers_ended()
+            self._lanes.state_changed()
+            self._acks.workers_ended()
+
+    async def drain(self, grace: float) -> int:
+        """Stop intake, give running handlers ``grace`` seconds to finish, then stop.
+
+        Returns:
+            claimed events left unhandled: a durable inbox replays them at the next start,
+            a memory inbox loses them.
+        """
+        if self._life.stop_intake(durable=self._inbox.durable):
+            self._intake_scope.cancel()
+            self._lanes.state_changed()
+        with anyio.move_on_after(grace):
+            await self._life.wait_stopped()
+        if self._life.state is not State.STOPPED:
+            running = self.running_handlers()
+            log.warning(
+                "handlers still running after the %.0f s grace period; cancelling %d: %s%s; %s",
+                grace,
+                len(running),
+                ", ".join(running[:5]),
+                f" and {len(running) - 5} more" if len(running) > 5 else "",
+                "they stay in the inbox and run again at the next start"
+                if self._inbox.durable
+                else "the memory inbox loses them",
+            )
+            self._worker_scope.cancel()
+            await self._life.wait_stopped()
+        await self._acks.wait_flushed()
+        return self._acks.unsettled
+
+    def running_handlers(self) -> list[str]:
+        """The handler runs under way, as ``"<event key> in <handler>"``."""
+        return self._attempts.running_handlers()
+
+    def unstarted(self) -> list[int]:
+        """Seqs of claimed events whose run must not be counted at release: those no handler
+        has started (waiting in their lanes, or for their turn to be counted), those whose run
+        was counted before it began, and those waiting for a retry (each failure recorded).
+
+        After ``drain``, a durable inbox hands these back without counting an attempt.
+        """
+        return self._lanes.waiting() + self._attempts.recorded()
+
+    async def wait_idle(self) -> None:
+        """Wait until every event stored so far has been settled (handled, unwanted or dead)."""
+        await self._acks.wait_idle()
+
+    def _handle(self, stored: StoredEvent) -> Awaitable[None]:
+        """What settles ``stored``: its handler's run, or a dead letter or an ack.
+
+        Returns the awaitable instead of being a coroutine itself: one coroutine less for
+        every event.
+        """
+        if stored.kind not in self._kinds_handled:
+            return self._unwanted(stored)
+        try:
+            event, contact = self._decode(stored)
+        except Exception as exc:
+            log.exception("event %s could not be decoded; dead-lettering it", stored.key)
+            reason = str(exc).replace("\n", " ")[:300]
+            return self._attempts.dead(
+                stored, "<decode>", stored.attempts + 1, f"could not decode event: {reason}"
+            )
+        spec = self._router.resolve(stored.kind, event)
+        if spec is None:
+            return self._unwanted(stored)
+        return self._run(stored, spec, event, contact)
+
+    def _unwanted(self, stored: StoredEvent) -> Awaitable[None]:
+        self.unhandled += 1
+        log.debug("no handler wants %s event %s; settling it", stored.kind, stored.key)
+        self._acks.settle(stored.seq, ack=True)
+        return _nothing_left()
