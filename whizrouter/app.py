@@ -32,8 +32,8 @@ from whizrouter.errors import (
 from whizrouter.filters import Predicate, TextChoice
 from whizrouter.health import health_report
 from whizrouter.inbox.base import Inbox, StoredEvent
-from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.lifecycle import (
+    HandlingFailure,
     Role,
     check_inbox_fits_role,
     drain_handlers,
@@ -42,8 +42,10 @@ from whizrouter.lifecycle import (
     log_provider,
     log_role_and_plugins,
     log_webhook_auth,
+    why_dispatcher_ended,
 )
 from whizrouter.parsing import decode_message, decode_status
+from whizrouter.parts import Parts
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, check_plugins, load_plugin, plugin_name
 from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH, Receiver
@@ -141,15 +143,16 @@ class WhizRouter:
         self.role: Role = role
         self._plugin_objects: list[object] = [p for p in plugins or () if not isinstance(p, str)]
         self._plugins: list[object] = []
-        self._inbox_given = inbox if inbox is not None and not isinstance(inbox, str) else None
-        self._inbox: Inbox | None = None
-        self._client = client
-        self._owns_client = client is None
+        self._parts = Parts(
+            self.settings,
+            given_client=client,
+            given_inbox=inbox if inbox is not None and not isinstance(inbox, str) else None,
+            owns_client=client is None,
+        )
         self._dispatcher: Dispatcher | None = None
         self._dispatch_task: asyncio.Task[None] | None = None
         self._started = False
-        self._failed = asyncio.Event()
-        self._failure: BaseException | None = None
+        self._failure = HandlingFailure()
         self.receiver = Receiver(
             auth_header=self.settings.auth_header,
             body_limit=self.settings.body_limit,
@@ -215,42 +218,26 @@ class WhizRouter:
         """
         if self._started:
             raise RegistrationClosedError("replace_parts() came after the app started")
-        before = (self._client, self._owns_client, self._inbox_given, self._inbox)
-        if client is not None:
-            self._client = client
-            self._owns_client = True
-        if inbox is not None:
-            self._inbox_given = inbox
-            self._inbox = None
+        restore = self._parts.replace(client, inbox)
 
-        def restore() -> None:
+        def restore_when_stopped() -> None:
             if self._started:
                 raise RegistrationClosedError("cannot put parts back while the app runs")
-            self._client, self._owns_client, self._inbox_given, self._inbox = before
+            restore()
 
-        return restore
+        return restore_when_stopped
 
     # Parts --------------------------------------------------------------------------------
 
     @property
     def client(self) -> WhizardClient:
         """The provider API client handlers reach as ``ctx.client``."""
-        if self._client is None:
-            self._client = WhizardClient(
-                api_key=self.settings.api_key,
-                base_url=self.settings.base_url,
-                shape=self.settings.shape,
-            )
-        return self._client
+        return self._parts.client
 
     @property
     def inbox(self) -> Inbox:
         """The inbox acknowledged events wait in (built from the settings on first use)."""
-        if self._inbox is None:
-            self._inbox = self._inbox_given or inbox_from_url(
-                self.settings.inbox_url, max_backlog=self.settings.max_backlog
-            )
-        return self._inbox
+        return self._parts.inbox
 
     @property
     def dispatcher(self) -> Dispatcher | None:
@@ -272,7 +259,7 @@ class WhizRouter:
         return health_report(
             role=self.role,
             started=self._started,
-            failed=self._failure is not None,
+            failed=self._failure.error is not None,
             receiver=self.receiver,
             inbox=self.inbox,
             dispatcher=self._dispatcher,
@@ -317,7 +304,7 @@ class WhizRouter:
             # it would never handle, not at its first claim.
             if self.role != "receiver":
                 await inbox.take_consumer_lock()
-            given = self._client
+            given = self._parts.given_client
             log_provider(
                 self.settings, self.role, given=(given.shape, given.base_url) if given else None
             )
@@ -352,41 +339,28 @@ class WhizRouter:
         self.receiver.accepting = self.role != "worker"
 
     def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None or not self._started:
-            return
-        failure = task.exception()
-        # The dispatcher's task groups wrap the one error that stopped it: report that one.
-        while isinstance(failure, BaseExceptionGroup) and len(failure.exceptions) == 1:
-            failure = failure.exceptions[0]
-        self._fail(failure)
+        error = why_dispatcher_ended(task)
+        if error is not None and self._started:
+            self._fail(error)
 
-    def _inbox_lost(self, failure: BaseException) -> None:
+    def _inbox_lost(self, error: BaseException) -> None:
         """The inbox can never work again (a NATS connection closed for good)."""
-        if self._started and self._failure is None:
-            self._fail(failure)
+        if self._started and self._failure.error is None:
+            self._fail(error)
 
-    def _fail(self, failure: BaseException | None) -> None:
+    def _fail(self, error: BaseException) -> None:
         # Handling stopped for good: refuse callbacks (the provider keeps them) and say so.
         self.receiver.accepting = False
-        self._failure = failure
-        self._failed.set()
-        log.critical(
-            "event handling stopped: %s; callbacks get 503 (the provider keeps them) until "
-            "the bot is restarted with the cause fixed (`whizrouter run` exits, so that its "
-            "supervisor restarts it)",
-            failure,
-        )
+        self._failure.record(error)
 
     @property
     def failure(self) -> BaseException | None:
         """Why event handling stopped while the app was running, or None."""
-        return self._failure
+        return self._failure.error
 
     async def wait_failed(self) -> BaseException:
         """Wait until event handling stops because of an error; return that error."""
-        await self._failed.wait()
-        assert self._failure is not None
-        return self._failure
+        return await self._failure.wait()
 
     def stop_accepting(self) -> None:
         """Answer new callbacks with 503 from now on (the first step of a shutdown)."""
@@ -409,10 +383,7 @@ class WhizRouter:
         self.router.thaw()  # stopped: handlers may be added before the next start
         self._dispatcher = None
         self._dispatch_task = None
-        if self._inbox is not None:
-            await self._inbox.close()
-        if self._client is not None and self._owns_client:
-            await self._client.close()
+        await self._parts.close()
 
     async def __aenter__(self) -> WhizRouter:
         await self.start()

@@ -161,3 +161,44 @@ async def drain_handlers(
         log.info("shutdown: %d events left in the inbox for the next start", left)
     elif left:
         log.warning("shutdown: dropped %d events (memory inbox)", left)
+
+
+class HandlingFailure:
+    """Why event handling stopped for good while the app ran, and a wait for it.
+
+    ``whizrouter run`` waits on it and exits, so that a supervisor restarts the process.
+    """
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+        self._happened = asyncio.Event()
+
+    def record(self, error: BaseException) -> None:
+        """Keep ``error`` as the cause and say what callbacks get until a restart."""
+        self.error = error
+        self._happened.set()
+        log.critical(
+            "event handling stopped: %s; callbacks get 503 (the provider keeps them) until "
+            "the bot is restarted with the cause fixed (`whizrouter run` exits, so that its "
+            "supervisor restarts it)",
+            error,
+        )
+
+    async def wait(self) -> BaseException:
+        """Wait until a failure is recorded; return it."""
+        await self._happened.wait()
+        assert self.error is not None
+        return self.error
+
+
+def why_dispatcher_ended(task: asyncio.Task[None]) -> BaseException | None:
+    """The error that ended the dispatcher's task, or None for a clean end or a cancel.
+
+    The dispatcher's task groups wrap the one error that stopped it: that one is returned.
+    """
+    if task.cancelled() or task.exception() is None:
+        return None
+    error = task.exception()
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
