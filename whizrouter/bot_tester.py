@@ -27,13 +27,13 @@ from aiohttp.test_utils import TestServer
 from whizrouter.app import WhizRouter
 from whizrouter.backoff import CLIENT_RETRY, RetryPolicy
 from whizrouter.callbacks import message_callback
+from whizrouter.defaults import ApiShape as Shape
 from whizrouter.errors import WhizrouterError
 from whizrouter.inbox.base import DeadLetter
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.plugins import call_hook
 from whizrouter.testing import DEFAULT_WA_ID, FakeProvider, RecordedCall, status_callback
 from whizrouter.testing import text_callback as build_text_callback
-from whizrouter.wire import Shape
 
 
 class HandlerFailedError(AssertionError):

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import ConfigDict, Field, model_validator
 
+from whizrouter.defaults import ApiShape
 from whizrouter.statuses import ConversationInfo, ConversationOrigin, Pricing, Status
 from whizrouter.wire import (
     BusinessNumber,
@@ -38,7 +39,6 @@ from whizrouter.wire import (
     ErrorData,
     Profile,
     ProviderErrorInfo,
-    Shape,
     WireModel,
     to_datetime,
 )
@@ -88,7 +88,6 @@ __all__ = [
     "ReactionMessage",
     "Referral",
     "ReferredProduct",
-    "Shape",
     "Status",
     "StickerMessage",
     "StickerMetadata",
@@ -479,7 +478,7 @@ class Message(WireModel):
     identity: Identity | None = None
     errors: list[ProviderErrorInfo] = Field(default_factory=list)
     group_id: str | None = None
-    shape: Shape = "onprem"
+    shape: ApiShape = "onprem"
     contact: Contact | None = None
     business: BusinessNumber | None = None
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar, Union
 import orjson
 from pydantic import Field, TypeAdapter, ValidationError
 
+from whizrouter.defaults import API_SHAPES
 from whizrouter.events import (
     MESSAGE_TYPES,
     AudioMessage,
@@ -87,9 +88,6 @@ def _lenient(model: type[WireModel], data: Any) -> Any:
         return None
 
 
-_SHAPES = ("onprem", "cloud")
-
-
 def _validate_whole(
     cls: type[ModelT], item: dict[str, Any], envelope: dict[str, Any], with_contact: bool
 ) -> ModelT | None:
@@ -111,7 +109,7 @@ def _validate_whole(
 def _envelope_fields(envelope: dict[str, Any]) -> dict[str, Any]:
     shape = envelope.get("shape")
     metadata = envelope.get("metadata")
-    if shape not in ("onprem", "cloud"):
+    if shape not in API_SHAPES:
         shape = "cloud" if metadata is not None else "onprem"
     return {"shape": shape, "business": _lenient(BusinessNumber, metadata)}
 
@@ -170,7 +168,7 @@ def parse_message(envelope: dict[str, Any]) -> Message:
     envelope = _nested(envelope)
     item = _item(envelope)
     wire_type = item.get("type")
-    if envelope.get("shape") in _SHAPES and isinstance(wire_type, str):
+    if envelope.get("shape") in API_SHAPES and isinstance(wire_type, str):
         fast = MESSAGE_TYPES.get(wire_type)
         # An audio item may be a Cloud voice note, which the path below turns into a voice.
         if fast is not None and fast is not AudioMessage:
@@ -219,7 +217,7 @@ def parse_status(envelope: dict[str, Any]) -> Status:
     """
     envelope = _nested(envelope)
     item = _item(envelope)
-    if envelope.get("shape") in _SHAPES:
+    if envelope.get("shape") in API_SHAPES:
         status = _validate_whole(Status, item, envelope, with_contact=False)
         if status is not None:
             return status

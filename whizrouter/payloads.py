@@ -20,13 +20,12 @@ callback-shaped object (``{"errors": [...]}``, or a Cloud envelope holding one c
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
+from whizrouter.defaults import ApiShape
 from whizrouter.inbox.base import RawEvent
-
-Shape = Literal["onprem", "cloud"]
 
 _SORTED = orjson.OPT_SORT_KEYS
 
@@ -41,7 +40,7 @@ def _dumps(value: Any) -> bytes:
 _ONPREM_ADDED = b',"shape":"onprem","business":null'
 
 
-def _raw_event(shape: Shape, item: dict[str, Any], reason: str) -> RawEvent:
+def _raw_event(shape: ApiShape, item: dict[str, Any], reason: str) -> RawEvent:
     digest = hashlib.sha256(orjson.dumps(item, option=_SORTED)).hexdigest()
     body = _dumps(
         {"shape": shape, "item": item, "contact": None, "metadata": None, "reason": reason}
@@ -125,7 +124,7 @@ def _wrap(place: CloudPlace | None, piece: dict[str, Any]) -> dict[str, Any]:
 
 
 def _split_value(
-    shape: Shape,
+    shape: ApiShape,
     value: dict[str, Any],
     metadata: dict[str, Any] | None,
     place: CloudPlace | None,
