@@ -714,14 +714,6 @@ def test_envelope_without_item_raises() -> None:
         parse_message({"shape": "onprem"})
 
 
-def test_events_reexports_the_parsers() -> None:
-    from whizrouter import events
-
-    assert events.parse_message is parse_message
-    assert events.parse_status is parse_status
-    assert {"parse_message", "parse_status"} <= set(events.__all__)
-
-
 def test_every_message_class_is_reachable() -> None:
     classes = set(get_args(AnyMessage))
     assert set(MESSAGE_TYPES.values()) | {UnknownMessage} == classes

@@ -3,7 +3,7 @@
 This module owns :func:`parse_message` and :func:`parse_status` and their lenient validation:
 a type whizrouter does not model, or a payload that does not validate, becomes an
 ``UnknownMessage`` (or a ``Status`` with a ``validation_error``) instead of an exception. The
-models themselves live in :mod:`whizrouter.events`, which re-exports both entry points.
+models themselves live in :mod:`whizrouter.events`.
 """
 
 from __future__ import annotations
@@ -14,18 +14,12 @@ import orjson
 from pydantic import Field, TypeAdapter, ValidationError
 
 from whizrouter.defaults import API_SHAPES
-from whizrouter.events import (
-    MESSAGE_TYPES,
-    AudioMessage,
-    BusinessNumber,
-    Contact,
-    Message,
-    Status,
-    UnknownMessage,
-    UnknownReason,
-    VoiceMessage,
-    WireModel,
-)
+from whizrouter.events.media_messages import AudioMessage, VoiceMessage
+from whizrouter.events.message import Message
+from whizrouter.events.registry import MESSAGE_TYPES
+from whizrouter.events.statuses import Status
+from whizrouter.events.unknown import UnknownMessage, UnknownReason
+from whizrouter.events.wire import BusinessNumber, Contact, WireModel
 
 __all__ = ["decode_message", "decode_status", "parse_message", "parse_status"]
 

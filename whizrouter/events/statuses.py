@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from whizrouter.defaults import ApiShape
-from whizrouter.wire import BusinessNumber, ProviderErrorInfo, WireModel, to_datetime
+from whizrouter.events.wire import BusinessNumber, ProviderErrorInfo, WireModel, to_datetime
 
 
 class ConversationOrigin(WireModel):
