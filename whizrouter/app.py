@@ -34,12 +34,12 @@ from whizrouter.filters import Predicate, TextChoice
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.inbox.memory import MemoryInbox
-from whizrouter.parsing import decode_message, decode_status
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, load_plugin, plugin_name
 from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH, Receiver
 from whizrouter.routing import MessageDecorator, RawHandlerT, Router, StatusDecorator
 from whizrouter.settings import Settings
+from whizrouter.stored_body import decode_event
 
 log = logging.getLogger("whizrouter")
 
@@ -47,17 +47,6 @@ Role = Literal["all", "receiver", "worker"]
 #: Any plugin object: ``use`` hands back what it was given, with its own type.
 PluginT = TypeVar("PluginT")
 ROLES: tuple[Role, ...] = ("all", "receiver", "worker")
-
-
-def decode_event(stored: StoredEvent) -> tuple[Any, Any]:
-    """Turn a stored event into ``(typed event, contact)``; raw events stay dicts."""
-    if stored.kind == "message":
-        message = decode_message(stored.body)
-        return message, message.contact
-    if stored.kind == "status":
-        return decode_status(stored.body), None
-    envelope = orjson.loads(stored.body)
-    return envelope.get("item", envelope), None
 
 
 @final
