@@ -70,7 +70,6 @@ from aiohttp import web
 from whizrouter import Context, Message, Status, WhizRouter
 from whizrouter.inbox.base import Inbox
 from whizrouter.inbox.sqlite import SqliteInbox
-from whizrouter.parsing import decode_message, decode_status
 from whizrouter.payloads import split_callback
 from whizrouter.runtime import (
     DEFAULT_GC_THRESHOLD,
@@ -80,6 +79,7 @@ from whizrouter.runtime import (
     tune_gc,
 )
 from whizrouter.server import request_handler
+from whizrouter.stored_body import decode_message, decode_status
 
 KINDS = ("baseline", "handwritten", "typed", "memory", "sqlite")
 _OK = b'{"ok":true}'

@@ -44,29 +44,18 @@ from whizrouter.lifecycle import (
     log_webhook_auth,
     why_dispatcher_ended,
 )
-from whizrouter.parsing import decode_message, decode_status
 from whizrouter.parts import Parts
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, check_plugins, load_plugin, plugin_name
 from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH, Receiver
 from whizrouter.routing import MessageDecorator, RawHandlerT, Router, StatusDecorator
 from whizrouter.settings import Settings
+from whizrouter.stored_body import decode_event
 
 log = logging.getLogger("whizrouter")
 
 #: Any plugin object: ``use`` hands back what it was given, with its own type.
 PluginT = TypeVar("PluginT")
-
-
-def decode_event(stored: StoredEvent) -> tuple[Any, Any]:
-    """Turn a stored event into ``(typed event, contact)``; raw events stay dicts."""
-    if stored.kind == "message":
-        message = decode_message(stored.body)
-        return message, message.contact
-    if stored.kind == "status":
-        return decode_status(stored.body), None
-    envelope = orjson.loads(stored.body)
-    return envelope.get("item", envelope), None
 
 
 @final

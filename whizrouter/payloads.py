@@ -1,51 +1,29 @@
 """Recognise both callback shapes and split one callback into raw events.
 
-This runs before the 200, so it only walks dicts: no model is built here. Each event's body is
-JSON that the dispatcher turns into a typed event later. A message or status is stored flat:
-the item as the provider sent it, with the envelope's fields added after its own keys::
-
-    {...item..., "shape": "onprem" | "cloud", "business": {...} | null, "contact": {...} | null}
-
-(``contact`` on messages only; ``business`` is the Cloud ``metadata``), so the dispatcher can
-validate its typed event straight from the bytes. Raw events, and items with a key of their
-own named ``shape``, ``business`` or ``contact``, are stored nested instead::
-
-    {"shape": "onprem" | "cloud", "item": {...}, "contact": {...} | null, "metadata": {...} | null}
-
-where ``item`` is the message or status object as sent; for ``raw`` events it is a
-callback-shaped object (``{"errors": [...]}``, or a Cloud envelope holding one change) that
-``on_raw`` handlers receive as is.
+This runs before the 200, so it only walks dicts: no model is built here. Each message and
+status becomes an event keyed for dedupe (``m:<id>``, ``s:<id>:<status>``) and ordered by its
+conversation; whatever cannot be read as one becomes a ``raw`` event, so nothing the provider
+sent is dropped. Each event's body is written by ``whizrouter.stored_body``, which documents
+its format and reads it back for the dispatcher.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
+from whizrouter.defaults import ApiShape
 from whizrouter.inbox.base import RawEvent
-
-Shape = Literal["onprem", "cloud"]
+from whizrouter.stored_body import added_fields, message_body, raw_body, status_body
 
 _SORTED = orjson.OPT_SORT_KEYS
 
 
-def _dumps(value: Any) -> bytes:
-    # orjson hands back its output in a buffer of about 4 KiB whatever the size; an event body
-    # may wait in the inbox for a long time, so keep a copy of exactly its size.
-    return bytes(memoryview(orjson.dumps(value)))
-
-
-#: What a flat on-premises body adds after the item's own keys (before ``contact``).
-_ONPREM_ADDED = b',"shape":"onprem","business":null'
-
-
-def _raw_event(shape: Shape, item: dict[str, Any], reason: str) -> RawEvent:
+def _raw_event(shape: ApiShape, item: dict[str, Any], reason: str) -> RawEvent:
     digest = hashlib.sha256(orjson.dumps(item, option=_SORTED)).hexdigest()
-    body = _dumps(
-        {"shape": shape, "item": item, "contact": None, "metadata": None, "reason": reason}
-    )
+    body = raw_body(shape, item, reason)
     return RawEvent(kind="raw", key="r:" + digest, conversation="raw:" + digest[:16], body=body)
 
 
@@ -125,7 +103,7 @@ def _wrap(place: CloudPlace | None, piece: dict[str, Any]) -> dict[str, Any]:
 
 
 def _split_value(
-    shape: Shape,
+    shape: ApiShape,
     value: dict[str, Any],
     metadata: dict[str, Any] | None,
     place: CloudPlace | None,
@@ -135,13 +113,8 @@ def _split_value(
     ``out``."""
     contacts = value.get("contacts")
     messages = value.get("messages")
-    # What a flat body adds after the item's own keys, encoded once per callback: the item is
-    # encoded on its own and spliced in, instead of copying it into a new dict to encode.
-    business = (
-        _ONPREM_ADDED
-        if metadata is None and shape == "onprem"
-        else b',"shape":"' + shape.encode() + b'","business":' + orjson.dumps(metadata)
-    )
+    # What each body adds after its item's own keys: the same for every event of the value.
+    added = added_fields(shape, metadata)
     if messages is not None:
         if not isinstance(messages, list):
             out.append(
@@ -162,21 +135,7 @@ def _split_value(
                         )
                     )
                     continue
-                contact = _contact_for(contacts, sender)
-                if "shape" in message or "business" in message or "contact" in message:
-                    body = _dumps(
-                        {"shape": shape, "item": message, "contact": contact, "metadata": metadata}
-                    )
-                else:
-                    body = b"".join(
-                        (
-                            orjson.dumps(message)[:-1],
-                            business,
-                            b',"contact":',
-                            orjson.dumps(contact),
-                            b"}",
-                        )
-                    )
+                body = message_body(message, added, _contact_for(contacts, sender))
                 out.append(RawEvent("message", "m:" + message_id, sender, body))
     statuses = value.get("statuses")
     if statuses is not None:
@@ -203,14 +162,8 @@ def _split_value(
                     nested = status.get("message")
                     recipient = nested.get("recipient_id") if isinstance(nested, dict) else None
                 conversation = recipient if isinstance(recipient, str) else "status:" + status_id
-                if "shape" in status or "business" in status or "contact" in status:
-                    body = _dumps(
-                        {"shape": shape, "item": status, "contact": None, "metadata": metadata}
-                    )
-                else:
-                    body = b"".join((orjson.dumps(status)[:-1], business, b"}"))
                 key = "s:" + status_id + ":" + state
-                out.append(RawEvent("status", key, conversation, body))
+                out.append(RawEvent("status", key, conversation, status_body(status, added)))
     errors = value.get("errors")
     if errors is not None:
         out.append(_raw_event(shape, _wrap(place, {"errors": errors}), "errors"))

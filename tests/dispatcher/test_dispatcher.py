@@ -12,9 +12,9 @@ import pytest
 from tests.conftest import Recorder, fixture_bytes
 from tests.dispatcher import MakeApp, Serve, post_texts
 from whizrouter import Context, InboxUnavailableError, Message, RetryPolicy, TextMessage
-from whizrouter.app import decode_event
 from whizrouter.inbox.base import RawEvent, StoredEvent
 from whizrouter.inbox.memory import MemoryInbox
+from whizrouter.stored_body import decode_event
 from whizrouter.testing import text_callback
 
 
@@ -75,14 +75,12 @@ async def test_an_event_that_cannot_be_decoded_is_dead_lettered_saying_why(
 
     async with app:
         assert app.dispatcher is not None
-        broken = RawEvent(
-            "message", "m:wamid.BROKEN", "15550000001", b'{"shape":"onprem","item":5}'
-        )
+        broken = RawEvent("message", "m:wamid.BROKEN", "15550000001", b"[5]")
         await app.inbox.append([broken])
         await asyncio.wait_for(app.dispatcher.wait_idle(), timeout=5)
         [letter] = await app.inbox.dead_letters()
     assert (letter.key, letter.handler, letter.attempts) == ("m:wamid.BROKEN", "<decode>", 1)
-    assert letter.error == "could not decode event: event envelope has no item object (got int)"
+    assert letter.error == "could not decode event: stored body is not a JSON object (got list)"
 
 
 class FlakyClaimInbox(MemoryInbox):

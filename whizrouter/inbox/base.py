@@ -48,7 +48,7 @@ class RawEvent:
         kind: ``message``, ``status`` or ``raw`` (anything else the provider sent).
         key: the dedupe key (``m:<id>``, ``s:<id>:<status>``, ``r:<sha256>``).
         conversation: the ordering unit: a contact's ``wa_id`` (or a status' ``recipient_id``).
-        body: the event envelope as JSON bytes (see ``whizrouter.payloads``).
+        body: the event body as JSON bytes (its format: ``whizrouter.stored_body``).
     """
 
     kind: EventKind

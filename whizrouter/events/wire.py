@@ -8,11 +8,9 @@ event. Everything here is re-exported by ``whizrouter.events``, the place to imp
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
-
-Shape = Literal["onprem", "cloud"]
 
 
 def to_datetime(timestamp: str) -> datetime | None:

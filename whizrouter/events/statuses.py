@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from whizrouter.wire import BusinessNumber, ProviderErrorInfo, Shape, WireModel, to_datetime
+from whizrouter.defaults import ApiShape
+from whizrouter.events.wire import BusinessNumber, ProviderErrorInfo, WireModel, to_datetime
 
 
 class ConversationOrigin(WireModel):
@@ -88,7 +89,7 @@ class Status(WireModel):
     biz_opaque_callback_data: str | None = None
     recipient_type: str | None = None
     recipient_participant_id: str | None = None
-    shape: Shape = "onprem"
+    shape: ApiShape = "onprem"
     business: BusinessNumber | None = None
     validation_error: str | None = None
     raw: dict[str, Any] | None = None
