@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from whizrouter.errors import InboxFullError
-from whizrouter.inbox.base import DEFAULT_DEDUPE_SECONDS, DeadLetter, Inbox, RawEvent, StoredEvent
+from whizrouter.inbox.base import (
+    DEFAULT_DEDUPE_SECONDS,
+    DeadLetter,
+    Inbox,
+    RawEvent,
+    StoredEvent,
+    build_stored_event,
+)
 
 
 class MemoryInbox(Inbox):
@@ -80,7 +87,9 @@ class MemoryInbox(Inbox):
             # What _queue does, inline: this runs for every event stored.
             self._seq += 1
             ready.append(
-                StoredEvent(self._seq, event.kind, key, event.conversation, event.body, 0, now)
+                build_stored_event(
+                    self._seq, event.kind, key, event.conversation, event.body, 0, now
+                )
             )
             stored += 1
         if stored:
@@ -90,7 +99,9 @@ class MemoryInbox(Inbox):
     def _queue(self, event: RawEvent, now: float) -> None:
         self._seq += 1
         self._ready.append(
-            StoredEvent(self._seq, event.kind, event.key, event.conversation, event.body, 0, now)
+            build_stored_event(
+                self._seq, event.kind, event.key, event.conversation, event.body, 0, now
+            )
         )
 
     async def claim(self, limit: int) -> list[StoredEvent]:

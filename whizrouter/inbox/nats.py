@@ -35,6 +35,7 @@ import socket
 import time
 import zlib
 from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import nats
@@ -370,11 +371,11 @@ class NatsInbox(Inbox):
         ``maybe_ran`` when a worker died holding it (a delivery that was not spared)."""
         event = stored_event(msg)
         earlier = event.attempts  # every earlier delivery
-        if earlier:
-            spared = await count_of(self._spared, event.seq)
-            event.attempts = await count_of(self._runs, event.seq)
-            event.maybe_ran = earlier > spared
-        return event
+        if not earlier:
+            return event
+        spared = await count_of(self._spared, event.seq)
+        runs = await count_of(self._runs, event.seq)
+        return replace(event, attempts=runs, maybe_ran=earlier > spared)
 
     async def _bucket(self, name: str, ttl: float) -> KeyValue:
         js = self._js

@@ -46,7 +46,15 @@ import anyio
 import orjson
 
 from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
-from whizrouter.inbox.base import DEFAULT_DEDUPE_SECONDS, DeadLetter, Inbox, RawEvent, StoredEvent
+from whizrouter.inbox.base import (
+    DEFAULT_DEDUPE_SECONDS,
+    DeadLetter,
+    EventKind,
+    Inbox,
+    RawEvent,
+    StoredEvent,
+    build_stored_event,
+)
 from whizrouter.inbox.sqlite_seen import COUNT as _COUNT_SEEN
 from whizrouter.inbox.sqlite_seen import IN_JSON as _IN_JSON
 from whizrouter.inbox.sqlite_seen import SCHEMA as _SEEN_SCHEMA
@@ -114,6 +122,8 @@ _PRUNE_BATCH = 1000
 _MAX_ROWS = 128  # events per INSERT statement
 
 _EventRow = tuple[str, str, str, float, bytes]
+#: What _SELECT_READY returns: StoredEvent's fields up to ``received_at``, in order.
+_ReadyRow = tuple[int, EventKind, str, str, bytes, int, float]
 _Claimed = tuple[list[StoredEvent], int | None, int, int]
 
 
@@ -529,10 +539,11 @@ class SqliteInbox(Inbox):
                     self.description,
                     taken,
                 )
-        events = [StoredEvent(*row) for row in conn.execute(_SELECT_READY, (self._cursor, limit))]
-        if self._maybe_ran_through:
-            for event in events:
-                event.maybe_ran = event.seq <= self._maybe_ran_through
+        rows: Iterable[_ReadyRow] = conn.execute(_SELECT_READY, (self._cursor, limit))
+        if through := self._maybe_ran_through:
+            events = [build_stored_event(*row, row[0] <= through) for row in rows]
+        else:
+            events = [build_stored_event(*row) for row in rows]
         if events or not self._recovered:
             conn.execute(
                 "UPDATE meta SET value = ? WHERE name = 'claimed_through'",
