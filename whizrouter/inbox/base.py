@@ -19,13 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, cast, runtime_checkable
 
-from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS
 from whizrouter.errors import InboxError
 
 EventKind = Literal["message", "status", "raw"]
 
 __all__ = [
-    "DEFAULT_DEDUPE_SECONDS",
     "DeadLetter",
     "EventKind",
     "Inbox",

@@ -12,9 +12,9 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 
+from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
 from whizrouter.errors import InboxFullError
 from whizrouter.inbox.base import (
-    DEFAULT_DEDUPE_SECONDS,
     DeadLetter,
     Inbox,
     RawEvent,
@@ -35,7 +35,10 @@ class MemoryInbox(Inbox):
     durable = False
 
     def __init__(
-        self, *, max_backlog: int = 100_000, dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS
+        self,
+        *,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
+        dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS,
     ) -> None:
         self._max_backlog = max_backlog
         self._dedupe_seconds = dedupe_seconds

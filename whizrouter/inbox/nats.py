@@ -46,9 +46,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
+from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
 from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
 from whizrouter.inbox.base import (
-    DEFAULT_DEDUPE_SECONDS,
     DeadLetter,
     Inbox,
     LostCallback,
@@ -63,6 +63,7 @@ from whizrouter.inbox.nats_messages import (
 from whizrouter.inbox.nats_partitions import PartitionSettings, PartitionWorker
 from whizrouter.inbox.nats_spared import add_one, count_of, set_count
 from whizrouter.inbox.nats_url import MAX_SECONDS, parse_nats_url, redact
+from whizrouter.log_throttle import LogThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class NatsInbox(Inbox):
         lease_ttl: float = 10.0,
         max_ack_pending: int = 1000,
         connect_options: Mapping[str, Any] | None = None,
-        max_backlog: int = 100_000,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
         dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS,
     ) -> None:
         if not servers:
@@ -193,8 +194,7 @@ class NatsInbox(Inbox):
         self._net = 0
         self._net_when_counted = 0
         self._closed = False
-        self._error_logged_at = -math.inf
-        self._errors_unlogged = 0
+        self._error_log = LogThrottle()
         self._unstarted: set[int] = set()  # claimed events the app said never started
         self._released = False  # the app said which claimed events never started
         self._fetcher = PartitionWorker(
@@ -220,7 +220,7 @@ class NatsInbox(Inbox):
         cls,
         url: str,
         *,
-        max_backlog: int = 100_000,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
         dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS,
     ) -> NatsInbox:
         """Build from ``nats://[user:pass@]host:4222[,nats://host2:4222][?option=value&...]``.
@@ -468,17 +468,14 @@ class NatsInbox(Inbox):
     async def _on_error(self, exc: Exception) -> None:
         # While the server is down, every reconnect attempt (ten a second by default) fails
         # the same way: one line every 10 s says it, with how many there were.
-        self._errors_unlogged += 1
-        now = time.monotonic()
-        if now - self._error_logged_at < 10.0:
+        if not self._error_log.due():
             return
-        more = self._errors_unlogged - 1
-        self._error_logged_at, self._errors_unlogged = now, 0
+        more = self._error_log.held_back()
         logger.warning(
             "NATS inbox %s: %s%s",
             self.description,
             exc,
-            f" ({more} more errors in the last 10 s)" if more else "",
+            f" ({more} more errors in the last {self._error_log.interval:g} s)" if more else "",
         )
 
     async def _on_disconnected(self) -> None:

@@ -45,9 +45,9 @@ from urllib.parse import parse_qsl
 import anyio
 import orjson
 
+from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
 from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
 from whizrouter.inbox.base import (
-    DEFAULT_DEDUPE_SECONDS,
     DeadLetter,
     EventKind,
     Inbox,
@@ -160,7 +160,7 @@ class SqliteInbox(Inbox):
         path: str | Path,
         *,
         synchronous: Synchronous = "normal",
-        max_backlog: int = 100_000,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
         dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS,
         prune_interval: float = 60.0,
         poll_interval: float = 1.0,
@@ -220,7 +220,7 @@ class SqliteInbox(Inbox):
         cls,
         url: str,
         *,
-        max_backlog: int = 100_000,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
         dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS,
         **options: Any,
     ) -> SqliteInbox:

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-import math
 import os
 import queue
 import sqlite3
@@ -33,6 +32,7 @@ import anyio
 
 from whizrouter.errors import InboxError, InboxUnavailableError
 from whizrouter.inbox.base import RawEvent
+from whizrouter.log_throttle import LogThrottle
 
 # The inbox's own logger: one name to configure for everything the sqlite inbox reports.
 logger = logging.getLogger("whizrouter.inbox.sqlite")
@@ -151,7 +151,7 @@ class Writer:
         self.description = description
         self.commits = 0
         self._commit_failures = 0
-        self._commit_failure_logged = -math.inf
+        self._commit_failure_log = LogThrottle()
         self.stopping = False
         self._path = path
         self._synchronous = synchronous
@@ -425,10 +425,8 @@ class Writer:
     def _log_commit_failure(self, exc: BaseException) -> None:
         # Every group fails alike while the disk is full: one line every 10 s, not one per
         # group (the callers' errors say it again, rate-limited where they are logged).
-        now = time.monotonic()
         self._commit_failures += 1
-        if now - self._commit_failure_logged >= 10.0:
-            self._commit_failure_logged = now
+        if self._commit_failure_log.due():
             logger.error(
                 "sqlite inbox %s: commit failed (%d so far): %s; %s",
                 self.description,
