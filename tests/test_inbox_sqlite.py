@@ -22,10 +22,10 @@ import orjson
 import pytest
 
 from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
-from whizrouter.inbox import sqlite_seen
 from whizrouter.inbox.base import RawEvent, StoredEvent
 from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.inbox.sqlite import SqliteInbox
+from whizrouter.inbox.sqlite import seen as sqlite_seen
 
 
 def event(n: int, conversation: str = "491511111", body: bytes | None = None) -> RawEvent:
