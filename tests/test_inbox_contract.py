@@ -17,9 +17,9 @@ import pytest
 from anyio.abc import TaskStatus
 
 from tests.natsserver import nats_url, unique_stream
+from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
 from whizrouter.errors import InboxFullError
 from whizrouter.inbox.base import (
-    DEFAULT_DEDUPE_SECONDS,
     DeadLetter,
     EventKind,
     Inbox,
@@ -87,7 +87,7 @@ async def make_inbox(request: pytest.FixtureRequest) -> AsyncIterator[MakeInbox]
     opened: list[Inbox] = []
 
     async def make(
-        *, max_backlog: int = 100_000, dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS
+        *, max_backlog: int = DEFAULT_MAX_BACKLOG, dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS
     ) -> Inbox:
         inbox = await factory(request, max_backlog, dedupe_seconds)
         await inbox.open()

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from whizrouter.errors import ConfigurationError
-from whizrouter.inbox.base import DEFAULT_DEDUPE_SECONDS, Inbox
-from whizrouter.inbox.memory import MemoryInbox
+from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
 
-DEFAULT_INBOX_URL = "sqlite:///whizrouter-inbox.db"
+# Imported "as" itself: cli.py, settings.py and dispatcher.py still import it from here; new
+# code imports it from whizrouter.defaults.
+from whizrouter.defaults import DEFAULT_INBOX_URL as DEFAULT_INBOX_URL
+from whizrouter.errors import ConfigurationError
+from whizrouter.inbox.base import Inbox
+from whizrouter.inbox.memory import MemoryInbox
 
 
 def inbox_from_url(
     url: str,
     *,
-    max_backlog: int = 100_000,
+    max_backlog: int = DEFAULT_MAX_BACKLOG,
     dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS,
 ) -> Inbox:
     """Build the inbox a URL names: ``memory``, ``sqlite:///path.db`` or ``nats://host:4222``.
@@ -37,5 +40,5 @@ def inbox_from_url(
         return NatsInbox.from_url(url, max_backlog=max_backlog, dedupe_seconds=dedupe_seconds)
     raise ConfigurationError(
         f"the inbox URL {url!r} names no inbox backend; use 'memory', "
-        "'sqlite:///whizrouter-inbox.db' or 'nats://host:4222'"
+        f"{DEFAULT_INBOX_URL!r} or 'nats://host:4222'"
     )

@@ -12,8 +12,15 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 
+from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
 from whizrouter.errors import InboxFullError
-from whizrouter.inbox.base import DEFAULT_DEDUPE_SECONDS, DeadLetter, Inbox, RawEvent, StoredEvent
+from whizrouter.inbox.base import (
+    DeadLetter,
+    Inbox,
+    RawEvent,
+    StoredEvent,
+    build_stored_event,
+)
 
 
 class MemoryInbox(Inbox):
@@ -28,7 +35,10 @@ class MemoryInbox(Inbox):
     durable = False
 
     def __init__(
-        self, *, max_backlog: int = 100_000, dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS
+        self,
+        *,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
+        dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS,
     ) -> None:
         self._max_backlog = max_backlog
         self._dedupe_seconds = dedupe_seconds
@@ -80,7 +90,9 @@ class MemoryInbox(Inbox):
             # What _queue does, inline: this runs for every event stored.
             self._seq += 1
             ready.append(
-                StoredEvent(self._seq, event.kind, key, event.conversation, event.body, 0, now)
+                build_stored_event(
+                    self._seq, event.kind, key, event.conversation, event.body, 0, now
+                )
             )
             stored += 1
         if stored:
@@ -90,7 +102,9 @@ class MemoryInbox(Inbox):
     def _queue(self, event: RawEvent, now: float) -> None:
         self._seq += 1
         self._ready.append(
-            StoredEvent(self._seq, event.kind, event.key, event.conversation, event.body, 0, now)
+            build_stored_event(
+                self._seq, event.kind, event.key, event.conversation, event.body, 0, now
+            )
         )
 
     async def claim(self, limit: int) -> list[StoredEvent]:

@@ -1,7 +1,7 @@
 """The NATS inbox's dead letters: the ``<stream>_DEAD`` stream, kept until replayed or dropped.
 
 A dead letter is the event's body with its ``Whiz-*`` headers plus the handler, attempts and
-error (``whizrouter.inbox.nats_messages``). Listing, replaying and dropping read the stream
+error (``whizrouter.inbox.nats.messages``). Listing, replaying and dropping read the stream
 directly, so they work from any process (the CLI) while workers run.
 """
 
@@ -17,7 +17,7 @@ from nats.js import JetStreamContext, api
 
 from whizrouter.errors import InboxError
 from whizrouter.inbox.base import DeadLetter, StoredEvent
-from whizrouter.inbox.nats_messages import (
+from whizrouter.inbox.nats.messages import (
     MSG_ID,
     dead_letter,
     dead_letter_headers,

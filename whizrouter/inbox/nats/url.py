@@ -8,7 +8,9 @@ malformed URL is refused with a message before anything connects.
 from __future__ import annotations
 
 import math
+import re
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -38,6 +40,7 @@ _CONNECT_OPTIONS = {
     "tls_handshake_first": ("tls_handshake_first", bool),
 }
 _TLS_OPTIONS = ("tls_ca", "tls_cert", "tls_key")
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,45 @@ def redact(server: str) -> str:
 #: The longest duration an option may give, in seconds (JetStream keeps nanoseconds in 64
 #: bits; NaN and infinity would pass a ``> 0`` check and fail much later).
 MAX_SECONDS = 10_000_000
+
+
+def check_settings(
+    *,
+    servers: Sequence[str],
+    stream: str,
+    partitions: int,
+    ack_wait: float,
+    lease_ttl: float,
+    duplicate_window: float,
+    dedupe_seconds: float,
+) -> None:
+    """Refuse settings of a ``NatsInbox`` (from a URL or given in code) it cannot work with.
+
+    Raises:
+        ConfigurationError: a setting is out of bounds; the message names it.
+    """
+    if not servers:
+        raise ConfigurationError("WHIZROUTER_INBOX: the NATS URL names no server")
+    if not _NAME_RE.match(stream):
+        raise ConfigurationError(
+            f"WHIZROUTER_INBOX: stream={stream!r} may only hold letters, digits, - and _"
+        )
+    if not 1 <= partitions <= 4096:
+        raise ConfigurationError("WHIZROUTER_INBOX: partitions must be between 1 and 4096")
+    # The same bounds as in the URL, for an inbox built in code; the dedupe window has no
+    # upper bound of its own.
+    durations = (
+        ("ack_wait", ack_wait, MAX_SECONDS),
+        ("lease_ttl", lease_ttl, MAX_SECONDS),
+        ("duplicate_window", duplicate_window, MAX_SECONDS),
+        ("dedupe_seconds", dedupe_seconds, math.inf),
+    )
+    for name, seconds, most in durations:
+        if not (math.isfinite(seconds) and 0 < seconds <= most):
+            bound = f" and at most {most:,}" if math.isfinite(most) else ""
+            raise ConfigurationError(
+                f"NatsInbox: {name}={seconds!r} must be a number of seconds above 0{bound}"
+            )
 
 
 def _convert(setting: str, raw: str, kind: type) -> Any:

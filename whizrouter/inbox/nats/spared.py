@@ -22,11 +22,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import replace
 
 import nats.js.errors
 from nats.js.kv import KeyValue
 
+from whizrouter.inbox.base import StoredEvent
+
 _CONCURRENT_UPDATES = 64
+
+
+async def with_counted_runs(event: StoredEvent, *, spared: KeyValue, runs: KeyValue) -> StoredEvent:
+    """A fetched event, whose ``attempts`` count every earlier delivery, as the dispatcher
+    gets it: a redelivery's attempts are its counted runs, and it is ``maybe_ran`` when a
+    delivery was neither spared nor counted (a worker died holding it)."""
+    earlier = event.attempts
+    if not earlier:
+        return event
+    spared_count = await count_of(spared, event.seq)
+    run_count = await count_of(runs, event.seq)
+    # A redelivery, much rarer than a first delivery: a changed copy is cheap enough.
+    return replace(event, attempts=run_count, maybe_ran=earlier > spared_count)
 
 
 async def count_of(bucket: KeyValue, seq: int) -> int:

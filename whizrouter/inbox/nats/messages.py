@@ -13,7 +13,7 @@ from urllib.parse import quote, unquote
 from nats.aio.msg import Msg
 from nats.js.api import RawStreamMsg
 
-from whizrouter.inbox.base import DeadLetter, EventKind, RawEvent, StoredEvent
+from whizrouter.inbox.base import DeadLetter, EventKind, RawEvent, StoredEvent, build_stored_event
 
 H_KIND, H_KEY, H_CONVERSATION = "Whiz-Kind", "Whiz-Key", "Whiz-Conversation"
 H_SEQ = "Whiz-Seq"
@@ -48,7 +48,7 @@ def stored_event(msg: Msg) -> StoredEvent:
     """The event a fetched JetStream message carries; attempts count every earlier delivery."""
     meta = msg.metadata
     headers = msg.headers or {}
-    return StoredEvent(
+    return build_stored_event(
         seq=meta.sequence.stream,
         kind=_kind(headers),
         key=unquote(headers.get(H_KEY, "")),

@@ -20,7 +20,8 @@ changed; a merge or prune that deletes recent rows bumps ``meta.seen_generation`
 every process reloads.
 
 Everything here runs on the inbox's writer thread, inside transactions the writer opens,
-except ``merge_step`` and ``prune``, which open their own.
+except ``maintain`` (``merge_step`` and ``prune``), which the writer calls between commit
+groups and which opens its own.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import orjson
 logger = logging.getLogger("whizrouter.inbox.sqlite")
 
 MERGE_SLICE = 256  # keys a merge moves per transaction: about 1 ms of the writer's time
+PRUNE_BATCH = 1000  # expired keys of each level forgotten per transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
@@ -147,6 +149,30 @@ class SeenKeys:
                 recent[key] = now
             self._through = cursor.lastrowid or self._through
         return new
+
+    def maintain(self, conn: sqlite3.Connection, *, interval: float, description: str) -> float:
+        """Between commit groups: one slice of a merge if one is due, else forget one batch
+        of expired keys. Returns the ``time.monotonic()`` at which to run next: at once while
+        a merge or a full batch of expired keys leaves more to do, else in ``interval``.
+
+        A failure is logged (naming the inbox by ``description``) and retried in ``interval``.
+        """
+        if self.merge_due:
+            try:
+                self.merge_step(conn)
+            except sqlite3.Error as exc:
+                logger.warning("sqlite inbox %s: merging dedupe keys failed: %s", description, exc)
+                return time.monotonic() + interval
+            return time.monotonic()  # the next slice after the groups queued meanwhile
+        try:
+            pruned = self.prune(conn, time.time() - self.window, PRUNE_BATCH)
+        except sqlite3.Error as exc:
+            logger.warning("sqlite inbox %s: pruning dedupe keys failed: %s", description, exc)
+            return time.monotonic() + interval
+        if pruned:
+            logger.debug("sqlite inbox %s: forgot %d dedupe keys", description, pruned)
+        # A full batch means more are due: go on right after the jobs queued meanwhile.
+        return time.monotonic() + (0.0 if pruned == PRUNE_BATCH else interval)
 
     def merge_step(self, conn: sqlite3.Connection) -> None:
         """Move one slice of the recent keys into the ``seen`` B-tree, in its own transaction.

@@ -1,46 +1,38 @@
-"""The worker side of the NATS inbox: partition leases, fetching, takeover, hand-out order.
+"""The worker side of the NATS inbox: fetching leased partitions and handing events out in order.
 
 Order per conversation across workers: a conversation always maps to the same partition, and a
-partition is fetched only by the worker that holds its lease. Workers heartbeat, count each
-other, and each aims at ``ceil(partitions / workers)`` leases, giving up the extra ones when a
-worker joins and taking free ones when a worker's leases expire. A worker that takes over a
-partition hands nothing out until every message another worker still holds has been settled or
-redelivered to it (the consumer's ack-pending count equals what it holds itself), then hands
-them out oldest first: so a killed worker's events come back in order before newer ones. The
-price is latency on takeover: up to ``lease_ttl`` to notice a dead worker plus ``ack_wait``
-until JetStream redelivers what it held. Workers keep held events alive with in-progress acks,
-so a slow handler is never redelivered elsewhere while it runs.
+partition is fetched only by the worker that holds its lease (``whizrouter.inbox.nats.leases``).
+A worker that takes over a partition hands nothing out until every message another worker
+still holds has been settled or redelivered to it (the consumer's ack-pending count equals
+what it holds itself), then hands them out oldest first: so a killed worker's events come back
+in order before newer ones. The price is latency on takeover: up to ``lease_ttl`` to notice a
+dead worker plus ``ack_wait`` until JetStream redelivers what it held. Workers keep held events
+alive with in-progress acks, so a slow handler is never redelivered elsewhere while it runs.
 
-What lives in the lease bucket (``S_LEASES``, TTL = ``lease_ttl``): ``p.<p>`` = the worker id
-fetching partition p, ``w.<worker>`` = that worker's heartbeat. A worker id is
-``<hostname>-<pid>-<random>``. ``NatsInbox`` (``whizrouter.inbox.nats``) owns the connection,
-the streams and the wire format; it builds one ``PartitionWorker`` per ``open`` and starts it
-with the first ``claim``, so a receiver that only appends never fetches or heartbeats.
+``NatsInbox`` (``whizrouter.inbox.nats.inbox``) owns the connection, the streams and the wire
+format; it builds one ``PartitionWorker`` per ``open`` and starts it with the first ``claim``,
+so a receiver that only appends never fetches or heartbeats.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import heapq
 import logging
-import math
-import os
-import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import nats.errors
-import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.kv import KeyValue
 
 from whizrouter.errors import InboxError
 from whizrouter.inbox.base import StoredEvent
+from whizrouter.inbox.nats.leases import Leases, Partition, PartitionSettings
 
 # The inbox's logger: moving code between modules must not change what operators filter on.
 logger = logging.getLogger("whizrouter.inbox.nats")
@@ -71,46 +63,8 @@ class Held:
     claimed: bool = False
 
 
-@dataclass(slots=True, eq=False)
-class Partition:
-    """A partition this worker holds the lease of."""
-
-    index: int
-    revision: int
-    renewed_at: float  # monotonic time at which the last successful lease write was sent
-    sub: JetStreamContext.PullSubscription
-    gated: bool = True
-    active: bool = True
-    buffer: list[int] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionSettings:
-    """What a ``PartitionWorker`` needs to know of its inbox's configuration.
-
-    Attributes:
-        stream: the events stream; partition p is subject ``<stream>.events.<p>`` and
-            consumer ``p<p>``.
-        lease_bucket: the KV bucket of leases and heartbeats.
-        partitions: how many partitions there are.
-        ack_wait: seconds after which JetStream redelivers an event whose worker went silent.
-        lease_ttl: seconds after which a silent worker's partitions may be taken over.
-        max_ack_pending: unsettled events one partition may have out at once.
-        description: the inbox description, for log lines.
-    """
-
-    stream: str
-    lease_bucket: str
-    partitions: int
-    ack_wait: float
-    lease_ttl: float
-    max_ack_pending: int
-    description: str
-
-
 class PartitionWorker:
-    """Leases partitions, fetches them and hands their events out in order.
+    """Fetches the partitions this worker leases and hands their events out in order.
 
     Args:
         settings: the inbox's partition settings.
@@ -132,17 +86,20 @@ class PartitionWorker:
         spawn: Spawn,
     ) -> None:
         self._stream = settings.stream
-        self._lease_bucket = settings.lease_bucket
-        self._partitions = settings.partitions
         self._ack_wait = settings.ack_wait
-        self._lease_ttl = settings.lease_ttl
-        self._max_ack_pending = settings.max_ack_pending
         self.description = settings.description
         self.worker_id = worker_id
         self._get_js = js
-        self._get_leases = leases
         self._decode = decode
         self._spawn = spawn
+        self._leases = Leases(
+            settings,
+            worker_id=worker_id,
+            js=js,
+            bucket=leases,
+            taken=self._start_fetching,
+            leaving=self._stop_fetching,
+        )
         #: Seconds between heartbeats (and lease renewals).
         self.tick = settings.lease_ttl / 4
         self._fetch_timeout = min(2.0, settings.lease_ttl / 4)
@@ -153,7 +110,6 @@ class PartitionWorker:
         #: Messages received and not settled, by stream sequence.
         self.held: dict[int, Held] = {}
         self._ready: list[int] = []  # a heap of seqs: each claim hands out the oldest
-        self._owned: dict[int, Partition] = {}
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -165,13 +121,9 @@ class PartitionWorker:
         return self._get_js()
 
     @property
-    def _leases(self) -> KeyValue:
-        return self._get_leases()
-
-    @property
     def owned_partitions(self) -> tuple[int, ...]:
         """The partitions this process fetches right now (empty until ``claim`` is called)."""
-        return tuple(sorted(self._owned))
+        return tuple(sorted(self._leases.owned))
 
     # -- handing out -----------------------------------------------------------------------
 
@@ -209,7 +161,7 @@ class PartitionWorker:
         # Flags as well as cancellation: asyncio.wait_for in Python 3.11 can swallow a
         # cancellation that races with a message arriving, and a loop must still end.
         self._stopping = True
-        for part in self._owned.values():
+        for part in self._leases.owned.values():
             part.active = False
 
     def wake(self) -> None:
@@ -222,7 +174,7 @@ class PartitionWorker:
         Nak'd events (ascending, so they come back in order) go to the next owner now, not
         after ``ack_wait``.
         """
-        for part in list(self._owned.values()):
+        for part in list(self._leases.owned.values()):
             with contextlib.suppress(nats.errors.Error):
                 await part.sub.unsubscribe()
         for seq in sorted(self.held):
@@ -231,20 +183,16 @@ class PartitionWorker:
         self.held.clear()
         self._ready.clear()
         if self._worker is not None:
-            for part in list(self._owned.values()):
-                await self._release_lease(part)
-            await self._js.purge_stream(
-                f"KV_{self._lease_bucket}", subject=f"$KV.{self._lease_bucket}.w.{self.worker_id}"
-            )
-        self._owned.clear()
+            await self._leases.release_all()
+        self._leases.owned.clear()
 
-    # -- heartbeats and leases -------------------------------------------------------------
+    # -- the worker loop: leases and keep-alives -------------------------------------------
 
     async def _work(self) -> None:
         while not self._stopping:
             started = time.monotonic()
             try:
-                await self._balance()
+                await self._leases.balance()
                 if started - self._last_keepalive >= self._ack_wait / 3:
                     self._last_keepalive = started
                     for held in list(self.held.values()):
@@ -255,99 +203,12 @@ class PartitionWorker:
                 logger.exception("NATS inbox %s: worker step failed", self.description)
             await asyncio.sleep(max(0.0, self.tick - (time.monotonic() - started)))
 
-    def _score(self, partition: int) -> int:
-        # Rendezvous hashing: each worker prefers its own spread of partitions.
-        digest = hashlib.blake2b(f"{self.worker_id}/{partition}".encode(), digest_size=8)
-        return int.from_bytes(digest.digest(), "big")
-
-    async def _balance(self) -> None:
-        kv, bucket = self._leases, self._lease_bucket
-        await kv.put(f"w.{self.worker_id}", f"{socket.gethostname()} pid {os.getpid()}".encode())
-        renewed = await asyncio.gather(
-            *(self._renew(p) for p in list(self._owned.values())), return_exceptions=True
-        )
-        for failure in renewed:
-            if isinstance(failure, BaseException):
-                raise failure
-        info = await self._js.stream_info(f"KV_{bucket}", subjects_filter=f"$KV.{bucket}.>")
-        subjects = info.state.subjects or {}
-        workers = sum(1 for s in subjects if s.startswith(f"$KV.{bucket}.w."))
-        taken = {int(s.rsplit(".", 1)[1]) for s in subjects if s.startswith(f"$KV.{bucket}.p.")}
-        target = math.ceil(self._partitions / max(1, workers))
-        owned = sorted(self._owned.values(), key=lambda p: self._score(p.index))
-        if len(owned) > target:
-            extra = owned[: len(owned) - target]  # the ones this worker prefers least
-            await asyncio.gather(*(self._give_up(p, lost=False) for p in extra))
-            return
-        free = sorted(
-            (p for p in range(self._partitions) if p not in taken and p not in self._owned),
-            key=self._score,
-            reverse=True,
-        )
-        for partition in free:
-            if len(self._owned) >= target:
-                break
-            await self._acquire(partition)
-
-    async def _acquire(self, index: int) -> None:
-        sent = time.monotonic()
-        try:
-            revision = await self._leases.create(f"p.{index}", self.worker_id.encode())
-        except nats.js.errors.KeyWrongLastSequenceError:
-            return  # another worker was faster
-        consumer = f"p{index}"
-        try:
-            await self._js.add_consumer(
-                self._stream,
-                api.ConsumerConfig(
-                    name=consumer,
-                    durable_name=consumer,
-                    filter_subject=f"{self._stream}.events.{index}",
-                    ack_policy=api.AckPolicy.EXPLICIT,
-                    ack_wait=self._ack_wait,
-                    # Unlimited: past a server-side limit a work-queue event would sit
-                    # unsettled and unseen; the dispatcher dead-letters by attempts instead.
-                    max_deliver=-1,
-                    max_ack_pending=self._max_ack_pending,
-                ),
-            )
-            sub = await self._js.pull_subscribe_bind(durable=consumer, stream=self._stream)
-        except nats.errors.Error:
-            await self._js.purge_stream(
-                f"KV_{self._lease_bucket}", subject=f"$KV.{self._lease_bucket}.p.{index}"
-            )
-            raise
-        part = Partition(index=index, revision=revision, renewed_at=sent, sub=sub)
-        self._owned[index] = part
+    def _start_fetching(self, part: Partition) -> None:
         part.task = self._spawn(self._fetch(part))
-        logger.info(
-            "NATS inbox %s: worker %s took partition %d", self.description, self.worker_id, index
-        )
 
-    async def _renew(self, part: Partition) -> None:
-        sent = time.monotonic()
-        try:
-            part.revision = await self._leases.update(
-                f"p.{part.index}", self.worker_id.encode(), last=part.revision
-            )
-            part.renewed_at = sent
-        except nats.js.errors.KeyWrongLastSequenceError:
-            logger.warning(
-                "NATS inbox %s: lost the lease of partition %d", self.description, part.index
-            )
-            await self._give_up(part, lost=True)
-        except nats.errors.Error:
-            if not self._lease_fresh(part, 0.0):
-                await self._give_up(part, lost=True)
-            raise
-
-    def _lease_fresh(self, part: Partition, ahead: float) -> bool:
-        # The server's TTL counts from when it stored the write, which is after we sent it.
-        return time.monotonic() + ahead < part.renewed_at + self._lease_ttl * 0.9
-
-    async def _give_up(self, part: Partition, *, lost: bool) -> None:
+    async def _stop_fetching(self, part: Partition) -> None:
+        """A partition is given up: end its fetch loop and hand back what was not claimed."""
         part.active = False
-        self._owned.pop(part.index, None)
         if part.task is not None:
             await asyncio.gather(part.task, return_exceptions=True)
         with contextlib.suppress(nats.errors.Error):
@@ -365,29 +226,13 @@ class PartitionWorker:
         if unclaimed:
             self._ready = [s for s in self._ready if s in self.held]
             heapq.heapify(self._ready)
-        if not lost:
-            await self._release_lease(part)
-            logger.info(
-                "NATS inbox %s: worker %s gave partition %d up",
-                self.description,
-                self.worker_id,
-                part.index,
-            )
-
-    async def _release_lease(self, part: Partition) -> None:
-        # A purge leaves no delete marker, so others see the partition free at once; only
-        # while our lease is surely alive, else we could purge the next owner's lease.
-        if self._lease_fresh(part, 0.0):
-            await self._js.purge_stream(
-                f"KV_{self._lease_bucket}", subject=f"$KV.{self._lease_bucket}.p.{part.index}"
-            )
 
     # -- fetching and takeover -------------------------------------------------------------
 
     async def _fetch(self, part: Partition) -> None:
         busy = False
         while part.active and not self._stopping:
-            if not self._lease_fresh(part, self._fetch_timeout):
+            if not self._leases.fresh(part, self._fetch_timeout):
                 await asyncio.sleep(self.tick)  # the worker renews the lease or gives it up
                 continue
             if not part.gated and len(self._ready) >= _PREFETCH:

@@ -1,0 +1,439 @@
+"""``SqliteInbox``: the ``Inbox`` protocol over one sqlite file; see the package docstring.
+
+This module stores events (with the dedupe window of ``seen``), settles them, and keeps dead
+letters and counts; it turns each operation into a job for the writer thread (``writer``),
+whose group commits it shares. Handing events out is ``claims``'s; the SQL is ``schema``'s.
+
+One process consumes a file (calls ``claim``): the first claim takes the consumer lock
+(``lock``) and holds it until ``close``; a second consumer's claim fails with an
+``InboxError`` saying so. Others that never claim (``whizrouter dead list|replay|drop``,
+``whizrouter inbox stats``, a receiver-only process) take no lock and may open the file at
+any time.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+
+from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
+from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
+from whizrouter.inbox.base import DeadLetter, Inbox, RawEvent, StoredEvent
+from whizrouter.inbox.sqlite.claims import Claims, FileCounts
+from whizrouter.inbox.sqlite.lock import ConsumerLock
+from whizrouter.inbox.sqlite.schema import (
+    COUNT_PENDING,
+    COUNT_RUN,
+    DATA_VERSION,
+    DEAD_LETTERS,
+    DELETE_ALL_DEAD,
+    DELETE_DEAD,
+    DELETE_PENDING,
+    KILL,
+    MAX_ROWS,
+    RECORD_ATTEMPT,
+    REPLAY_ALL,
+    REPLAY_SOME,
+    STATS,
+    EventRow,
+    create_or_check,
+    insert_sql,
+    json_array,
+    rowcount,
+    scalar,
+)
+from whizrouter.inbox.sqlite.seen import SeenKeys
+from whizrouter.inbox.sqlite.url import Synchronous, parse_sqlite_url
+from whizrouter.inbox.sqlite.writer import Writer
+
+# The package's name: one logger for everything the sqlite inbox reports.
+logger = logging.getLogger("whizrouter.inbox.sqlite")
+
+_T = TypeVar("_T")
+
+
+class SqliteInbox(Inbox):
+    """The durable inbox in one SQLite file; see ``whizrouter.inbox.sqlite`` for the design.
+
+    Args:
+        path: the database file; a relative path is resolved against the current directory
+            now. The directory must exist.
+        synchronous: ``normal`` survives a crash or kill of the process; ``full`` also survives
+            a power loss or OS crash, at the cost of an fsync per commit.
+        max_backlog: unsettled events above which ``append`` refuses with ``InboxFullError``.
+        dedupe_seconds: how long a dedupe key is remembered (7 days by default).
+        prune_interval: seconds between background passes that forget expired dedupe keys.
+        poll_interval: seconds between checks, while ``claim`` waits, for events another
+            process put back (``whizrouter dead replay``).
+        busy_timeout: seconds to wait for another process' write lock before failing.
+        recent_keys: new dedupe keys gathered (in an append-only table, and in memory at about
+            150 bytes each) before they are merged into the dedupe index in key order; see
+            ``whizrouter.inbox.sqlite.seen``.
+
+    Attributes:
+        description: the inbox URL, for logs (a file path holds no secret).
+        durable: always True.
+        path: the database file, absolute.
+        synchronous: ``normal`` or ``full``.
+        recent_keys: see the arguments.
+    """
+
+    durable: bool = True
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: Synchronous = "normal",
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
+        dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS,
+        prune_interval: float = 60.0,
+        poll_interval: float = 1.0,
+        busy_timeout: float = 5.0,
+        recent_keys: int = 50_000,
+    ) -> None:
+        if synchronous not in ("normal", "full"):
+            raise ConfigurationError(
+                f"sqlite inbox synchronous={synchronous!r} is not supported; "
+                "use 'normal' (survives a crash) or 'full' (survives a power loss too)"
+            )
+        for name, value in [
+            ("max_backlog", max_backlog),
+            ("prune_interval", prune_interval),
+            ("poll_interval", poll_interval),
+            ("busy_timeout", busy_timeout),
+            ("recent_keys", recent_keys),
+        ]:
+            if value <= 0:
+                raise ConfigurationError(f"sqlite inbox {name}={value!r} must be positive")
+        if dedupe_seconds < 0:
+            raise ConfigurationError(
+                f"sqlite inbox dedupe_seconds={dedupe_seconds!r} must not be negative"
+            )
+        suffix = "?synchronous=full" if synchronous == "full" else ""
+        self.description = f"sqlite:///{path}{suffix}"
+        self.path = Path(path).absolute()
+        self.synchronous: Synchronous = synchronous
+        self.recent_keys = recent_keys
+        self._max_backlog = max_backlog
+        self._dedupe_seconds = dedupe_seconds
+        self._prune_interval = prune_interval
+        self._poll_interval = poll_interval
+        self._busy_timeout = busy_timeout
+        self._consumer = ConsumerLock(self.path)
+        # A new writer, new counts and new claims at each open.
+        self._writer: Writer | None = None
+        self._claims: Claims | None = None
+        self._counts = FileCounts()
+        # Loop thread only: events of appends queued and not yet answered.
+        self._reserved = 0
+        self._last_now = 0.0  # writer thread only
+        self._seen = SeenKeys(dedupe_seconds, merge_at=recent_keys)  # writer thread only
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
+        dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS,
+        **options: Any,
+    ) -> SqliteInbox:
+        """Build the inbox a ``WHIZROUTER_INBOX`` URL names.
+
+        ``sqlite:///inbox.db`` is relative to the working directory, ``sqlite:////var/x.db``
+        absolute; ``?synchronous=full`` asks for power-loss safety, ``?recent_keys=N`` sets
+        ``recent_keys``; join both with ``&``.
+
+        Args:
+            url: the URL.
+            max_backlog: see the class.
+            dedupe_seconds: see the class.
+            **options: other keyword arguments of the class (``prune_interval`` ...); the
+                URL's own options win.
+
+        Raises:
+            ConfigurationError: the URL is malformed; the message says what to write.
+        """
+        parsed = parse_sqlite_url(url)
+        inbox = cls(
+            parsed.path,
+            synchronous=parsed.synchronous,
+            max_backlog=max_backlog,
+            dedupe_seconds=dedupe_seconds,
+            **{**options, **parsed.options},
+        )
+        inbox.description = url
+        return inbox
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed for callers since ``open``.
+
+        With many concurrent callers this grows much slower than the number of calls (group
+        commit).
+        """
+        return 0 if self._writer is None else self._writer.commits
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (or create) the file and start the writer thread.
+
+        Raises:
+            InboxError: the file cannot be opened or was written by a newer whizrouter.
+        """
+        if self._writer is not None and self._writer.running:
+            return
+        self._counts = FileCounts()
+        self._seen = SeenKeys(self._dedupe_seconds, merge_at=self.recent_keys)
+        self._writer = Writer(
+            self.description,
+            self.path,
+            synchronous=self.synchronous,
+            busy_timeout=self._busy_timeout,
+            statements=MAX_ROWS + 64,
+            prepare=self._prepare,
+            insert=self._insert,
+            prune=self._maintain,
+            prune_interval=self._prune_interval,
+            on_rollback=self._seen.invalidate,
+            after_settle=self._after_settle,
+        )
+        self._claims = Claims(
+            self._writer,
+            self._counts,
+            self._consumer,
+            description=self.description,
+            poll_interval=self._poll_interval,
+        )
+        await self._writer.start()
+
+    async def close(self) -> None:
+        """Finish the queued work, then stop the writer; unsettled events stay in the file.
+
+        Also gives up the claim on the file, if ``claim`` took it.
+        """
+        writer = self._writer
+        if writer is None or not writer.running:
+            return
+        if self._claims is not None:
+            self._claims.wake()  # a waiting claim sees the writer stopping and fails
+        await writer.stop()
+        if self._consumer.held:
+            await anyio.to_thread.run_sync(self._consumer.release)
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """On the writer thread, once connected: check the schema version, create the tables."""
+        create_or_check(conn, self.path)
+        self._counts.backlog = scalar(conn, COUNT_PENDING)
+        if self._claims is not None:
+            self._claims.data_version = scalar(conn, DATA_VERSION)
+        logger.info(
+            "sqlite inbox %s open: %d events pending", self.description, self._counts.backlog
+        )
+
+    def _maintain(self, conn: sqlite3.Connection) -> float:
+        """Between commit groups, on the writer thread: the dedupe window's upkeep."""
+        return self._seen.maintain(
+            conn, interval=self._prune_interval, description=self.description
+        )
+
+    async def _submit(
+        self,
+        fn: Callable[[sqlite3.Connection], _T],
+        on_commit: Callable[[_T], None] | None = None,
+        *,
+        readonly: bool = False,
+        on_abandon: Callable[[_T], None] | None = None,
+        batch: list[RawEvent] | None = None,
+    ) -> _T:
+        if self._writer is None:
+            raise InboxError(f"the sqlite inbox {self.description} is not open")
+        return await self._writer.submit(
+            fn, on_commit, readonly=readonly, on_abandon=on_abandon, batch=batch
+        )
+
+    def _after_settle(self) -> None:
+        if self._claims is not None:
+            self._claims.wake_if_due()
+
+    # -- storing ---------------------------------------------------------------------------
+
+    async def append(self, events: Sequence[RawEvent]) -> int:
+        """Store events durably, dropping redeliveries; see ``Inbox.append``.
+
+        Returns only after the commit that holds them.
+
+        Raises:
+            InboxFullError: the backlog would pass ``max_backlog``; nothing was stored.
+            InboxError: the events could not be stored; nothing was stored.
+        """
+        count = len(events)
+        if not count:
+            return 0
+        backlog = self._counts.backlog + self._reserved
+        # An empty inbox takes any callback, however many events: none is refused forever.
+        if backlog and backlog + count > self._max_backlog:
+            raise InboxFullError(
+                f"the sqlite inbox holds {backlog} unsettled events (bound {self._max_backlog}); "
+                "the provider will retry, or raise max_backlog",
+                retry_after=5.0,
+            )
+        batch = list(events)
+        self._reserved += count
+        try:
+            return await self._submit(
+                lambda conn: self._insert(conn, [batch])[0], self._inserted, batch=batch
+            )
+        finally:
+            self._reserved -= count
+
+    def _insert(self, conn: sqlite3.Connection, batches: list[list[RawEvent]]) -> list[int]:
+        """Store the new events of several appends; return how many were new in each."""
+        now = self._last_now = max(time.time(), self._last_now + 1e-6)
+        keys = list(dict.fromkeys(event.key for batch in batches for event in batch))
+        new = self._seen.new_keys(conn, keys, now)
+        if self._seen.merge_due and self._writer is not None:
+            self._writer.maintain_soon()
+        rows: list[EventRow] = []
+        counts = []
+        for batch in batches:
+            before = len(rows)
+            for event in batch:
+                # Taken at its first occurrence: a repeat later in the group is a redelivery.
+                if event.key in new:
+                    new.discard(event.key)
+                    rows.append((event.kind, event.key, event.conversation, now, event.body))
+            counts.append(len(rows) - before)
+        for start in range(0, len(rows), MAX_ROWS):
+            chunk = rows[start : start + MAX_ROWS]
+            conn.execute(insert_sql(len(chunk)), [value for row in chunk for value in row])
+        self._counts.writes += len(rows)
+        return counts
+
+    def _inserted(self, count: int) -> None:
+        self._counts.backlog += count
+
+    # -- handing out (``claims``) ----------------------------------------------------------
+
+    async def take_consumer_lock(self) -> None:
+        """Take the file for this process's consumer now instead of at the first ``claim``.
+
+        A bot calls this at startup, so a second bot on the same file stops before it
+        listens. Holding it already is fine.
+
+        Raises:
+            InboxError: another process (or inbox) consumes the file; the message names it.
+        """
+        await self._submit(lambda conn: self._consumer.acquire(), readonly=True)
+
+    async def claim(self, limit: int) -> list[StoredEvent]:
+        """Wait for pending events and return up to ``limit`` of them, oldest first.
+
+        Each event is handed out once per process lifetime: a cursor remembers the highest seq
+        handed out, and starts at 0 after ``open`` so everything unsettled is handed out again.
+        ``StoredEvent.attempts`` counts handler runs known to have started (failed, or cut
+        short by a clean stop); an event the previous process held when it crashed comes out
+        ``maybe_ran``, and ``count_run`` counts its next run before that starts.
+
+        The first claim takes the file for this inbox until ``close`` (see the module
+        docstring): a second consumer of the same file would handle every event twice.
+
+        Raises:
+            InboxError: the inbox is not open (or was closed while waiting), or another
+                process (or another inbox in this one) already consumes the file.
+        """
+        if limit < 1:
+            raise ValueError(f"claim(limit={limit}) needs a positive limit")
+        if self._claims is None:
+            raise InboxError(f"the sqlite inbox {self.description} is not open")
+        return await self._claims.claim(limit)
+
+    async def release(self, unstarted: Sequence[int]) -> None:
+        """The consumer stops cleanly: claimed events in ``unstarted`` never reached a handler.
+
+        Counts now the attempt of every other claimed, unsettled event (its handler may have
+        run), and clears the claim mark, so the next start counts none: an event that waits
+        through many clean restarts keeps its attempt count. After a crash the next start
+        still counts one for every claimed event, since nobody can tell which had started.
+        Events claimed but still unsettled stay pending; call ``close`` afterwards.
+        """
+        if self._claims is not None:
+            await self._claims.release(unstarted)
+
+    # -- settling --------------------------------------------------------------------------
+
+    async def ack(self, seqs: Sequence[int]) -> None:
+        """Settle handled events (they are deleted; their keys stay in the dedupe window)."""
+        if seqs:
+            params = (json_array(seqs),)
+            await self._submit(rowcount(DELETE_PENDING, params), self._settled)
+
+    def _settled(self, count: int) -> None:
+        self._counts.backlog -= count
+
+    async def count_run(self, seq: int) -> None:
+        """Count a handler run of a ``maybe_ran`` event before it starts (see ``claim``)."""
+        await self._submit(rowcount(COUNT_RUN, (seq,)))
+
+    async def record_attempt(self, seq: int, attempts: int, error: str) -> None:
+        """Remember that ``attempts`` handler runs failed so far, the last with ``error``."""
+        await self._submit(rowcount(RECORD_ATTEMPT, (attempts, error, seq)))
+
+    async def dead(self, seq: int, *, handler: str, attempts: int, error: str) -> None:
+        """Move a pending event to the dead letters."""
+        params = (handler, attempts, error, time.time(), seq)
+        await self._submit(rowcount(KILL, params), self._settled)
+
+    # -- counts and dead letters -----------------------------------------------------------
+
+    def backlog(self) -> int:
+        """Unsettled events as known to this process (an in-memory counter, no I/O)."""
+        return self._counts.backlog
+
+    async def stats(self) -> dict[str, int]:
+        """Counts by state: ``pending``, ``dead``, ``seen`` (remembered dedupe keys)."""
+        row = await self._submit(lambda conn: conn.execute(STATS).fetchone(), readonly=True)
+        return {"pending": row[0], "dead": row[1], "seen": row[2]}
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest dead letters (by seq), up to ``limit``."""
+        rows = await self._submit(
+            lambda conn: conn.execute(DEAD_LETTERS, (limit,)).fetchall(), readonly=True
+        )
+        return [DeadLetter(*row) for row in rows]
+
+    async def replay(self, seqs: Sequence[int] | None = None) -> int:
+        """Put dead letters back as new pending events (new seq, attempts 0).
+
+        Works from another process while the consuming one runs: its ``claim`` finds them
+        within ``poll_interval``. The keys stay remembered, so redeliveries are still dropped.
+        """
+        if seqs is not None and not seqs:
+            return 0
+        chosen = None if seqs is None else json_array(seqs)
+        return await self._submit(lambda conn: self._replay_rows(conn, chosen), self._inserted)
+
+    def _replay_rows(self, conn: sqlite3.Connection, seqs: str | None) -> int:
+        now = time.time()
+        if seqs is None:
+            count = conn.execute(REPLAY_ALL, (None, now)).rowcount
+            conn.execute(DELETE_ALL_DEAD)
+        else:
+            count = conn.execute(REPLAY_SOME, (seqs, now)).rowcount
+            conn.execute(DELETE_DEAD, (seqs,))
+        self._counts.writes += count
+        return count
+
+    async def drop(self, seqs: Sequence[int]) -> int:
+        """Delete dead letters for good; return how many were deleted."""
+        if not seqs:
+            return 0
+        return await self._submit(rowcount(DELETE_DEAD, (json_array(seqs),)))
