@@ -36,6 +36,7 @@ from benchmarks.processes import RESULT_PREFIX
 from benchmarks.scenarios import build_scenarios
 from benchmarks.servers import new_bot
 from whizrouter import Context, Message, RawEvent
+from whizrouter.defaults import DEFAULT_MAX_BACKLOG
 from whizrouter.payloads import split_callback
 
 #: Events appended per ``Inbox.append`` call while preloading.
@@ -65,7 +66,8 @@ async def throughput(
 ) -> dict[str, Any]:
     """Events per second from a preloaded inbox to a no-op handler."""
     app = new_bot(
-        inbox_url(backend, workdir, f"throughput-{conversations}"), max_backlog=max(events, 100_000)
+        inbox_url(backend, workdir, f"throughput-{conversations}"),
+        max_backlog=max(events, DEFAULT_MAX_BACKLOG),
     )
     done = asyncio.Event()
     handled = 0

@@ -29,6 +29,7 @@ from benchmarks.processes import RESULT_PREFIX
 from benchmarks.scenarios import build_scenarios
 from benchmarks.servers import new_bot
 from whizrouter import Context, Message
+from whizrouter.defaults import DEFAULT_MAX_BACKLOG
 
 #: Messages per fed callback.
 CALLBACK_SIZE = 100
@@ -86,7 +87,10 @@ async def measure(backend: str, events: int) -> dict[str, Any]:
     started = 0
 
     with tempfile.TemporaryDirectory(prefix="whizbench-memory-") as scratch:
-        app = new_bot(inbox_url(backend, Path(scratch), "memory"), max_backlog=max(events, 100_000))
+        app = new_bot(
+            inbox_url(backend, Path(scratch), "memory"),
+            max_backlog=max(events, DEFAULT_MAX_BACKLOG),
+        )
 
         @app.on_message()
         async def blocked(message: Message, ctx: Context) -> None:
