@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
-
-# Imported "as" itself: cli.py, settings.py and dispatcher.py still import it from here; new
-# code imports it from whizrouter.defaults.
-from whizrouter.defaults import DEFAULT_INBOX_URL as DEFAULT_INBOX_URL
+from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_INBOX_URL, DEFAULT_MAX_BACKLOG
 from whizrouter.errors import ConfigurationError
 from whizrouter.inbox.base import Inbox
 from whizrouter.inbox.memory import MemoryInbox
