@@ -71,9 +71,9 @@ class Parts:
 
     async def close(self) -> None:
         """Close the inbox if it was used, and the client if it was used and is the app's."""
-        inbox = self.given_inbox or self.built_inbox
+        inbox = self.given_inbox if self.given_inbox is not None else self.built_inbox
         if inbox is not None:
             await inbox.close()
-        client = self.given_client or self.built_client
+        client = self.given_client if self.given_client is not None else self.built_client
         if client is not None and self.owns_client:
             await client.close()
