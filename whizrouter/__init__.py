@@ -15,6 +15,9 @@ from whizrouter.errors import (
     InboxError,
     InboxFullError,
     InboxUnavailableError,
+    MediaIntegrityError,
+    MediaNotFoundError,
+    MediaTooLargeError,
     MessageValidationError,
     PluginError,
     ProviderError,
@@ -46,8 +49,10 @@ from whizrouter.events import (
 from whizrouter.filters import F, Filter
 from whizrouter.inbox.base import DeadLetter, Inbox, RawEvent, StoredEvent
 from whizrouter.inbox.memory import MemoryInbox
+from whizrouter.media import MediaInfo, MediaStream
 from whizrouter.plugins import Plugin
 from whizrouter.routing import Router
+from whizrouter.typing_indicator import Typing
 
 __version__ = "0.1.0"
 
@@ -71,6 +76,11 @@ __all__ = [
     "InboxUnavailableError",
     "InteractiveMessage",
     "LocationMessage",
+    "MediaInfo",
+    "MediaIntegrityError",
+    "MediaNotFoundError",
+    "MediaStream",
+    "MediaTooLargeError",
     "MemoryInbox",
     "Message",
     "MessageValidationError",
@@ -90,6 +100,7 @@ __all__ = [
     "StoredEvent",
     "SystemMessage",
     "TextMessage",
+    "Typing",
     "UnknownMessage",
     "VideoMessage",
     "VoiceMessage",

@@ -28,19 +28,21 @@ import aiohttp
 from pydantic import SecretStr
 
 from whizrouter.backoff import CLIENT_RETRY, RetryPolicy
-from whizrouter.defaults import DEFAULT_CLIENT_TIMEOUT, ApiShape
+from whizrouter.defaults import DEFAULT_CLIENT_TIMEOUT, DEFAULT_MAX_MEDIA_BYTES, ApiShape
 from whizrouter.errors import ConfigurationError
 from whizrouter.interactive import InteractiveSending
+from whizrouter.media_client import MediaCalls
 from whizrouter.outgoing import invalid
 from whizrouter.sending import MessageSending
 from whizrouter.settings import API_KEY_ENV, BASE_URL_ENV, SHAPE_ENV, ClientSettings
 from whizrouter.transport import KEY_HEADER, Transport
+from whizrouter.typing_indicator import TypingCalls
 from whizrouter.webhook_config import WebhookConfig
 
 __all__ = ["API_KEY_ENV", "BASE_URL_ENV", "KEY_HEADER", "SHAPE_ENV", "WhizardClient"]
 
 
-class WhizardClient(MessageSending, InteractiveSending, WebhookConfig):
+class WhizardClient(MessageSending, InteractiveSending, MediaCalls, TypingCalls, WebhookConfig):
     """Async client of the Whizard (360dialog-style) WhatsApp Business API.
 
     Use it as an async context manager, or call :meth:`close` when done::
@@ -51,7 +53,9 @@ class WhizardClient(MessageSending, InteractiveSending, WebhookConfig):
     Its methods come in parts, one module each: the sends
     (:class:`~whizrouter.sending.MessageSending`,
     :class:`~whizrouter.interactive.InteractiveSending`), the webhook configuration
-    (:class:`~whizrouter.webhook_config.WebhookConfig`), and ``mark_read`` here.
+    (:class:`~whizrouter.webhook_config.WebhookConfig`), media downloads and uploads
+    (:class:`~whizrouter.media_client.MediaCalls`), the typing indicator
+    (:class:`~whizrouter.typing_indicator.TypingCalls`), and ``mark_read`` here.
 
     A client without a key or base URL can be built (a bot must start without them); the first
     API call then raises :class:`~whizrouter.errors.ConfigurationError` naming the variable to
@@ -77,10 +81,12 @@ class WhizardClient(MessageSending, InteractiveSending, WebhookConfig):
         session: an aiohttp session to use; the client never closes a session it was given.
             Without one, the client creates its own on the first call and closes it in
             :meth:`close`.
+        max_media_bytes: the default cap of a media download, in bytes (100 MB); a download
+            that passes it stops with :class:`~whizrouter.errors.MediaTooLargeError`.
 
     Raises:
         ConfigurationError: ``shape`` or ``WHIZARD_API_SHAPE`` is neither ``onprem`` nor
-            ``cloud``, or ``timeout`` is not a positive number.
+            ``cloud``, or ``timeout`` or ``max_media_bytes`` is not a positive number.
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class WhizardClient(MessageSending, InteractiveSending, WebhookConfig):
         timeout: float = DEFAULT_CLIENT_TIMEOUT,
         retry: RetryPolicy | None = None,
         session: aiohttp.ClientSession | None = None,
+        max_media_bytes: int = DEFAULT_MAX_MEDIA_BYTES,
     ) -> None:
         configured = ClientSettings.resolve(api_key, base_url, shape)
         self._api_key = configured.api_key
@@ -102,6 +109,13 @@ class WhizardClient(MessageSending, InteractiveSending, WebhookConfig):
                 f"timeout must be a positive number of seconds, not {timeout!r}"
             )
         self._timeout_seconds = float(timeout)
+        if isinstance(max_media_bytes, bool) or not (
+            isinstance(max_media_bytes, int) and max_media_bytes > 0
+        ):
+            raise ConfigurationError(
+                f"max_media_bytes must be a positive number of bytes, not {max_media_bytes!r}"
+            )
+        self._max_media_bytes = max_media_bytes
         self._messages_path = "/v1/messages" if self._shape == "onprem" else "/messages"
         self._transport = Transport(
             self._api_key,

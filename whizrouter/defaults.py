@@ -6,6 +6,8 @@ changed here changes everywhere it applies.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Literal
 
 #: The provider's two API shapes: ``onprem`` (the Whizard docs) and ``cloud`` (Meta's envelope).
@@ -29,3 +31,20 @@ DEFAULT_SHUTDOWN_GRACE = 25.0
 DEFAULT_DEDUPE_SECONDS = 7 * 24 * 3600
 #: Seconds a provider API call may take before it counts as failed (and is retried).
 DEFAULT_CLIENT_TIMEOUT = 10.0
+
+#: The largest media file a download reads before it stops, in bytes (``max_media_bytes=``).
+DEFAULT_MAX_MEDIA_BYTES = 100 * 1024 * 1024
+#: The size limits WhatsApp sets on media we upload, per media kind, in bytes (PROVIDER.md §7).
+#: Stickers: 500 KB is the animated limit; a static sticker may only be 100 KB.
+MEDIA_SIZE_LIMITS: Mapping[str, int] = MappingProxyType(
+    {
+        "image": 5 * 1024 * 1024,
+        "video": 16 * 1024 * 1024,
+        "audio": 16 * 1024 * 1024,
+        "document": 100 * 1024 * 1024,
+        "sticker": 500 * 1024,
+    }
+)
+#: Seconds between two typing indicators while ``async with ctx.typing():`` runs; WhatsApp
+#: shows one for about 25 s.
+DEFAULT_TYPING_INTERVAL = 20.0

@@ -11,8 +11,11 @@ Every exception whizrouter raises on purpose derives from ``WhizrouterError``::
     │   └── InboxUnavailableError the storage fails for now (a full disk); retried
     ├── BootstrapError            the webhook could not be registered at startup
     ├── MessageValidationError    a message would be refused by the provider; nothing was sent
+    ├── MediaTooLargeError        a media download passed its size cap; it was stopped
+    ├── MediaIntegrityError       downloaded media does not match the sha256 it came with
     └── ProviderError             the provider API answered with an error
                                   (http_code, developer_message, details, code)
+        ├── MediaNotFoundError    a media id is unknown or expired (404)
         └── RateLimited           the provider asked us to slow down (retry_after)
 
 Messages say what failed and what to do next; none of them ever contains the API key or a password.
@@ -136,3 +139,51 @@ class RateLimited(ProviderError):
             hint="slow down; whizrouter retries rate limits with backoff",
             raw=raw,
         )
+
+
+class MediaNotFoundError(ProviderError):
+    """The provider does not know a media id (404): it expired, was deleted or never existed.
+
+    Attributes:
+        media_id: the id asked for.
+    """
+
+    def __init__(self, media_id: str, cause: ProviderError) -> None:
+        self.media_id = media_id
+        super().__init__(
+            cause.http_code,
+            cause.developer_message,
+            details=cause.details,
+            code=cause.code,
+            retryable=False,
+            hint=(
+                f"media id {media_id!r} is unknown or expired: download received media "
+                "promptly (ids expire), and upload a file again to get a new id"
+            ),
+            raw=cause.raw,
+        )
+
+
+class MediaTooLargeError(WhizrouterError):
+    """A media download passed its size cap and was stopped; nothing is kept of it.
+
+    Attributes:
+        media_id: the media being downloaded.
+        limit: the cap, in bytes.
+    """
+
+    def __init__(self, media_id: str, limit: int, size: int | None = None) -> None:
+        self.media_id = media_id
+        self.limit = limit
+        said = f"is {size} bytes" if size is not None else "grew"
+        super().__init__(
+            f"media {media_id!r} {said}, over the download cap of {limit} bytes; pass a "
+            "larger max_bytes= to the download, or max_media_bytes= to WhizardClient"
+        )
+
+
+class MediaIntegrityError(WhizrouterError):
+    """Downloaded media does not hash to the sha256 the provider or the message gave.
+
+    The download was damaged or cut; nothing is kept of it. Downloading again usually works.
+    """

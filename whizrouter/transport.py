@@ -10,8 +10,9 @@ are retried with the shared :class:`~whizrouter.backoff.RetryPolicy`, honouring
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final, NamedTuple
 
 import aiohttp
@@ -105,6 +106,10 @@ class Transport:
         self._resolved = (self._base_url, headers, key)
         return self._resolved
 
+    def base_url(self) -> str:
+        """The checked base URL (the settings are checked as for a request)."""
+        return self._settings()[0]
+
     def _http(self) -> aiohttp.ClientSession:
         session = self._session
         if session is None:
@@ -116,7 +121,7 @@ class Transport:
         self,
         method: str,
         url: str,
-        data: bytes | None,
+        data: Any,
         headers: dict[str, str],
         secrets: Sequence[str],
     ) -> Answer | ErrorInfo:
@@ -142,33 +147,56 @@ class Transport:
                 return error_from_response(
                     status, response.reason, body, response.headers, secrets=secrets
                 )
-        except TimeoutError as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            return self._failure(exc)
+
+    def _failure(self, exc: TimeoutError | aiohttp.ClientError) -> ErrorInfo:
+        """What a request that got no usable answer tells the retry rule."""
+        if isinstance(exc, TimeoutError):
             return error_without_answer(
                 f"no answer within {self._timeout_seconds:g} s (timeout)",
                 retryable=True,
                 cause=exc,
                 hint="the provider may have received the request anyway",
             )
-        except aiohttp.InvalidURL as exc:
+        if isinstance(exc, aiohttp.InvalidURL):
             raise ConfigurationError(
                 f"the request URL is not valid: check {BASE_URL_ENV} ({self._base_url!r})"
             ) from exc
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        if isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError):
             return error_without_answer(
                 f"connection failed: {exc}",
                 retryable=True,
                 cause=exc,
                 hint=f"check {BASE_URL_ENV} and the network",
             )
-        except aiohttp.ClientError as exc:
-            return error_without_answer(f"request failed: {exc}", retryable=False, cause=exc)
+        return error_without_answer(f"request failed: {exc}", retryable=False, cause=exc)
 
     async def request(
-        self, method: str, path: str, payload: Any = None, *, secrets: Sequence[str] = ()
+        self,
+        method: str,
+        path: str,
+        payload: Any = None,
+        *,
+        secrets: Sequence[str] = (),
+        body: Callable[[], Any] | None = None,
+        content_type: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Answer:
         """Send one request with the retry rule; raise the typed error when it fails for good.
 
         The key, and ``secrets`` (values the payload carries), are scrubbed from errors.
+
+        Args:
+            method: the HTTP method.
+            path: the path below the base URL.
+            payload: a value sent as JSON.
+            secrets: more values to keep out of errors.
+            body: instead of ``payload``, makes the body of each attempt (bytes, or an
+                ``aiohttp.FormData``, which can be sent only once), sent as ``content_type``
+                (None: as aiohttp labels it, such as ``multipart/form-data; boundary=...``).
+            content_type: the ``Content-Type`` of ``body``.
+            retry: the retry policy of this request; the transport's by default.
         """
         base, headers, key = self._settings()
         hidden = (key, *secrets)
@@ -180,33 +208,94 @@ class Transport:
                 f"the request cannot be sent as JSON ({exc}); pass strings of valid Unicode and "
                 "values of JSON types (str, int, float, bool, list, dict, None)"
             ) from exc
-        policy = self._retry
-        retry = 0
+        if body is not None:
+            headers = {name: value for name, value in headers.items() if name != "Content-Type"}
+            if content_type is not None:
+                headers["Content-Type"] = content_type
+        policy = retry if retry is not None else self._retry
+        attempt = 0
         waited = 0.0
         while True:
-            outcome = await self._attempt(method, url, data, headers, hidden)
+            sent = body() if body is not None else data
+            outcome = await self._attempt(method, url, sent, headers, hidden)
             if isinstance(outcome, Answer):
                 return outcome
-            if outcome.retryable:
-                retry += 1
-                pause = policy.delay(retry, outcome.retry_after)
-                too_long = (
-                    outcome.retry_after is not None and outcome.retry_after > policy.max_delay
+            attempt += 1
+            pause = await self._pause(policy, outcome, attempt, waited, f"{method} {path}")
+            if pause is None:
+                raise outcome.to_exception() from outcome.cause
+            waited += pause
+
+    async def _pause(
+        self, policy: RetryPolicy, outcome: ErrorInfo, retry: int, waited: float, what: str
+    ) -> float | None:
+        """Wait before retry number ``retry`` and return the delay, or None: give up."""
+        if not outcome.retryable:
+            return None
+        pause = policy.delay(retry, outcome.retry_after)
+        too_long = outcome.retry_after is not None and outcome.retry_after > policy.max_delay
+        if too_long or not policy.allows(retry, waited, pause):
+            return None
+        logger.warning(
+            "%s failed (%s); retry %d of %d in %.2f s",
+            what,
+            _describe(outcome),
+            retry,
+            policy.attempts,
+            pause,
+        )
+        await asyncio.sleep(policy.wait_for(pause))
+        return pause
+
+    @contextlib.asynccontextmanager
+    async def stream(self, target: str) -> AsyncIterator[aiohttp.ClientResponse]:
+        """``GET`` a body to read in chunks: the open 2xx response, with the retry rule applied
+        until it starts; the errors are those of :meth:`request`.
+
+        Args:
+            target: a path below the base URL, or an absolute URL (the caller has pointed it
+                at the base URL: the key goes wherever it says).
+
+        The timeout applies to connecting and to each read, not to the whole body, so a large
+        file is not cut off by it.
+        """
+        base, _, key = self._settings()
+        url = target if "://" in target else base + target
+        headers = {KEY_HEADER: key, "Accept": "*/*"}
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeout_seconds, sock_read=self._timeout_seconds
+        )
+        what = "GET " + target.split("?", 1)[0]
+        attempt = 0
+        waited = 0.0
+        while True:
+            try:
+                response = await self._http().request(
+                    "GET", url, headers=headers, timeout=timeout, allow_redirects=False
                 )
-                if not too_long and policy.allows(retry, waited, pause):
-                    logger.warning(
-                        "%s %s failed (%s); retry %d of %d in %.2f s",
-                        method,
-                        path,
-                        _describe(outcome),
-                        retry,
-                        policy.attempts,
-                        pause,
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                outcome = self._failure(exc)
+            else:
+                if 200 <= response.status < 300:
+                    try:
+                        yield response
+                    finally:
+                        response.release()
+                    return
+                try:
+                    error_body = await _read_at_most(response, MAX_ERROR_BODY)
+                    outcome = error_from_response(
+                        response.status, response.reason, error_body, response.headers, secret=key
                     )
-                    await asyncio.sleep(policy.wait_for(pause))
-                    waited += pause
-                    continue
-            raise outcome.to_exception() from outcome.cause
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    outcome = self._failure(exc)
+                finally:
+                    response.release()
+            attempt += 1
+            pause = await self._pause(self._retry, outcome, attempt, waited, what)
+            if pause is None:
+                raise outcome.to_exception() from outcome.cause
+            waited += pause
 
 
 def _describe(error: ErrorInfo) -> str:

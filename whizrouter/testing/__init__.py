@@ -21,7 +21,8 @@ What is here:
   :func:`html_error_page`, :func:`rate_limit_400_body` and :func:`restarting_555_body`), to
   answer slowly or to drop the connection. :data:`TEST_RETRY` is the quick retry policy of
   the clients it makes (the ``whizard_client`` fixture).
-* Callback builders: :func:`text_callback`, :func:`status_callback` and
+* Callback builders: :func:`text_callback`, :func:`media_callback` (with
+  :meth:`FakeProvider.add_media` to hold the file), :func:`status_callback` and
   :func:`message_callback` make webhook bodies of either shape with a
   :func:`fresh_message_id`, from :data:`DEFAULT_WA_ID` to the test business
   (:data:`BUSINESS_NUMBER`, :data:`PHONE_NUMBER_ID`, :data:`WABA_ID`).
@@ -39,6 +40,7 @@ from whizrouter.testing.callbacks import (
     PHONE_NUMBER_ID,
     WABA_ID,
     fresh_message_id,
+    media_callback,
     message_callback,
     status_callback,
     text_callback,
@@ -51,6 +53,7 @@ from whizrouter.testing.error_bodies import (
     rate_limit_400_body,
     restarting_555_body,
 )
+from whizrouter.testing.fake_media import FakeMediaFile
 from whizrouter.testing.fake_provider import TEST_RETRY, FakeProvider
 from whizrouter.testing.injections import FakeBody
 from whizrouter.testing.nats_server import NatsServer
@@ -65,6 +68,7 @@ __all__ = [
     "WABA_ID",
     "BotTester",
     "FakeBody",
+    "FakeMediaFile",
     "FakeProvider",
     "HandlerFailedError",
     "NatsServer",
@@ -75,6 +79,7 @@ __all__ = [
     "fresh_message_id",
     "graph_error_body",
     "html_error_page",
+    "media_callback",
     "message_callback",
     "meta_error_body",
     "post_until_stored",

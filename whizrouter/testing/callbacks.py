@@ -1,14 +1,16 @@
 """Callback builders: webhook bodies of either API shape, as the provider would post them.
 
-:func:`text_callback`, :func:`status_callback` and :func:`message_callback` build the body of
-one inbound message or one status, flat for the on-premises API or wrapped in the Cloud
-envelope (``whatsapp_business_account`` with the test business number and ids below), each
-with a fresh message id (:func:`fresh_message_id`) and the current time, to feed a bot under
-test. Import them from :mod:`whizrouter.testing`.
+:func:`text_callback`, :func:`media_callback`, :func:`status_callback` and
+:func:`message_callback` build the body of one inbound message or one status, flat for the
+on-premises API or wrapped in the Cloud envelope (``whatsapp_business_account`` with the test
+business number and ids below), each with a fresh message id (:func:`fresh_message_id`) and
+the current time, to feed a bot under test. Import them from :mod:`whizrouter.testing`.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -192,3 +194,72 @@ def status_callback(
         item["errors"] = [dict(error) for error in errors]
     value: dict[str, Any] = {"statuses": [item]}
     return _cloud_envelope(value) if shape == "cloud" else value
+
+
+def media_callback(
+    kind: str,
+    media_id: str,
+    *,
+    mime_type: str | None = None,
+    data: bytes | None = None,
+    sha256: str | None = None,
+    caption: str | None = None,
+    filename: str | None = None,
+    wa_id: str = DEFAULT_WA_ID,
+    name: str = "Test User",
+    message_id: str | None = None,
+    shape: ApiShape = "onprem",
+    timestamp: str | None = None,
+) -> dict[str, Any]:
+    """A webhook body carrying one inbound media message.
+
+    Hold the file at the fake provider first, so the bot can download it::
+
+        media_id = bot.provider.add_media(data, "audio/ogg")
+        await bot.send(media_callback("voice", media_id, data=data, mime_type="audio/ogg"))
+
+    Args:
+        kind: ``"image"``, ``"video"``, ``"audio"``, ``"voice"``, ``"document"`` or
+            ``"sticker"``. A voice note is ``type: voice`` on-premises and an ``audio`` with
+            ``voice: true`` on Cloud, as the provider sends them.
+        media_id: the media id (from :meth:`FakeProvider.add_media`).
+        mime_type: the MIME type the message states.
+        data: the file's bytes, to state its sha256 (base64, as WhatsApp writes it).
+        sha256: the sha256 to state instead.
+        caption: image, video and document captions.
+        filename: documents only.
+        wa_id: the sender's WhatsApp id.
+        name: the sender's profile name.
+        message_id: the message id; a fresh one by default.
+        shape: ``"onprem"`` for the flat body, ``"cloud"`` for the Cloud envelope.
+        timestamp: Unix seconds as a string; now by default.
+
+    Returns:
+        The callback body, ready to POST to the webhook.
+    """
+    if kind not in ("image", "video", "audio", "voice", "document", "sticker"):
+        raise ValueError(
+            f"unknown media kind {kind!r}: use image, video, audio, voice, document or sticker"
+        )
+    media: dict[str, Any] = {"id": media_id}
+    if mime_type is not None:
+        media["mime_type"] = mime_type
+    if sha256 is None and data is not None:
+        sha256 = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    if sha256 is not None:
+        media["sha256"] = sha256
+    if caption is not None:
+        media["caption"] = caption
+    if filename is not None:
+        media["filename"] = filename
+    if kind == "voice" and shape == "cloud":
+        kind, media["voice"] = "audio", True
+    return message_callback(
+        kind,
+        media,
+        wa_id=wa_id,
+        name=name,
+        message_id=message_id,
+        shape=shape,
+        timestamp=timestamp,
+    )

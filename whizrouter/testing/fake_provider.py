@@ -23,8 +23,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from whizrouter.backoff import RetryPolicy
 from whizrouter.client import KEY_HEADER, WhizardClient
-from whizrouter.defaults import API_SHAPES, ApiShape
+from whizrouter.defaults import API_SHAPES, MEDIA_SIZE_LIMITS, ApiShape
 from whizrouter.testing.error_bodies import meta_error_body
+from whizrouter.testing.fake_media import FakeMedia, FakeMediaFile, MediaDownload
 from whizrouter.testing.injections import FakeBody, Injection, encode_body, take
 from whizrouter.testing.provider_api import (
     answer_mark_read,
@@ -50,7 +51,13 @@ class FakeProvider:
     * ``onprem``: ``POST /v1/messages`` (send), ``PUT /v1/messages/{id}`` (mark read);
     * ``cloud``: ``POST /messages`` (send, or mark read when the body has ``"status": "read"``);
     * both: ``GET`` and ``POST /v1/configs/webhook``, keeping the state in
-      :attr:`webhook_config`.
+      :attr:`webhook_config`;
+    * media, in the shape's own routes (:mod:`whizrouter.testing.fake_media`): download
+      (on Cloud in two steps, the file served below the fake's base URL where the media
+      object's Meta URL points), upload and delete; :meth:`add_media` holds a file as if a
+      customer had sent it, :attr:`media` has every file held;
+    * the typing indicator (Cloud: a mark-read body with ``typing_indicator``), in
+      :attr:`typing`.
 
     Every request must carry ``WHIZARD-KEY: <api_key>``, else the answer is 401 with a ``meta``
     error body. Sends get a fresh id (``wamid.fake-1``, ``wamid.fake-2`` ...). A malformed send
@@ -66,6 +73,7 @@ class FakeProvider:
         api_key: the key it accepts.
         calls: every request received, in order (including refused and failed ones).
         webhook_config: the webhook configuration, as last set with ``POST``.
+        media: the media files held, by media id (added with :meth:`add_media`, or uploaded).
     """
 
     def __init__(self, shape: ApiShape = "onprem", api_key: str = "test-key") -> None:
@@ -75,6 +83,7 @@ class FakeProvider:
         self.api_key = api_key
         self.calls: list[RecordedCall] = []
         self.webhook_config: dict[str, Any] = {}
+        self._media = FakeMedia(shape)
         self._failures: list[Injection] = []
         self._delays: list[Injection] = []
         self._drops: list[Injection] = []
@@ -107,7 +116,8 @@ class FakeProvider:
             return
         self._changed = asyncio.Condition()
         self._closing = asyncio.Event()
-        app = web.Application()
+        # Large enough for the largest upload WhatsApp allows, with its form around it.
+        app = web.Application(client_max_size=MEDIA_SIZE_LIMITS["document"] + 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
@@ -166,6 +176,35 @@ class FakeProvider:
         after a delayed answer is in, as the real provider would have sent it.
         """
         return [call for call in self.calls if call.kind == "send" and call.ok]
+
+    @property
+    def media(self) -> dict[str, FakeMediaFile]:
+        """The media files held, by media id."""
+        return self._media.files
+
+    def add_media(
+        self,
+        data: bytes,
+        mime_type: str = "application/octet-stream",
+        *,
+        media_id: str | None = None,
+        declare_size: bool = True,
+    ) -> str:
+        """Hold a file as if a customer had sent it, to download by the returned media id.
+
+        Build the callback that carries it with :func:`~whizrouter.testing.media_callback`.
+        With ``declare_size=False`` downloads do not state its size (sent chunked).
+        """
+        return self._media.add(data, mime_type, media_id=media_id, declare_size=declare_size)
+
+    @property
+    def typing(self) -> list[str]:
+        """The message ids the fake accepted a typing indicator for, in order."""
+        return [
+            call.message_id
+            for call in self.calls
+            if call.kind == "typing" and call.ok and call.message_id is not None
+        ]
 
     @property
     def marked_read(self) -> list[str]:
@@ -300,11 +339,16 @@ class FakeProvider:
         except orjson.JSONDecodeError:
             parsed = None
         path = request.path
-        kind, message_id = classify(self.shape, request.method, path, request.raw_path, parsed)
-        response = self._answer(request, kind, parsed)
+        media = self._media.classify(request.method, path)
+        if media is not None:
+            kind, message_id = media
+        else:
+            kind, message_id = classify(self.shape, request.method, path, request.raw_path, parsed)
+        response = self._answer(request, kind, parsed, message_id, body)
         if response.status >= 300:
-            message_id = message_id if kind == "mark_read" else None
-        elif kind == "send":
+            if media is None and kind not in ("mark_read", "typing"):
+                message_id = None
+        elif kind == "send" and isinstance(response, web.Response):
             message_id = sent_id(response)
         call = RecordedCall(
             method=request.method,
@@ -329,9 +373,13 @@ class FakeProvider:
                 pass
         if take(self._drops, path) is not None and request.transport is not None:
             request.transport.abort()
+        elif isinstance(response, MediaDownload):
+            await response.send(request)
         return response
 
-    def _answer(self, request: web.Request, kind: str, parsed: Any) -> web.Response:
+    def _answer(
+        self, request: web.Request, kind: str, parsed: Any, named: str | None, body: bytes
+    ) -> web.StreamResponse:
         given = request.headers.get(KEY_HEADER)
         if given is None or not hmac.compare_digest(given.encode(), self.api_key.encode()):
             reason = "Invalid api key" if given else f"Missing {KEY_HEADER} header"
@@ -341,8 +389,10 @@ class FakeProvider:
             return web.Response(status=failure.status, body=failure.body, headers=failure.headers)
         if kind == "send":
             return answer_send(self.shape, parsed, lambda: f"wamid.fake-{next(self._ids)}")
-        if kind == "mark_read":
+        if kind in ("mark_read", "typing"):
             return answer_mark_read(self.shape, parsed)
+        if kind.startswith("media_"):
+            return self._media.answer(request, kind, named, body)
         if kind == "get_webhook":
             return json_response(200, self.webhook_config)
         if kind == "set_webhook":

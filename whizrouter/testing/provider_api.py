@@ -3,7 +3,8 @@
 Each API shape has its own routes, as the real provider has:
 
 * ``onprem``: ``POST /v1/messages`` (send), ``PUT /v1/messages/{id}`` (mark read);
-* ``cloud``: ``POST /messages`` (send, or mark read when the body has ``"status": "read"``);
+* ``cloud``: ``POST /messages`` (send, or mark read when the body has ``"status": "read"``,
+  or the typing indicator when it also has ``typing_indicator``);
 * both: ``GET`` and ``POST /v1/configs/webhook``.
 
 A malformed send or mark-read gets the 400 the real API would give, in the shape's own error
@@ -34,8 +35,8 @@ def json_response(status: int, data: Any) -> web.Response:
 def classify(
     shape: ApiShape, method: str, path: str, raw_path: str, parsed: Any
 ) -> tuple[str, str | None]:
-    """The kind of a request (``send``, ``mark_read``, ``get_webhook``, ``set_webhook`` or
-    ``other``) and, for a mark-read, the message id it names."""
+    """The kind of a request (``send``, ``mark_read``, ``typing``, ``get_webhook``,
+    ``set_webhook`` or ``other``) and, for a mark-read or typing, the message id it names."""
     if path == WEBHOOK_PATH:
         return {"GET": "get_webhook", "POST": "set_webhook"}.get(method, "other"), None
     if shape == "onprem":
@@ -47,7 +48,9 @@ def classify(
     elif method == "POST" and path == "/messages":
         if isinstance(parsed, dict) and parsed.get("status") == "read":
             message_id = parsed.get("message_id")
-            return "mark_read", message_id if isinstance(message_id, str) else None
+            # The typing indicator rides on the mark-read call; the fake tells them apart.
+            kind = "typing" if "typing_indicator" in parsed else "mark_read"
+            return kind, message_id if isinstance(message_id, str) else None
         return "send", None
     return "other", None
 

@@ -18,8 +18,11 @@ class RecordedCall:
         json: the parsed JSON body, or ``None`` when the body was empty or not JSON.
         body: the raw body bytes.
         status: the status the fake answered with (even if the answer was delayed or dropped).
-        kind: ``"send"``, ``"mark_read"``, ``"get_webhook"``, ``"set_webhook"`` or ``"other"``.
-        message_id: for a send, the id the fake assigned; for a mark-read, the id it names.
+        kind: ``"send"``, ``"mark_read"``, ``"typing"``, ``"get_webhook"``, ``"set_webhook"``,
+            ``"media_info"``, ``"media_download"``, ``"media_upload"``, ``"media_delete"`` or
+            ``"other"``.
+        message_id: for a send, the id the fake assigned; for a mark-read or typing, the id it
+            names; for a media call, the media id.
         at: when the request arrived, in the event loop's clock (``loop.time()``).
     """
 
