@@ -1,17 +1,26 @@
 """``Context``: what a handler gets beside the event.
 
 It names the conversation, carries the provider client, the attempt number and per-event
-state that plugins and handlers share under typed ``ContextKey``s.
+state that plugins and handlers share under typed ``ContextKey``s, and has the shortcuts a
+handler answers with: ``reply_*`` (media by id, link or a file's ``path``, uploaded first),
+``download`` and ``save_media`` of what the customer sent, and ``typing``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+from whizrouter.defaults import DEFAULT_TYPING_INTERVAL
+from whizrouter.errors import MessageValidationError
+from whizrouter.typing_indicator import Typing
 
 if TYPE_CHECKING:
     from whizrouter.client import WhizardClient
     from whizrouter.events import Contact
+    from whizrouter.media import MediaInfo, MediaKind, MediaRef
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -131,8 +140,12 @@ class Context:
         link: str | None = None,
         caption: str | None = None,
         quote: bool = False,
+        path: str | os.PathLike[str] | None = None,
+        mime_type: str | None = None,
     ) -> str:
-        """Send an image (by media id or link) to this conversation."""
+        """Send an image (by media id, link, or a file's ``path``, uploaded first) to this
+        conversation; ``mime_type`` is guessed from the path's name when not given."""
+        id = await self._upload(id, path, mime_type, "image")
         return await self.client.send_image(
             self.conversation, id=id, link=link, caption=caption, reply_to=self._quote(quote)
         )
@@ -145,8 +158,14 @@ class Context:
         caption: str | None = None,
         filename: str | None = None,
         quote: bool = False,
+        path: str | os.PathLike[str] | None = None,
+        mime_type: str | None = None,
     ) -> str:
-        """Send a document (by media id or link) to this conversation."""
+        """Send a document (by media id, link, or a file's ``path``, uploaded first, whose name
+        is then the default ``filename``) to this conversation."""
+        if path is not None and filename is None:
+            filename = Path(path).name
+        id = await self._upload(id, path, mime_type, "document")
         return await self.client.send_document(
             self.conversation,
             id=id,
@@ -155,6 +174,93 @@ class Context:
             filename=filename,
             reply_to=self._quote(quote),
         )
+
+    async def reply_video(
+        self,
+        *,
+        id: str | None = None,
+        link: str | None = None,
+        caption: str | None = None,
+        quote: bool = False,
+        path: str | os.PathLike[str] | None = None,
+        mime_type: str | None = None,
+    ) -> str:
+        """Send a video (by media id, link, or a file's ``path``, uploaded first)."""
+        id = await self._upload(id, path, mime_type, "video")
+        return await self.client.send_video(
+            self.conversation, id=id, link=link, caption=caption, reply_to=self._quote(quote)
+        )
+
+    async def reply_audio(
+        self,
+        *,
+        id: str | None = None,
+        link: str | None = None,
+        quote: bool = False,
+        path: str | os.PathLike[str] | None = None,
+        mime_type: str | None = None,
+    ) -> str:
+        """Send an audio file (by media id, link, or a file's ``path``, uploaded first)."""
+        id = await self._upload(id, path, mime_type, "audio")
+        return await self.client.send_audio(
+            self.conversation, id=id, link=link, reply_to=self._quote(quote)
+        )
+
+    async def reply_sticker(
+        self,
+        *,
+        id: str | None = None,
+        link: str | None = None,
+        quote: bool = False,
+        path: str | os.PathLike[str] | None = None,
+    ) -> str:
+        """Send a sticker (by media id, link, or a webp file's ``path``, uploaded first)."""
+        id = await self._upload(id, path, "image/webp", "sticker")
+        return await self.client.send_sticker(
+            self.conversation, id=id, link=link, reply_to=self._quote(quote)
+        )
+
+    async def _upload(
+        self,
+        id: str | None,
+        path: str | os.PathLike[str] | None,
+        mime_type: str | None,
+        kind: MediaKind,
+    ) -> str | None:
+        """The media id to send: ``id``, or the id of ``path`` once uploaded."""
+        if path is None:
+            return id
+        if id is not None:
+            raise MessageValidationError(f"pass the {kind}'s id, link or path, not several")
+        return await self.client.upload_media(path, mime_type, kind=kind)
+
+    async def download(self, media: MediaRef, *, max_bytes: int | None = None) -> bytes:
+        """The bytes of a media file: ``await ctx.download(message.image)``.
+
+        Takes a media message (image, video, audio, voice, document, sticker), its media
+        object or a media id; checks the sha256 the message carries. Held in memory: use
+        :meth:`save_media` or ``ctx.client.open_media`` for large files. Errors as in
+        :meth:`WhizardClient.open_media <whizrouter.WhizardClient.open_media>`.
+        """
+        return await self.client.download_media(media, max_bytes=max_bytes)
+
+    async def save_media(
+        self, media: MediaRef, path: str | os.PathLike[str], *, max_bytes: int | None = None
+    ) -> MediaInfo:
+        """Stream a media file to ``path`` atomically; its size, MIME type and sha256.
+
+        As :meth:`WhizardClient.save_media <whizrouter.WhizardClient.save_media>`.
+        """
+        return await self.client.save_media(media, path, max_bytes=max_bytes)
+
+    def typing(self, *, interval: float = DEFAULT_TYPING_INTERVAL) -> Typing:
+        """The typing indicator for this message (Cloud only; on-premises it sends nothing).
+
+        ``await ctx.typing()`` shows it once; ``async with ctx.typing():`` shows it and sends it
+        again every ``interval`` seconds until the block ends. A failure is logged, never
+        raised.
+        """
+        return Typing(self.client, self.message_id if self.kind == "message" else None, interval)
 
     async def reply_buttons(
         self,
