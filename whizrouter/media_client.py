@@ -60,8 +60,15 @@ def through_base_url(url: str, base_url: str) -> str:
 
 
 def _not_found(media_id: str, exc: ProviderError) -> ProviderError:
-    """A 404 as the typed "unknown media id" error; any other error as it is."""
-    if exc.http_code == 404 and not isinstance(exc, MediaNotFoundError):
+    """A 404 as the typed "unknown media id" error; any other error as it is.
+
+    The Graph API answers an unknown object id with a 400 (code 100, "Object with ID ...
+    does not exist"): that is the same error.
+    """
+    if isinstance(exc, MediaNotFoundError):
+        return exc
+    graph_unknown = exc.code == 100 and "does not exist" in exc.developer_message
+    if exc.http_code == 404 or (exc.http_code == 400 and graph_unknown):
         return MediaNotFoundError(media_id, exc)
     return exc
 
