@@ -29,3 +29,11 @@ DEFAULT_SHUTDOWN_GRACE = 25.0
 DEFAULT_DEDUPE_SECONDS = 7 * 24 * 3600
 #: Seconds a provider API call may take before it counts as failed (and is retried).
 DEFAULT_CLIENT_TIMEOUT = 10.0
+#: The port ``whizrouter fake-provider`` listens on.
+DEFAULT_FAKE_PROVIDER_PORT = 8090
+#: Seconds running handlers get at each reload of ``whizrouter dev``: an edit should not wait.
+DEV_SHUTDOWN_GRACE = 2.0
+#: The webhook ``whizrouter send`` posts to when no ``--url`` is given.
+DEFAULT_SEND_URL = "http://127.0.0.1:8080/webhook"
+#: The customer WhatsApp id test callbacks come from (``whizrouter send``, the test kit).
+DEFAULT_TEST_WA_ID = "15551230001"
