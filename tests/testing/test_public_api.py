@@ -10,7 +10,7 @@ import whizrouter.testing
 EXPECTED = {
     "BUSINESS_NUMBER",
     "BotTester",
-    "Button",
+    "ReplyButton",
     "DEFAULT_WA_ID",
     "FakeBody",
     "FakeProvider",

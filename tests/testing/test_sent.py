@@ -7,8 +7,8 @@ import pytest
 from whizrouter import Context, TextMessage, WhizRouter
 from whizrouter.defaults import ApiShape
 from whizrouter.testing import (
-    Button,
     ListRow,
+    ReplyButton,
     SentButtons,
     SentList,
     SentMedia,
@@ -66,7 +66,7 @@ async def test_buttons_read_back_with_their_ids(bot_tester: StartBot, shape: Api
     replies = await bot.text("menu", message_id="wamid.IN1")
     assert replies == []  # no text among them
     assert replies.buttons[0].id == "yes"
-    assert replies.buttons == [Button("yes", "Yes"), Button("no", "No")]
+    assert replies.buttons == [ReplyButton("yes", "Yes"), ReplyButton("no", "No")]
     (sent,) = replies.messages
     assert isinstance(sent, SentButtons)
     assert sent.body == "Pick one"
