@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -55,8 +56,14 @@ async def test_dev_prints_the_reply_and_reloads_on_an_edit(tmp_path: Path) -> No
     await dev.start()
     try:
         await dev.wait_for_line("listening on")
-        # No key: the console provider answers the send and prints it.
-        await send_until_printed(dev, url, "hi", "send text to 15551230001: 'echo: hi'")
+        # The README's second command; with no key, the console provider prints the reply.
+        sent = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "whizrouter", "send", "--text", "hi", "--url", url),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert (await sent.communicate())[0].startswith(b"200 OK")
+        await dev.wait_for_line("send text to 15551230001: 'echo: hi'")
         await dev.wait_for_line("mark read wamid.TEST")  # the mark-read plugin, after it
         assert "inbox: memory" in dev.output
         started = asyncio.get_running_loop().time()

@@ -28,7 +28,7 @@ What is here:
 * What the bot sent, typed: ``bot.text`` answers :class:`Replies` (the text bodies, and
   ``.buttons``, ``.rows``, ``.media``, ``.templates``, ``.reactions``); ``bot.sent`` and
   :func:`sent_messages` read recorded calls as :class:`SentText`, :class:`SentMedia`,
-  :class:`SentButtons` (of :class:`Button`), :class:`SentList` (of :class:`ListRow`),
+  :class:`SentButtons` (of :class:`ReplyButton`), :class:`SentList` (of :class:`ListRow`),
   :class:`SentTemplate`, :class:`SentReaction` or :class:`SentOther`, all
   :class:`SentMessage`.
 * For a bot run as its own process: :func:`free_port`, :class:`NatsServer` (a real
@@ -62,10 +62,10 @@ from whizrouter.testing.injections import FakeBody
 from whizrouter.testing.nats_server import NatsServer
 from whizrouter.testing.ports import free_port
 from whizrouter.testing.recorded_call import RecordedCall
+from whizrouter.testing.replies import Replies
 from whizrouter.testing.sent import (
-    Button,
     ListRow,
-    Replies,
+    ReplyButton,
     SentButtons,
     SentList,
     SentMedia,
@@ -85,7 +85,6 @@ __all__ = [
     "TEST_RETRY",
     "WABA_ID",
     "BotTester",
-    "Button",
     "FakeBody",
     "FakeProvider",
     "HandlerFailedError",
@@ -93,6 +92,7 @@ __all__ = [
     "NatsServer",
     "RecordedCall",
     "Replies",
+    "ReplyButton",
     "SentButtons",
     "SentList",
     "SentMedia",

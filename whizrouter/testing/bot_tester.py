@@ -36,7 +36,8 @@ from whizrouter.testing.callbacks import DEFAULT_WA_ID, message_callback, status
 from whizrouter.testing.callbacks import text_callback as build_text_callback
 from whizrouter.testing.fake_provider import FakeProvider
 from whizrouter.testing.recorded_call import RecordedCall
-from whizrouter.testing.sent import Replies, SentMessage, sent_messages
+from whizrouter.testing.replies import Replies
+from whizrouter.testing.sent import SentMessage, sent_messages
 
 
 class HandlerFailedError(AssertionError):

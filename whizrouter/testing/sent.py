@@ -4,9 +4,7 @@
 :class:`SentMedia`, :class:`SentButtons`, :class:`SentList`, :class:`SentTemplate`,
 :class:`SentReaction` or, for any other type (location, contacts ...), a :class:`SentOther`,
 reading either API shape (the Cloud ``messaging_product`` envelope and quoted ``context``; the
-on-premises top-level ``preview_url`` and template ``namespace``). :class:`Replies` is what
-``BotTester.text`` returns: the text bodies, as a list of strings, plus every message sent
-typed, so ``(await bot.text("menu")).buttons[0].id`` reads the first button's id.
+on-premises top-level ``preview_url`` and template ``namespace``).
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ _MEDIA_KINDS: Final = ("image", "video", "audio", "document", "sticker")
 
 
 @dataclass(frozen=True, slots=True)
-class Button:
+class ReplyButton:
     """A reply button of a :class:`SentButtons`: its ``id`` comes back in the button reply."""
 
     id: str
@@ -95,7 +93,7 @@ class SentButtons(SentMessage):
     """An interactive message with reply buttons."""
 
     body: str = ""
-    buttons: tuple[Button, ...] = ()
+    buttons: tuple[ReplyButton, ...] = ()
     header: str | None = None
     footer: str | None = None
 
@@ -218,7 +216,7 @@ def sent_message(body: dict[str, Any], message_id: str | None = None) -> SentMes
         }
         if payload["type"] == "button":
             buttons = tuple(
-                Button(id=str(b["reply"]["id"]), title=str(b["reply"]["title"]))
+                ReplyButton(id=str(b["reply"]["id"]), title=str(b["reply"]["title"]))
                 for b in action.get("buttons", ())
             )
             return SentButtons(**common, **decoration, buttons=buttons)
@@ -265,46 +263,3 @@ def sent_messages(calls: Iterable[RecordedCall], *, to: str | None = None) -> li
             if to is None or message.to == to:
                 messages.append(message)
     return messages
-
-
-class Replies(list[str]):
-    """What the bot sent back: the bodies of its texts (it is that list of strings, so
-    ``await bot.text("hi") == ["echo: hi"]`` holds), and every message typed.
-
-    Attributes:
-        messages: every message sent, typed, in order (texts included).
-    """
-
-    def __init__(self, messages: Iterable[SentMessage]) -> None:
-        self.messages: list[SentMessage] = list(messages)
-        super().__init__(m.body for m in self.messages if isinstance(m, SentText))
-
-    @property
-    def texts(self) -> list[SentText]:
-        """The text messages."""
-        return [m for m in self.messages if isinstance(m, SentText)]
-
-    @property
-    def buttons(self) -> list[Button]:
-        """The buttons of every button message, in order."""
-        return [b for m in self.messages if isinstance(m, SentButtons) for b in m.buttons]
-
-    @property
-    def rows(self) -> list[ListRow]:
-        """The rows of every list message, in order."""
-        return [r for m in self.messages if isinstance(m, SentList) for r in m.rows]
-
-    @property
-    def media(self) -> list[SentMedia]:
-        """The images, videos, audio, documents and stickers."""
-        return [m for m in self.messages if isinstance(m, SentMedia)]
-
-    @property
-    def templates(self) -> list[SentTemplate]:
-        """The template messages."""
-        return [m for m in self.messages if isinstance(m, SentTemplate)]
-
-    @property
-    def reactions(self) -> list[SentReaction]:
-        """The reactions."""
-        return [m for m in self.messages if isinstance(m, SentReaction)]
