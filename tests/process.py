@@ -110,3 +110,87 @@ class BotProcess:
                 self.process.kill()
                 await self.process.wait()
         return await self.output()
+
+
+class CommandProcess:
+    """A ``python -m whizrouter ARGS`` child process whose output is read as it comes."""
+
+    def __init__(self, *args: str, env: Mapping[str, str] | None = None, cwd: Path = ROOT) -> None:
+        self.args = args
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
+        self.process: asyncio.subprocess.Process | None = None
+        self.lines: list[str] = []
+        self._changed = asyncio.Condition()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the process and the task that collects its output lines."""
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "whizrouter",
+            *self.args,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,  # a stop signals its children too
+        )
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        async for raw in self.process.stdout:
+            async with self._changed:
+                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+                self._changed.notify_all()
+        async with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> str:
+        """Everything printed so far."""
+        return "\n".join(self.lines)
+
+    async def wait_for_line(self, text: str, timeout: float = 20.0, *, after: int = 0) -> int:
+        """Wait until a line from index ``after`` on contains ``text``; return its index.
+
+        Raises:
+            AssertionError: no such line in time, or the process ended; with the output.
+        """
+
+        def found() -> int | None:
+            for index in range(after, len(self.lines)):
+                if text in self.lines[index]:
+                    return index
+            return None
+
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(
+                    lambda: (
+                        found() is not None or (self._reader is not None and self._reader.done())
+                    )
+                )
+        except TimeoutError:
+            pass
+        index = found()
+        if index is None:
+            raise AssertionError(f"no line with {text!r} within {timeout:g} s:\n{self.output}")
+        return index
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Signal the process (if it still runs), wait for it, return its exit code."""
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(sig)
+            try:
+                await asyncio.wait_for(self.process.wait(), timeout)
+            except TimeoutError:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                await self.process.wait()
+        if self._reader is not None:
+            await self._reader
+        assert self.process.returncode is not None
+        return self.process.returncode

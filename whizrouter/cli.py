@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from whizrouter import __version__
+from whizrouter import __version__, cli_fake_provider, cli_send, dev, scaffold
 from whizrouter.app import WhizRouter
 from whizrouter.client_errors import scrub
 from whizrouter.defaults import DEFAULT_INBOX_URL
@@ -348,6 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("ids", nargs="+", type=int, metavar="ID", help="ids from `dead list`")
     drop.add_argument("--inbox", help=inbox_help)
     drop.set_defaults(func=_cmd_dead_drop)
+    dev.add_command(commands, [level_after], _port, load_app)
+    cli_send.add_command(commands, [level_after])
+    cli_fake_provider.add_command(commands, [level_after], _port)
+    scaffold.add_command(commands, [level_after])
     return parser
 
 
@@ -355,7 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``whizrouter`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    default_level = "INFO" if args.command == "run" else "WARNING"
+    serving = args.command in ("run", "dev")
+    default_level = "INFO" if serving else "WARNING"
     level = getattr(logging, str(args.log_level or default_level).upper(), None)
     if not isinstance(level, int):
         parser.error(
@@ -365,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A bot's log gets timestamps and logger names; a command typed at a prompt answers plainly.
     log_format = (
         "%(asctime)s %(levelname)s %(name)s: %(message)s"
-        if args.command == "run"
+        if serving
         else "whizrouter: %(levelname)s: %(message)s"
     )
     logging.basicConfig(level=level, format=log_format)

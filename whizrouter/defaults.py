@@ -48,3 +48,11 @@ MEDIA_SIZE_LIMITS: Mapping[str, int] = MappingProxyType(
 #: Seconds between two typing indicators while ``async with ctx.typing():`` runs; WhatsApp
 #: shows one for about 25 s.
 DEFAULT_TYPING_INTERVAL = 20.0
+#: The port ``whizrouter fake-provider`` listens on.
+DEFAULT_FAKE_PROVIDER_PORT = 8090
+#: Seconds running handlers get at each reload of ``whizrouter dev``: an edit should not wait.
+DEV_SHUTDOWN_GRACE = 2.0
+#: The webhook ``whizrouter send`` posts to when no ``--url`` is given.
+DEFAULT_SEND_URL = "http://127.0.0.1:8080/webhook"
+#: The customer WhatsApp id test callbacks come from (``whizrouter send``, the test kit).
+DEFAULT_TEST_WA_ID = "15551230001"

@@ -26,6 +26,12 @@ What is here:
   :func:`message_callback` make webhook bodies of either shape with a
   :func:`fresh_message_id`, from :data:`DEFAULT_WA_ID` to the test business
   (:data:`BUSINESS_NUMBER`, :data:`PHONE_NUMBER_ID`, :data:`WABA_ID`).
+* What the bot sent, typed: ``bot.text`` answers :class:`Replies` (the text bodies, and
+  ``.buttons``, ``.rows``, ``.media``, ``.templates``, ``.reactions``); ``bot.sent`` and
+  :func:`sent_messages` read recorded calls as :class:`SentText`, :class:`SentMedia`,
+  :class:`SentButtons` (of :class:`ReplyButton`), :class:`SentList` (of :class:`ListRow`),
+  :class:`SentTemplate`, :class:`SentReaction` or :class:`SentOther`, all
+  :class:`SentMessage`.
 * For a bot run as its own process: :func:`free_port`, :class:`NatsServer` (a real
   ``nats-server -js``) and :func:`post_until_stored` (post a callback as the provider does).
 
@@ -59,6 +65,21 @@ from whizrouter.testing.injections import FakeBody
 from whizrouter.testing.nats_server import NatsServer
 from whizrouter.testing.ports import free_port
 from whizrouter.testing.recorded_call import RecordedCall
+from whizrouter.testing.replies import Replies
+from whizrouter.testing.sent import (
+    ListRow,
+    ReplyButton,
+    SentButtons,
+    SentList,
+    SentMedia,
+    SentMessage,
+    SentOther,
+    SentReaction,
+    SentTemplate,
+    SentText,
+    sent_message,
+    sent_messages,
+)
 
 __all__ = [
     "BUSINESS_NUMBER",
@@ -71,8 +92,19 @@ __all__ = [
     "FakeMediaFile",
     "FakeProvider",
     "HandlerFailedError",
+    "ListRow",
     "NatsServer",
     "RecordedCall",
+    "Replies",
+    "ReplyButton",
+    "SentButtons",
+    "SentList",
+    "SentMedia",
+    "SentMessage",
+    "SentOther",
+    "SentReaction",
+    "SentTemplate",
+    "SentText",
     "StartBot",
     "errors_list_body",
     "free_port",
@@ -85,6 +117,8 @@ __all__ = [
     "post_until_stored",
     "rate_limit_400_body",
     "restarting_555_body",
+    "sent_message",
+    "sent_messages",
     "status_callback",
     "text_callback",
 ]

@@ -36,6 +36,8 @@ from whizrouter.testing.callbacks import DEFAULT_WA_ID, message_callback, status
 from whizrouter.testing.callbacks import text_callback as build_text_callback
 from whizrouter.testing.fake_provider import FakeProvider
 from whizrouter.testing.recorded_call import RecordedCall
+from whizrouter.testing.replies import Replies
+from whizrouter.testing.sent import SentMessage, sent_messages
 
 
 class HandlerFailedError(AssertionError):
@@ -225,15 +227,19 @@ class BotTester:
         wa_id: str = DEFAULT_WA_ID,
         name: str = "Test User",
         message_id: str | None = None,
-    ) -> list[str]:
-        """Send a text message from ``wa_id``; return the bodies of the texts the bot sent
-        to ``wa_id`` meanwhile."""
+    ) -> Replies:
+        """Send a text message from ``wa_id``; return what the bot sent to ``wa_id`` meanwhile.
+
+        The answer is the list of the bodies of the texts sent (``== ["echo: hi"]``), and
+        carries every message sent typed: ``.messages``, ``.buttons``, ``.rows``,
+        ``.media``, ``.templates``, ``.reactions`` (:class:`~whizrouter.testing.Replies`).
+        """
         calls = await self.send(
             build_text_callback(
                 text, wa_id=wa_id, name=name, message_id=message_id, shape=self.provider.shape
             )
         )
-        return texts_of(calls, to=wa_id)
+        return Replies(sent_messages(calls, to=wa_id))
 
     async def message(
         self,
@@ -278,6 +284,11 @@ class BotTester:
     def replies(self) -> list[str]:
         """The bodies of every text the bot sent so far."""
         return texts_of(self.provider.sent)
+
+    @property
+    def sent(self) -> list[SentMessage]:
+        """Every message the bot sent so far, typed (:func:`~whizrouter.testing.sent_messages`)."""
+        return sent_messages(self.provider.sent)
 
 
 def without_waits(policy: RetryPolicy) -> RetryPolicy:

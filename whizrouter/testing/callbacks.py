@@ -16,10 +16,10 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from whizrouter.defaults import ApiShape
+from whizrouter.defaults import DEFAULT_TEST_WA_ID, ApiShape
 
 #: The customer WhatsApp id the builders use by default.
-DEFAULT_WA_ID: Final = "15551230001"
+DEFAULT_WA_ID: Final = DEFAULT_TEST_WA_ID
 #: The business number and ids the Cloud envelope carries.
 BUSINESS_NUMBER: Final = "15550009999"
 PHONE_NUMBER_ID: Final = "109876543210987"

@@ -13,7 +13,7 @@ import asyncio
 import hmac
 import itertools
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -67,6 +67,13 @@ class FakeProvider:
     Args:
         shape: the API shape to speak, ``"onprem"`` or ``"cloud"``.
         api_key: the key the fake accepts.
+        host: the address to listen on (``127.0.0.1``; ``0.0.0.0`` to be reached from a
+            container).
+        port: the port to listen on (0: a free one).
+        on_call: called with every request as it is recorded (``whizrouter fake-provider``
+            and the dev console print them).
+        routes: extra aiohttp routes served before the API's, such as the HTTP controls of
+            ``whizrouter fake-provider``; they are not recorded.
 
     Attributes:
         shape: the API shape it speaks.
@@ -76,11 +83,24 @@ class FakeProvider:
         media: the media files held, by media id (added with :meth:`add_media`, or uploaded).
     """
 
-    def __init__(self, shape: ApiShape = "onprem", api_key: str = "test-key") -> None:
+    def __init__(
+        self,
+        shape: ApiShape = "onprem",
+        api_key: str = "test-key",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_call: Callable[[RecordedCall], None] | None = None,
+        routes: Iterable[web.AbstractRouteDef] = (),
+    ) -> None:
         if shape not in API_SHAPES:
             raise ValueError(f"shape must be 'onprem' or 'cloud', not {shape!r}")
         self.shape: ApiShape = shape
         self.api_key = api_key
+        self._host = host
+        self._listen_port = port
+        self._on_call = on_call
+        self._routes = list(routes)
         self.calls: list[RecordedCall] = []
         self.webhook_config: dict[str, Any] = {}
         self._media = FakeMedia(shape)
@@ -108,22 +128,25 @@ class FakeProvider:
         """
         if self._port is None:
             raise RuntimeError("the FakeProvider is not running: call `await fake.start()` first")
-        return f"http://127.0.0.1:{self._port}"
+        host = "127.0.0.1" if self._host in ("0.0.0.0", "") else self._host
+        return f"http://{host}:{self._port}"
 
     async def start(self) -> None:
-        """Start serving on a random free port of 127.0.0.1."""
+        """Start serving (on a random free port of 127.0.0.1 unless told otherwise)."""
         if self._runner is not None:
             return
         self._changed = asyncio.Condition()
         self._closing = asyncio.Event()
         # Large enough for the largest upload WhatsApp allows, with its form around it.
         app = web.Application(client_max_size=MEDIA_SIZE_LIMITS["document"] + 1024 * 1024)
+        app.router.add_routes(self._routes)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            sock.bind(("127.0.0.1", 0))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self._host, self._listen_port))
             site = web.SockSite(runner, sock)
             await site.start()
         except BaseException:
@@ -364,6 +387,8 @@ class FakeProvider:
         async with self._changed:
             self.calls.append(call)
             self._changed.notify_all()
+        if self._on_call is not None:
+            self._on_call(call)
         delay = take(self._delays, path)
         if delay is not None:
             try:
