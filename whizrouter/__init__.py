@@ -20,6 +20,7 @@ from whizrouter.errors import (
     ProviderError,
     RateLimited,
     RegistrationClosedError,
+    UnknownNumberError,
     WhizrouterError,
 )
 from whizrouter.events import (
@@ -46,6 +47,7 @@ from whizrouter.events import (
 from whizrouter.filters import F, Filter
 from whizrouter.inbox.base import DeadLetter, Inbox, RawEvent, StoredEvent
 from whizrouter.inbox.memory import MemoryInbox
+from whizrouter.numbers import Number, Numbers
 from whizrouter.plugins import Plugin
 from whizrouter.routing import Router
 
@@ -74,6 +76,8 @@ __all__ = [
     "MemoryInbox",
     "Message",
     "MessageValidationError",
+    "Number",
+    "Numbers",
     "OrderMessage",
     "Plugin",
     "PluginError",
@@ -91,6 +95,7 @@ __all__ = [
     "SystemMessage",
     "TextMessage",
     "UnknownMessage",
+    "UnknownNumberError",
     "VideoMessage",
     "VoiceMessage",
     "WhizRouter",

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
+from whizrouter.numbers import number_of
+
 if TYPE_CHECKING:
     from whizrouter.client import WhizardClient
     from whizrouter.events import Contact
@@ -102,6 +104,13 @@ class Context:
     def get(self, key: ContextKey[T], default: Any = None) -> Any:
         """The value under ``key``, or ``default`` when unset."""
         return self._state.get(key, default)
+
+    @property
+    def number(self) -> str | None:
+        """Which of our numbers received the event, by its name in ``numbers=``: the Cloud
+        ``phone_number_id``, or the name of the on-premises webhook path (``/webhook/<name>``);
+        None when the event names none. ``client`` speaks with that number's key."""
+        return number_of(self.event)
 
     @property
     def message_id(self) -> str | None:

@@ -33,7 +33,7 @@ def _now() -> str:
     return str(int(time.time()))
 
 
-def _cloud_envelope(value: dict[str, Any]) -> dict[str, Any]:
+def _cloud_envelope(value: dict[str, Any], phone_number_id: str) -> dict[str, Any]:
     return {
         "object": "whatsapp_business_account",
         "entry": [
@@ -46,7 +46,7 @@ def _cloud_envelope(value: dict[str, Any]) -> dict[str, Any]:
                             "messaging_product": "whatsapp",
                             "metadata": {
                                 "display_phone_number": BUSINESS_NUMBER,
-                                "phone_number_id": PHONE_NUMBER_ID,
+                                "phone_number_id": phone_number_id,
                             },
                             **value,
                         },
@@ -67,6 +67,7 @@ def message_callback(
     shape: ApiShape = "onprem",
     timestamp: str | None = None,
     context: Mapping[str, Any] | None = None,
+    phone_number_id: str = PHONE_NUMBER_ID,
 ) -> dict[str, Any]:
     """A webhook body carrying one inbound message of any type.
 
@@ -81,6 +82,8 @@ def message_callback(
         shape: ``"onprem"`` for the flat body, ``"cloud"`` for the Cloud envelope.
         timestamp: Unix seconds as a string; now by default.
         context: the message's ``context`` (a quoted reply: ``{"from", "id"}``).
+        phone_number_id: Cloud only, the receiving number (``metadata.phone_number_id``);
+            on-premises, post to the number's own path instead (``BotTester(number=...)``).
 
     Returns:
         The callback body, ready to POST to the webhook.
@@ -99,7 +102,7 @@ def message_callback(
     if name is not None:
         value["contacts"] = [{"profile": {"name": name}, "wa_id": wa_id}]
     value["messages"] = [message]
-    return _cloud_envelope(value) if shape == "cloud" else value
+    return _cloud_envelope(value, phone_number_id) if shape == "cloud" else value
 
 
 def text_callback(
@@ -111,6 +114,7 @@ def text_callback(
     shape: ApiShape = "onprem",
     timestamp: str | None = None,
     context: Mapping[str, Any] | None = None,
+    phone_number_id: str = PHONE_NUMBER_ID,
 ) -> dict[str, Any]:
     """A webhook body carrying one inbound text message.
 
@@ -122,6 +126,7 @@ def text_callback(
         shape: ``"onprem"`` for the flat body, ``"cloud"`` for the Cloud envelope.
         timestamp: Unix seconds as a string; now by default.
         context: the message's ``context`` (a quoted reply: ``{"from", "id"}``).
+        phone_number_id: Cloud only, the receiving number (``metadata.phone_number_id``).
 
     Returns:
         The callback body, ready to POST to the webhook.
@@ -135,6 +140,7 @@ def text_callback(
         shape=shape,
         timestamp=timestamp,
         context=context,
+        phone_number_id=phone_number_id,
     )
 
 
@@ -146,6 +152,7 @@ def status_callback(
     shape: ApiShape = "onprem",
     timestamp: str | None = None,
     errors: Sequence[Mapping[str, Any]] | None = None,
+    phone_number_id: str = PHONE_NUMBER_ID,
 ) -> dict[str, Any]:
     """A webhook body carrying one status of a message the business sent.
 
@@ -157,6 +164,7 @@ def status_callback(
         timestamp: Unix seconds as a string; now by default.
         errors: the status's ``errors``; a ``failed`` status gets the 24-hour-window error
             of its shape (470 on-premises, 131047 on Cloud) unless given.
+        phone_number_id: Cloud only, the sending number (``metadata.phone_number_id``).
 
     Returns:
         The callback body, ready to POST to the webhook.
@@ -191,4 +199,4 @@ def status_callback(
     if errors is not None:
         item["errors"] = [dict(error) for error in errors]
     value: dict[str, Any] = {"statuses": [item]}
-    return _cloud_envelope(value) if shape == "cloud" else value
+    return _cloud_envelope(value, phone_number_id) if shape == "cloud" else value
