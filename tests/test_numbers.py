@@ -246,6 +246,7 @@ async def test_numbers_from_the_environment(
         ('{"sales": {"api_key": "key-secret-1", "url": "x"}}', "unknown fields ['url']"),
         ('{"sales": {"api_key": "key-secret-1", "shape": "x"}}', "shape 'x'"),
         ('{"a/b": "key-secret-1"}', "not a usable name"),
+        ('{"..": "key-secret-1"}', "not a usable name"),
         ('{"sales": {"base_url": "https://x.example"}}', "needs api_key"),
     ],
 )

@@ -43,8 +43,8 @@ __all__ = ["NUMBER_NAME", "Number", "Numbers", "number_of", "number_webhook_url"
 log = logging.getLogger("whizrouter.numbers")
 
 #: What a number's name may be: a Cloud ``phone_number_id`` (digits), or an on-premises name
-#: that becomes a path segment of the webhook (``/webhook/sales``).
-NUMBER_NAME: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+#: that becomes a path segment of the webhook (``/webhook/sales``; not ``.`` or ``..``).
+NUMBER_NAME: Final = re.compile(r"(?!\.\.?$)[A-Za-z0-9_.-]{1,64}")
 #: The same, as an aiohttp route pattern for ``/webhook/{number}``.
 NUMBER_ROUTE: Final = r"{number:[A-Za-z0-9_.\-]{1,64}}"
 #: Where a number can be configured, for messages.
@@ -155,19 +155,14 @@ def _number(name: object, value: object) -> Number:
             f"number {name!r} ({_SETTING}) needs api_key as a string (and base_url, if "
             "given, as a string)"
         )
-    for known in API_SHAPES:
-        if shape == known:
-            try:
-                return Number(api_key, base_url, known)
-            except ConfigurationError as exc:
-                raise ConfigurationError(f"number {name!r} ({_SETTING}): {exc}") from None
-    if shape is not None:
+    known = next((each for each in API_SHAPES if each == shape), None)
+    if shape is not None and known is None:
         raise ConfigurationError(
             f"number {name!r} ({_SETTING}) has shape {shape!r}; use one of "
             f"{', '.join(map(repr, API_SHAPES))}"
         )
     try:
-        return Number(api_key, base_url)
+        return Number(api_key, base_url, known)
     except ConfigurationError as exc:
         raise ConfigurationError(f"number {name!r} ({_SETTING}): {exc}") from None
 
@@ -204,9 +199,6 @@ class Numbers:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.numbers)
-
-    def __len__(self) -> int:
-        return len(self.numbers)
 
     def __repr__(self) -> str:
         return f"Numbers({sorted(self.numbers)})"
@@ -296,12 +288,13 @@ class Numbers:
         """Say, one line each, where each number's replies go and where its callbacks come."""
         for name, number in self.numbers.items():
             assert number.shape is not None  # filled from the app's settings
+            path = "/webhook" if number.shape == "cloud" else f"/webhook/{name}"
             log.info(
                 "number %s: %s API at %s, callbacks at %s",
                 name,
                 number.shape,
                 number.base_url,
-                "/webhook" if number.shape == "cloud" else f"/webhook/{name}",
+                path,
             )
 
     async def close(self) -> None:
