@@ -23,6 +23,7 @@ from whizrouter.errors import (
     ProviderError,
     RateLimited,
     RegistrationClosedError,
+    UnknownNumberError,
     WhizrouterError,
 )
 from whizrouter.events import (
@@ -50,6 +51,7 @@ from whizrouter.filters import F, Filter
 from whizrouter.inbox.base import DeadLetter, Inbox, RawEvent, StoredEvent
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.media import MediaInfo, MediaStream
+from whizrouter.numbers import Number, Numbers
 from whizrouter.plugins import Plugin
 from whizrouter.routing import Router
 from whizrouter.typing_indicator import Typing
@@ -84,6 +86,8 @@ __all__ = [
     "MemoryInbox",
     "Message",
     "MessageValidationError",
+    "Number",
+    "Numbers",
     "OrderMessage",
     "Plugin",
     "PluginError",
@@ -102,6 +106,7 @@ __all__ = [
     "TextMessage",
     "Typing",
     "UnknownMessage",
+    "UnknownNumberError",
     "VideoMessage",
     "VoiceMessage",
     "WhizRouter",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, final
 
@@ -44,6 +44,7 @@ from whizrouter.lifecycle import (
     log_webhook_auth,
     why_dispatcher_ended,
 )
+from whizrouter.numbers import ContextFactory, Decoder, Number, Numbers
 from whizrouter.parts import Parts
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, check_plugins, load_plugin, plugin_name
@@ -84,6 +85,9 @@ class WhizRouter:
         client: a ready ``WhizardClient`` to use instead of building one.
         role: ``"all"`` (default), ``"receiver"`` (accept and store only) or ``"worker"``
             (handle only; needs a shared inbox such as NATS).
+        numbers: each receiving number's name (Cloud ``phone_number_id``; on-premises the
+            name of its webhook path ``/webhook/<name>``) and its own key (``WHIZARD_NUMBERS``;
+            see docs/numbers.md).
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class WhizRouter:
         retry: RetryPolicy | None = None,
         client: WhizardClient | None = None,
         role: Role = "all",
+        numbers: Mapping[str, Number | str] | None = None,
     ) -> None:
         if isinstance(plugins, str | bytes):
             raise ConfigurationError(
@@ -126,7 +131,10 @@ class WhizRouter:
             body_limit=body_limit,
             read_timeout=read_timeout,
             shutdown_grace=shutdown_grace,
+            numbers=numbers,
         )
+        configured = self.settings.numbers
+        self._numbers = Numbers(configured, self.settings) if configured else None
         self.router = Router(name="app")
         self.retry = retry or HANDLER_RETRY
         self.role: Role = role
@@ -159,18 +167,22 @@ class WhizRouter:
         text: TextChoice | Iterable[TextChoice] | None = None,
         from_: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
+        number: str | Iterable[str] | None = None,
     ) -> MessageDecorator:
         """Register a message handler on the app's own router; see ``Router.on_message``."""
-        return self.router.on_message(*predicates, type=type, text=text, from_=from_, retry=retry)
+        return self.router.on_message(
+            *predicates, type=type, text=text, from_=from_, retry=retry, number=number
+        )
 
     def on_status(
         self,
         *predicates: Predicate,
         status: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
+        number: str | Iterable[str] | None = None,
     ) -> StatusDecorator:
         """Register a status handler on the app's own router; see ``Router.on_status``."""
-        return self.router.on_status(*predicates, status=status, retry=retry)
+        return self.router.on_status(*predicates, status=status, retry=retry, number=number)
 
     def on_raw(
         self, *predicates: Predicate, retry: RetryPolicy | None = None
@@ -222,6 +234,11 @@ class WhizRouter:
     def client(self) -> WhizardClient:
         """The provider API client handlers reach as ``ctx.client``."""
         return self._parts.client
+
+    @property
+    def numbers(self) -> Numbers | None:
+        """The configured numbers (``numbers.client(name)`` sends with one's key), or None."""
+        return self._numbers
 
     @property
     def inbox(self) -> Inbox:
@@ -298,20 +315,29 @@ class WhizRouter:
                 self.settings, self.role, given=(given.shape, given.base_url) if given else None
             )
             client = self.client
+            if self._numbers is not None:
+                self._numbers.log_numbers()
             await call_hook(self._plugins, "startup", self)
             if self.role == "worker":
                 log.info("webhook registration: skipped (a worker receives no callbacks)")
             elif self.settings.webhook_url is not None:
-                await register_webhook(client, self.settings)
+                await register_webhook(client, self.settings, self._numbers)
             else:
                 log.info("webhook registration: skipped (WHIZROUTER_WEBHOOK_URL is not set)")
             log_webhook_auth(self.settings, self.role)
             if self.role != "receiver":
+                decode: Decoder = decode_event
+                make_context: ContextFactory = self._make_context
+                if self._numbers is not None:
+                    keyed = given is not None or self.settings.api_key is not None
+                    decode, make_context = self._numbers.dispatching(
+                        decode, make_context, keyed_default=keyed
+                    )
                 self._dispatcher = Dispatcher(
                     inbox,
                     self.router,
-                    decode=decode_event,
-                    make_context=self._make_context,
+                    decode=decode,
+                    make_context=make_context,
                     plugins=self._plugins,
                     concurrency=self.settings.concurrency,
                     retry=self.retry,
@@ -373,6 +399,8 @@ class WhizRouter:
         self._dispatcher = None
         self._dispatch_task = None
         await self._parts.close()
+        if self._numbers is not None:
+            await self._numbers.close()
 
     async def __aenter__(self) -> WhizRouter:
         await self.start()
@@ -388,8 +416,9 @@ class WhizRouter:
 
     # Ways in ----------------------------------------------------------------------------------
 
-    async def feed(self, payload: bytes | str | dict[str, Any]) -> int:
-        """Store a callback body that arrived some other way (a queue, a test).
+    async def feed(self, payload: bytes | str | dict[str, Any], number: str | None = None) -> int:
+        """Store a callback body that arrived some other way (a queue, a test); ``number``
+        names the receiving number of an on-premises body, as its webhook path would.
 
         Every event is stored, of whatever kind: unlike the webhook, which leaves out kinds
         no handler takes, a fed event of such a kind is settled by the dispatcher.
@@ -406,7 +435,7 @@ class WhizRouter:
         data = orjson.loads(payload) if isinstance(payload, bytes | str) else payload
         if not isinstance(data, dict):
             raise ValueError(f"a callback is a JSON object, not {type(data).__name__}")
-        return await self.inbox.append(split_callback(data))
+        return await self.inbox.append(split_callback(data, number))
 
     def attach(
         self, web_app: web.Application, *, path: str = WEBHOOK_PATH, health_path: str = HEALTH_PATH
@@ -420,6 +449,8 @@ class WhizRouter:
             web_app.router.add_post(
                 path, self.receiver.webhook, expect_handler=self.receiver.expect_continue
             )
+            if self._numbers is not None:
+                self._numbers.serve(web_app, path, self.receiver)
         if health_path:
             web_app.router.add_get(health_path, self.receiver.healthz)
 

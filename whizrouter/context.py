@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from whizrouter.defaults import DEFAULT_TYPING_INTERVAL
 from whizrouter.errors import MessageValidationError
+from whizrouter.numbers import number_of
 from whizrouter.typing_indicator import Typing
 
 if TYPE_CHECKING:
@@ -111,6 +112,13 @@ class Context:
     def get(self, key: ContextKey[T], default: Any = None) -> Any:
         """The value under ``key``, or ``default`` when unset."""
         return self._state.get(key, default)
+
+    @property
+    def number(self) -> str | None:
+        """Which of our numbers received the event, by its name in ``numbers=``: the Cloud
+        ``phone_number_id``, or the name of the on-premises webhook path (``/webhook/<name>``);
+        None when the event names none. ``client`` speaks with that number's key."""
+        return number_of(self.event)
 
     @property
     def message_id(self) -> str | None:

@@ -4,6 +4,7 @@ Every exception whizrouter raises on purpose derives from ``WhizrouterError``::
 
     WhizrouterError
     ├── ConfigurationError        a setting is missing or malformed (names the setting)
+    │   └── UnknownNumberError    an event for a receiving number that is not configured
     ├── RegistrationClosedError   a handler, router or plugin was added after the app started
     ├── PluginError               a plugin name is unknown or a plugin failed to load
     ├── InboxError                the inbox could not store or settle events
@@ -32,6 +33,21 @@ class WhizrouterError(Exception):
 
 class ConfigurationError(WhizrouterError):
     """A setting is missing or has a value whizrouter cannot use."""
+
+
+class UnknownNumberError(ConfigurationError):
+    """An event came for a receiving number that is not configured (``WHIZARD_NUMBERS``):
+    the dispatcher dead-letters it with this message instead of handling it with a key that
+    belongs to another number.
+
+    Attributes:
+        number: the number the event named (a Cloud ``phone_number_id``, or the name of the
+            on-premises webhook path), or None when it named none.
+    """
+
+    def __init__(self, message: str, *, number: str | None) -> None:
+        super().__init__(message)
+        self.number = number
 
 
 class RegistrationClosedError(WhizrouterError):

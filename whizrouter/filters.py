@@ -1,8 +1,9 @@
 """Filters: which events a handler wants.
 
 A filter is a predicate over the typed event. Keyword shortcuts on the decorators build them
-(``type=``, ``status=``, ``text=``, ``from_=``); any callable taking the event and returning a
-bool works as a positional predicate; ``Filter`` objects compose with ``&``, ``|`` and ``~``::
+(``type=``, ``status=``, ``text=``, ``from_=``, ``number=``); any callable taking the event and
+returning a bool works as a positional predicate; ``Filter`` objects compose with ``&``,
+``|`` and ``~``::
 
     @app.on_message(F.type("text") & ~F.from_("15551230001"))
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from whizrouter.numbers import number_of
 
 Predicate = Callable[[Any], bool]
 #: What ``text=`` compares a text body with: an exact string, or a regex searched in it.
@@ -98,6 +101,13 @@ class F:
         """Messages from one sender (``wa_id``) or any of several."""
         wanted = _choices(value)
         return Filter(lambda e: getattr(e, "from_", None) in wanted, f"from_ in {sorted(wanted)}")
+
+    @staticmethod
+    def number(value: str | Iterable[str]) -> Filter:
+        """Events that came to one of our numbers (or any of several), by the name it has in
+        ``numbers=``: the Cloud ``phone_number_id``, or the on-premises webhook path's name."""
+        wanted = _choices(value)
+        return Filter(lambda e: number_of(e) in wanted, f"number in {sorted(wanted)}")
 
     @staticmethod
     def text(value: TextChoice | Iterable[TextChoice]) -> Filter:

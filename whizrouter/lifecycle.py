@@ -78,6 +78,12 @@ def log_provider(settings: Settings, role: Role, *, given: tuple[str, str | None
     if given is not None:
         log.info("provider: %s API at %s (client given)", *given)
         return
+    if settings.numbers and settings.api_key is None:
+        log.info(
+            "provider: a key per number (numbers= or WHIZARD_NUMBERS); no WHIZARD_API_KEY, so "
+            "an event that names no number is dead-lettered"
+        )
+        return
     missing = [
         name
         for name, value in (

@@ -169,11 +169,17 @@ def _split_value(
         out.append(_raw_event(shape, _wrap(place, {"errors": errors}), "errors"))
 
 
-def split_callback(payload: dict[str, Any]) -> list[RawEvent]:
+def split_callback(payload: dict[str, Any], number: str | None = None) -> list[RawEvent]:
     """Split a parsed callback body into raw events, in the order the provider listed them.
 
     Never raises for a JSON object: whatever cannot be read as a message or status becomes a
     ``raw`` event, so nothing the provider sent is dropped.
+
+    Args:
+        payload: the callback body.
+        number: the receiving number an on-premises callback was posted for (the name of
+            its webhook path, ``/webhook/<name>``), kept in each message's and status's body
+            as ``business.number``; a Cloud callback names its number itself.
     """
     out: list[RawEvent] = []
     if payload.get("object") == "whatsapp_business_account" or "entry" in payload:
@@ -222,7 +228,7 @@ def split_callback(payload: dict[str, Any]) -> list[RawEvent]:
         or "errors" in payload
     ):
         return [_raw_event("onprem", payload, "neither an on-premises nor a Cloud callback")]
-    _split_value("onprem", payload, None, None, out)
+    _split_value("onprem", payload, None if number is None else {"number": number}, None, out)
     if not out:
         # Only ``contacts``, or empty arrays: still acknowledged, still visible to on_raw.
         out.append(_raw_event("onprem", payload, "no messages, statuses or errors"))

@@ -243,8 +243,8 @@ class Receiver:
         await _send_100_continue(request)  # type: ignore[arg-type]  # reads no Request field
         return None
 
-    async def webhook(self, request: web.BaseRequest) -> web.Response:
-        """Handle ``POST /webhook``."""
+    async def webhook(self, request: web.BaseRequest, number: str | None = None) -> web.Response:
+        """Handle ``POST /webhook``; ``number``: the receiving number the path named."""
         refusal = self._refusal(request)
         if refusal is not None:
             return refusal
@@ -279,7 +279,7 @@ class Receiver:
                 request, 400, f"JSON nested too deeply to store (more than {MAX_NESTING} levels)"
             )
         try:
-            events = split_callback(payload)
+            events = split_callback(payload, number)
         except orjson.JSONEncodeError as exc:  # not expected within the nesting limit
             return self._refuse(request, 400, f"JSON that cannot be stored: {exc}")
         kinds = self._kinds
@@ -303,6 +303,11 @@ class Receiver:
                 )
         self.acknowledged += 1
         return web.Response(body=b'{"ok":true}', content_type=_JSON)
+
+    async def number_webhook(self, request: web.Request) -> web.Response:
+        """Handle ``POST /webhook/{number}``: a callback of one receiving number (on-premises
+        callbacks name none, so each number has its own path; see ``whizrouter.numbers``)."""
+        return await self.webhook(request, request.match_info["number"])
 
     def _refuse(
         self, request: web.BaseRequest, status: int, reason: str, **headers: str

@@ -110,6 +110,7 @@ class Router:
         text: TextChoice | Iterable[TextChoice] | None = None,
         from_: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
+        number: str | Iterable[str] | None = None,
     ) -> MessageDecorator:
         """Register a handler for incoming messages.
 
@@ -120,6 +121,7 @@ class Router:
                 those (any may match).
             from_: sender ``wa_id``(s) to accept.
             retry: this handler's retry policy on failure (default: the app's).
+            number: our receiving number(s) to accept, by their names in ``numbers=``.
         """
         filters = list(predicates)
         if type is not None:
@@ -128,6 +130,8 @@ class Router:
             filters.append(F.text(text))
         if from_ is not None:
             filters.append(F.from_(from_))
+        if number is not None:
+            filters.append(F.number(number))
 
         def decorator(
             handler: Callable[[M, Context], Awaitable[None]],
@@ -142,6 +146,7 @@ class Router:
         *predicates: Predicate,
         status: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
+        number: str | Iterable[str] | None = None,
     ) -> StatusDecorator:
         """Register a handler for status updates of messages the bot sent.
 
@@ -149,10 +154,13 @@ class Router:
             *predicates: extra conditions: ``Filter`` objects or callables taking the status.
             status: status value(s) to accept (``"failed"``, ``["delivered", "read"]``).
             retry: this handler's retry policy on failure (default: the app's).
+            number: our sending number(s) to accept, by their names in ``numbers=``.
         """
         filters = list(predicates)
         if status is not None:
             filters.insert(0, F.status(status))
+        if number is not None:
+            filters.append(F.number(number))
 
         def decorator(
             handler: Callable[[S, Context], Awaitable[None]],

@@ -10,6 +10,7 @@ accepts. The default values themselves are :mod:`whizrouter.defaults`'.
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ API_KEY_ENV: Final = "WHIZARD_API_KEY"
 BASE_URL_ENV: Final = "WHIZARD_BASE_URL"
 #: Environment variable choosing the API shape (``onprem`` by default).
 SHAPE_ENV: Final = "WHIZARD_API_SHAPE"
+#: Environment variable mapping each receiving number to its own key: a JSON object, or the
+#: path of a file holding one (see ``whizrouter.numbers``).
+NUMBERS_ENV: Final = "WHIZARD_NUMBERS"
 #: Environment variable naming the inbox (``memory``, ``sqlite:///...``, ``nats://...``).
 INBOX_ENV: Final = "WHIZROUTER_INBOX"
 
@@ -72,6 +76,47 @@ def _known_shape(value: str) -> ApiShape | None:
     return None
 
 
+def numbers_from_env(env: Mapping[str, str] | None = None) -> dict[str, object] | None:
+    """The numbers ``WHIZARD_NUMBERS`` maps, as its JSON object, or None when it is unset.
+
+    The value is a JSON object (it starts with ``{``) or the path of a file holding one; the
+    entries are checked by ``whizrouter.numbers``.
+
+    Raises:
+        ConfigurationError: the file cannot be read, or the text is not a JSON object.
+    """
+    raw = (os.environ if env is None else env).get(NUMBERS_ENV, "").strip()
+    if not raw:
+        return None
+    if raw.startswith(("{", "[")):
+        text, source = raw, NUMBERS_ENV
+    else:
+        source = f"{NUMBERS_ENV} file {raw!r}"
+        try:
+            with open(raw, encoding="utf-8") as file:
+                text = file.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigurationError(
+                f"{source} cannot be read ({why}); set {NUMBERS_ENV} to a JSON object "
+                "or to the path of a file holding one"
+            ) from None
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # The text holds keys: say where it broke, never what it says.
+        raise ConfigurationError(
+            f"{source} is not valid JSON (line {exc.lineno}, column {exc.colno}): write an "
+            'object such as {"<number>": {"api_key": "...", "base_url": "https://..."}}'
+        ) from None
+    if not isinstance(parsed, dict):
+        raise ConfigurationError(
+            f"{source} must be a JSON object mapping each number to its key, not "
+            f"{type(parsed).__name__}"
+        )
+    return parsed
+
+
 def inbox_url_from_env(env: Mapping[str, str] | None = None) -> str | None:
     """The inbox URL ``WHIZROUTER_INBOX`` names, or None when it is unset or empty."""
     return (os.environ if env is None else env).get(INBOX_ENV) or None
@@ -97,6 +142,8 @@ class Settings:
         read_timeout: seconds to receive a whole body before answering 408.
         shutdown_grace: seconds in-flight handlers get to finish at shutdown
             (``WHIZROUTER_SHUTDOWN_GRACE``).
+        numbers: each receiving number and its own key, as given to ``numbers=`` or read
+            from ``WHIZARD_NUMBERS`` (checked by ``whizrouter.numbers``); None for one key.
     """
 
     api_key: SecretStr | None = None
@@ -112,6 +159,7 @@ class Settings:
     body_limit: int = DEFAULT_BODY_LIMIT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    numbers: Mapping[str, object] | None = field(default=None, repr=False)
 
     @classmethod
     def resolve(
@@ -130,6 +178,7 @@ class Settings:
         body_limit: int | None = None,
         read_timeout: float | None = None,
         shutdown_grace: float | None = None,
+        numbers: Mapping[str, object] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Settings:
         """Resolve each setting from its argument, else its environment variable, else default.
@@ -181,6 +230,7 @@ class Settings:
             else float(
                 _env_int(env, "WHIZROUTER_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE, minimum=0)
             ),
+            numbers=numbers if numbers is not None else numbers_from_env(env),
         )
         if settings.concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")

@@ -10,7 +10,9 @@ event. A body is a JSON object, in one of three forms::
 
 For a message or a status, the item is the object exactly as the provider sent it, its keys in
 their order, and the added fields follow its own keys: ``shape`` is the callback's shape,
-``business`` the Cloud ``value.metadata`` (our number; ``null`` on-premises), and ``contact``
+``business`` the Cloud ``value.metadata`` (our number; on-premises ``null``, or
+``{"number": "<name>"}`` for a callback posted to a number's own path ``/webhook/<name>``, so
+the receiving number survives storage), and ``contact``
 the sender's entry of the callback's ``contacts`` (``null`` when none matches). The item is
 never empty (it has an id at least). An item with a key of its own named like an added field
 keeps it: the body then holds that key twice, the added one last, and every reader takes the

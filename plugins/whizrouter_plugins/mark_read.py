@@ -3,7 +3,8 @@
 Enable it with ``WhizRouter(plugins=["mark-read"])`` or ``app.use(MarkRead(...))``. Marking is
 cosmetic, so a failure is logged and never fails the handler. On the Cloud shape, marking a
 message also marks the earlier ones of that chat, so a burst of one conversation is coalesced
-into one call for its newest message.
+into one call for its newest message. Each message is marked with the key of the number that
+received it (``ctx.client``), and a customer writing to two numbers is coalesced per number.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ class MarkRead:
             raise ValueError("MarkRead(when=...) takes 'before' or 'after'")
         self.when = when
         self.coalesce_window = coalesce_window
-        self._newest: dict[str, str] = {}
+        # By (receiving number, conversation): the newest message and the client of its number.
+        self._newest: dict[tuple[str | None, str], tuple[WhizardClient, str]] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
-        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._timers: dict[tuple[str | None, str], asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # timers and marks not finished yet
         self.marked = 0
         self.failed = 0
@@ -74,8 +76,7 @@ class MarkRead:
         under_way = [task for task in self._tasks if task not in waiting]
         if under_way:
             await asyncio.gather(*under_way, return_exceptions=True)
-        client = app.client
-        for message_id in pending:
+        for client, message_id in pending:
             await self._mark(client, message_id)
 
     async def before_handle(self, event: Any, ctx: Context) -> None:
@@ -109,11 +110,10 @@ class MarkRead:
                 # minute, and the conversation's next message must not wait for that.
                 self._spawn(self._mark(ctx.client, ctx.message_id))
             return
-        self._newest[ctx.conversation] = ctx.message_id
-        if ctx.conversation not in self._timers:
-            self._timers[ctx.conversation] = self._spawn(
-                self._flush_later(ctx.client, ctx.conversation)
-            )
+        chat = (ctx.number, ctx.conversation)
+        self._newest[chat] = (ctx.client, ctx.message_id)
+        if chat not in self._timers:
+            self._timers[chat] = self._spawn(self._flush_later(chat))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
@@ -121,12 +121,12 @@ class MarkRead:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _flush_later(self, client: WhizardClient, conversation: str) -> None:
+    async def _flush_later(self, chat: tuple[str | None, str]) -> None:
         await asyncio.sleep(self.coalesce_window)
-        self._timers.pop(conversation, None)
-        message_id = self._newest.pop(conversation, None)
-        if message_id is not None:
-            await self._mark(client, message_id)
+        self._timers.pop(chat, None)
+        newest = self._newest.pop(chat, None)
+        if newest is not None:
+            await self._mark(*newest)
 
     async def _mark(self, client: WhizardClient, message_id: str) -> None:
         try:

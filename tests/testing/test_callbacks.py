@@ -99,3 +99,16 @@ def test_builders_split_into_the_expected_events(shape: Any) -> None:
     ]
     status = split_callback(status_callback("wamid.S", "read", shape=shape))
     assert [(e.kind, e.key) for e in status] == [("status", "s:wamid.S:read")]
+
+
+@pytest.mark.parametrize("shape", ["onprem", "cloud"])
+def test_builders_name_the_receiving_number_in_cloud(shape: Any) -> None:
+    for body in (
+        text_callback("hi", shape=shape, phone_number_id="222"),
+        message_callback("image", {"id": "m1"}, shape=shape, phone_number_id="222"),
+        status_callback("wamid.x", "sent", shape=shape, phone_number_id="222"),
+    ):
+        if shape == "cloud":
+            assert body["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] == "222"
+        else:
+            assert "222" not in str(body)  # on-premises, the path names the number

@@ -316,3 +316,35 @@ async def test_reset_forgets_calls_and_injections(
     assert (await call(http, fake, "POST", "/v1/messages", SEND))[0] == 200
     fake.reset()
     assert fake.calls == []
+
+
+# --------------------------------------------------------------------------- several numbers
+
+
+async def test_several_numbers_each_with_its_own_key_and_webhook(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with FakeProvider(numbers={"sales": "key-sales", "support": "key-support"}) as fake:
+        for key in ("key-sales", "key-support", "test-key"):
+            status, _, _ = await call(
+                http, fake, "POST", "/v1/messages", SEND, headers={"WHIZARD-KEY": key}
+            )
+            assert 200 <= status < 300
+        status, _, _ = await call(
+            http, fake, "POST", "/v1/messages", SEND, headers={"WHIZARD-KEY": "key-other"}
+        )
+        assert status == 401
+        assert [fake.number_of(c) for c in fake.sent] == ["sales", "support", None]
+        hook = {"url": "https://bot.example.com/webhook/sales"}
+        sales = {"WHIZARD-KEY": "key-sales"}
+        assert (await call(http, fake, "POST", "/v1/configs/webhook", hook, headers=sales))[
+            0
+        ] == 200
+        assert fake.webhook_configs == {"sales": hook, "support": {}}
+        assert fake.webhook_config == {}  # the fake's own key has its own configuration
+        _, body, _ = await call(http, fake, "GET", "/v1/configs/webhook", headers=sales)
+        assert body == hook
+        numbers = fake.numbers()
+        assert sorted(numbers) == ["sales", "support"]
+        assert numbers["sales"].api_key.get_secret_value() == "key-sales"
+        assert (numbers["sales"].base_url, numbers["sales"].shape) == (fake.base_url, "onprem")

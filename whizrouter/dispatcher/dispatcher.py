@@ -21,7 +21,7 @@ from whizrouter.dispatcher.acks import Acks, ReplaySlots
 from whizrouter.dispatcher.attempts import Attempts, ContextFactory
 from whizrouter.dispatcher.lanes import Lanes
 from whizrouter.dispatcher.state import Lifecycle, State
-from whizrouter.errors import InboxError, InboxUnavailableError
+from whizrouter.errors import InboxError, InboxUnavailableError, UnknownNumberError
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.routing import Router
 
@@ -209,6 +209,9 @@ class Dispatcher:
             return self._unwanted(stored)
         try:
             event, contact = self._decode(stored)
+        except UnknownNumberError as exc:
+            # No key to answer it with (see whizrouter.numbers): its message names the setting.
+            return self._attempts.dead(stored, "<numbers>", stored.attempts + 1, str(exc))
         except Exception as exc:
             log.exception("event %s could not be decoded; dead-lettering it", stored.key)
             reason = str(exc).replace("\n", " ")[:300]

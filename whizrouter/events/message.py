@@ -113,7 +113,8 @@ class Message(WireModel):
         shape: not on the wire: which callback shape carried the message.
         contact: not on the wire: the sender's entry of the callback's ``contacts``, or
             ``None`` (on-premises system messages come without one).
-        business: not on the wire: our number (Cloud ``metadata``); ``None`` on-premises.
+        business: not on the wire: our number (Cloud ``metadata``); on-premises ``None``, or
+            the configured number whose webhook path received it (``business.number``).
     """
 
     id: str

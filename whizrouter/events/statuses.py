@@ -71,7 +71,8 @@ class Status(WireModel):
         recipient_type: ``group`` for group statuses.
         recipient_participant_id: group statuses: the member the status is about.
         shape: not on the wire: which callback shape carried the status.
-        business: not on the wire: our number (Cloud ``metadata``); ``None`` on-premises.
+        business: not on the wire: our number (Cloud ``metadata``); on-premises ``None``, or
+            the configured number whose webhook path received it (``business.number``).
         validation_error: not on the wire: set when some fields did not validate; those
             fields are left at their defaults and ``raw`` holds the status as sent.
         raw: the status exactly as sent, only when ``validation_error`` is set.

@@ -102,7 +102,10 @@ class BusinessNumber(WireModel):
     """Which of our numbers an event concerns: the Cloud ``value.metadata``.
 
     ``phone_number_id`` is the id to send from; ``display_phone_number`` is what users see.
+    On-premises, where the callback names no number, ``number`` is the name of the configured
+    number whose webhook path (``/webhook/<name>``) received the event.
     """
 
     display_phone_number: str | None = None
     phone_number_id: str | None = None
+    number: str | None = None

@@ -32,7 +32,12 @@ from whizrouter.inbox.base import DeadLetter
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.plugins import call_hook
 from whizrouter.routing import HandlerSpec
-from whizrouter.testing.callbacks import DEFAULT_WA_ID, message_callback, status_callback
+from whizrouter.testing.callbacks import (
+    DEFAULT_WA_ID,
+    PHONE_NUMBER_ID,
+    message_callback,
+    status_callback,
+)
 from whizrouter.testing.callbacks import text_callback as build_text_callback
 from whizrouter.testing.fake_provider import FakeProvider
 from whizrouter.testing.recorded_call import RecordedCall
@@ -160,20 +165,30 @@ class BotTester:
     ) -> None:
         await self.close()
 
-    async def post(self, body: dict[str, Any] | bytes) -> int:
-        """POST a callback body to the bot's webhook as the provider would; return the status."""
+    async def post(self, body: dict[str, Any] | bytes, *, number: str | None = None) -> int:
+        """POST a callback body to the bot's webhook as the provider would; return the status.
+
+        ``number`` posts to that number's own path, ``/webhook/<number>``, as the provider
+        does for an on-premises number of an app with ``numbers=``.
+        """
         assert self._server is not None and self._session is not None, "start() first"
         headers = {"Content-Type": "application/json"}
         if self.app.settings.auth_header:
             headers["Authorization"] = self.app.settings.auth_header
         data = body if isinstance(body, bytes) else orjson.dumps(body)
         async with self._session.post(
-            self._server.make_url("/webhook"), data=data, headers=headers
+            self._server.make_url("/webhook" if number is None else f"/webhook/{number}"),
+            data=data,
+            headers=headers,
         ) as response:
             return response.status
 
-    async def send(self, body: dict[str, Any] | bytes) -> list[RecordedCall]:
+    async def send(
+        self, body: dict[str, Any] | bytes, *, number: str | None = None
+    ) -> list[RecordedCall]:
         """Post a callback, expect 200, wait for its handlers; return the provider calls made.
+
+        ``number``: see ``post``.
 
         The calls are those made while this send waited: sends run at the same time share
         them (``text`` picks the replies to its own sender).
@@ -185,7 +200,7 @@ class BotTester:
         """
         before = len(self.provider.calls)
         dead_before = len(await self.dead_letters()) if self.raise_errors else 0
-        status = await self.post(body)
+        status = await self.post(body, number=number)
         assert status == 200, f"the webhook answered {status}, not 200"
         await self.settled()
         if self.raise_errors:
@@ -227,17 +242,27 @@ class BotTester:
         wa_id: str = DEFAULT_WA_ID,
         name: str = "Test User",
         message_id: str | None = None,
+        number: str | None = None,
     ) -> Replies:
         """Send a text message from ``wa_id``; return what the bot sent to ``wa_id`` meanwhile.
 
         The answer is the list of the bodies of the texts sent (``== ["echo: hi"]``), and
         carries every message sent typed: ``.messages``, ``.buttons``, ``.rows``,
         ``.media``, ``.templates``, ``.reactions`` (:class:`~whizrouter.testing.Replies`).
+
+        ``number`` names the receiving number of an app with ``numbers=``: the Cloud
+        ``phone_number_id`` in the callback, or on-premises the path it is posted to.
         """
         calls = await self.send(
             build_text_callback(
-                text, wa_id=wa_id, name=name, message_id=message_id, shape=self.provider.shape
-            )
+                text,
+                wa_id=wa_id,
+                name=name,
+                message_id=message_id,
+                shape=self.provider.shape,
+                phone_number_id=PHONE_NUMBER_ID if number is None else number,
+            ),
+            number=self._path_number(number),
         )
         return Replies(sent_messages(calls, to=wa_id))
 
@@ -250,9 +275,11 @@ class BotTester:
         name: str = "Test User",
         message_id: str | None = None,
         context: Mapping[str, Any] | None = None,
+        number: str | None = None,
     ) -> list[RecordedCall]:
         """Send a message of any type (``"image"``, ``"interactive"``, ``"location"``, ...)
-        from ``wa_id``, in the provider's shape; return the provider calls made.
+        from ``wa_id``, in the provider's shape; return the provider calls made. ``number``:
+        see ``text``.
 
         ``payload`` is what the provider puts under the ``type`` key, for instance
         ``{"type": "button_reply", "button_reply": {"id": "yes", "title": "Yes"}}`` for an
@@ -267,18 +294,36 @@ class BotTester:
                 message_id=message_id,
                 context=context,
                 shape=self.provider.shape,
-            )
+                phone_number_id=PHONE_NUMBER_ID if number is None else number,
+            ),
+            number=self._path_number(number),
         )
 
     async def status(
-        self, message_id: str, status: str, *, recipient_id: str = DEFAULT_WA_ID
+        self,
+        message_id: str,
+        status: str,
+        *,
+        recipient_id: str = DEFAULT_WA_ID,
+        number: str | None = None,
     ) -> list[RecordedCall]:
-        """Send a status update of a message the bot sent; return the provider calls made."""
+        """Send a status update of a message the bot sent; return the provider calls made.
+        ``number``: see ``text``."""
         return await self.send(
             status_callback(
-                message_id, status, recipient_id=recipient_id, shape=self.provider.shape
-            )
+                message_id,
+                status,
+                recipient_id=recipient_id,
+                shape=self.provider.shape,
+                phone_number_id=PHONE_NUMBER_ID if number is None else number,
+            ),
+            number=self._path_number(number),
         )
+
+    def _path_number(self, number: str | None) -> str | None:
+        """The number whose own path a callback is posted to: on-premises only (a Cloud
+        callback names its number, and every number posts to ``/webhook``)."""
+        return number if self.provider.shape == "onprem" else None
 
     @property
     def replies(self) -> list[str]:

@@ -35,7 +35,7 @@ def _now() -> str:
     return str(int(time.time()))
 
 
-def _cloud_envelope(value: dict[str, Any]) -> dict[str, Any]:
+def _cloud_envelope(value: dict[str, Any], phone_number_id: str) -> dict[str, Any]:
     return {
         "object": "whatsapp_business_account",
         "entry": [
@@ -48,7 +48,7 @@ def _cloud_envelope(value: dict[str, Any]) -> dict[str, Any]:
                             "messaging_product": "whatsapp",
                             "metadata": {
                                 "display_phone_number": BUSINESS_NUMBER,
-                                "phone_number_id": PHONE_NUMBER_ID,
+                                "phone_number_id": phone_number_id,
                             },
                             **value,
                         },
@@ -69,6 +69,7 @@ def message_callback(
     shape: ApiShape = "onprem",
     timestamp: str | None = None,
     context: Mapping[str, Any] | None = None,
+    phone_number_id: str = PHONE_NUMBER_ID,
 ) -> dict[str, Any]:
     """A webhook body carrying one inbound message of any type.
 
@@ -83,6 +84,8 @@ def message_callback(
         shape: ``"onprem"`` for the flat body, ``"cloud"`` for the Cloud envelope.
         timestamp: Unix seconds as a string; now by default.
         context: the message's ``context`` (a quoted reply: ``{"from", "id"}``).
+        phone_number_id: Cloud only, the receiving number (``metadata.phone_number_id``);
+            on-premises, post to the number's own path instead (``BotTester(number=...)``).
 
     Returns:
         The callback body, ready to POST to the webhook.
@@ -101,7 +104,7 @@ def message_callback(
     if name is not None:
         value["contacts"] = [{"profile": {"name": name}, "wa_id": wa_id}]
     value["messages"] = [message]
-    return _cloud_envelope(value) if shape == "cloud" else value
+    return _cloud_envelope(value, phone_number_id) if shape == "cloud" else value
 
 
 def text_callback(
@@ -113,6 +116,7 @@ def text_callback(
     shape: ApiShape = "onprem",
     timestamp: str | None = None,
     context: Mapping[str, Any] | None = None,
+    phone_number_id: str = PHONE_NUMBER_ID,
 ) -> dict[str, Any]:
     """A webhook body carrying one inbound text message.
 
@@ -124,6 +128,7 @@ def text_callback(
         shape: ``"onprem"`` for the flat body, ``"cloud"`` for the Cloud envelope.
         timestamp: Unix seconds as a string; now by default.
         context: the message's ``context`` (a quoted reply: ``{"from", "id"}``).
+        phone_number_id: Cloud only, the receiving number (``metadata.phone_number_id``).
 
     Returns:
         The callback body, ready to POST to the webhook.
@@ -137,6 +142,7 @@ def text_callback(
         shape=shape,
         timestamp=timestamp,
         context=context,
+        phone_number_id=phone_number_id,
     )
 
 
@@ -148,6 +154,7 @@ def status_callback(
     shape: ApiShape = "onprem",
     timestamp: str | None = None,
     errors: Sequence[Mapping[str, Any]] | None = None,
+    phone_number_id: str = PHONE_NUMBER_ID,
 ) -> dict[str, Any]:
     """A webhook body carrying one status of a message the business sent.
 
@@ -159,6 +166,7 @@ def status_callback(
         timestamp: Unix seconds as a string; now by default.
         errors: the status's ``errors``; a ``failed`` status gets the 24-hour-window error
             of its shape (470 on-premises, 131047 on Cloud) unless given.
+        phone_number_id: Cloud only, the sending number (``metadata.phone_number_id``).
 
     Returns:
         The callback body, ready to POST to the webhook.
@@ -193,7 +201,7 @@ def status_callback(
     if errors is not None:
         item["errors"] = [dict(error) for error in errors]
     value: dict[str, Any] = {"statuses": [item]}
-    return _cloud_envelope(value) if shape == "cloud" else value
+    return _cloud_envelope(value, phone_number_id) if shape == "cloud" else value
 
 
 def media_callback(
@@ -210,6 +218,7 @@ def media_callback(
     message_id: str | None = None,
     shape: ApiShape = "onprem",
     timestamp: str | None = None,
+    phone_number_id: str = PHONE_NUMBER_ID,
 ) -> dict[str, Any]:
     """A webhook body carrying one inbound media message.
 
@@ -233,6 +242,7 @@ def media_callback(
         message_id: the message id; a fresh one by default.
         shape: ``"onprem"`` for the flat body, ``"cloud"`` for the Cloud envelope.
         timestamp: Unix seconds as a string; now by default.
+        phone_number_id: Cloud only, the receiving number (``metadata.phone_number_id``).
 
     Returns:
         The callback body, ready to POST to the webhook.
@@ -262,4 +272,5 @@ def media_callback(
         message_id=message_id,
         shape=shape,
         timestamp=timestamp,
+        phone_number_id=phone_number_id,
     )

@@ -24,6 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from whizrouter.backoff import RetryPolicy
 from whizrouter.client import KEY_HEADER, WhizardClient
 from whizrouter.defaults import API_SHAPES, MEDIA_SIZE_LIMITS, ApiShape
+from whizrouter.numbers import Number
 from whizrouter.testing.error_bodies import meta_error_body
 from whizrouter.testing.fake_media import FakeMedia, FakeMediaFile, MediaDownload
 from whizrouter.testing.injections import FakeBody, Injection, encode_body, take
@@ -59,10 +60,11 @@ class FakeProvider:
     * the typing indicator (Cloud: a mark-read body with ``typing_indicator``), in
       :attr:`typing`.
 
-    Every request must carry ``WHIZARD-KEY: <api_key>``, else the answer is 401 with a ``meta``
-    error body. Sends get a fresh id (``wamid.fake-1``, ``wamid.fake-2`` ...). A malformed send
-    gets the 400 the real API would give, in the shape's own error form; any other route gets a
-    404. Start it with ``async with FakeProvider() as fake:`` or :meth:`start`/:meth:`close`.
+    Every request must carry ``WHIZARD-KEY: <api_key>`` (or the key of one of its ``numbers``),
+    else the answer is 401 with a ``meta`` error body. Sends get a fresh id (``wamid.fake-1``,
+    ``wamid.fake-2`` ...). A malformed send gets the 400 the real API would give, in the
+    shape's own error form; any other route gets a 404. Start it with
+    ``async with FakeProvider() as fake:`` or :meth:`start`/:meth:`close`.
 
     Args:
         shape: the API shape to speak, ``"onprem"`` or ``"cloud"``.
@@ -74,6 +76,9 @@ class FakeProvider:
             and the dev console print them).
         routes: extra aiohttp routes served before the API's, such as the HTTP controls of
             ``whizrouter fake-provider``; they are not recorded.
+        numbers: several numbers served at once, as a real provider does: each number's name
+            (Cloud ``phone_number_id``, or on-premises the name of its webhook path) and its
+            own key, also accepted; each key has its own webhook configuration.
 
     Attributes:
         shape: the API shape it speaks.
@@ -81,6 +86,7 @@ class FakeProvider:
         calls: every request received, in order (including refused and failed ones).
         webhook_config: the webhook configuration, as last set with ``POST``.
         media: the media files held, by media id (added with :meth:`add_media`, or uploaded).
+        webhook_configs: each number's webhook configuration, by number name.
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class FakeProvider:
         port: int = 0,
         on_call: Callable[[RecordedCall], None] | None = None,
         routes: Iterable[web.AbstractRouteDef] = (),
+        numbers: Mapping[str, str] | None = None,
     ) -> None:
         if shape not in API_SHAPES:
             raise ValueError(f"shape must be 'onprem' or 'cloud', not {shape!r}")
@@ -104,6 +111,8 @@ class FakeProvider:
         self.calls: list[RecordedCall] = []
         self.webhook_config: dict[str, Any] = {}
         self._media = FakeMedia(shape)
+        self.number_keys: dict[str, str] = dict(numbers or {})
+        self.webhook_configs: dict[str, dict[str, Any]] = {name: {} for name in self.number_keys}
         self._failures: list[Injection] = []
         self._delays: list[Injection] = []
         self._drops: list[Injection] = []
@@ -188,6 +197,19 @@ class FakeProvider:
             A new client; close it (``async with``) when done.
         """
         return WhizardClient(self.api_key, self.base_url, self.shape, timeout=timeout, retry=retry)
+
+    def numbers(self) -> dict[str, Number]:
+        """The ``numbers=`` of an app served by this fake: each number with its key, this
+        fake's base URL and shape."""
+        return {
+            name: Number(key, self.base_url, self.shape) for name, key in self.number_keys.items()
+        }
+
+    def number_of(self, call: RecordedCall) -> str | None:
+        """The number whose key ``call`` carried, or None (the fake's own ``api_key``, or
+        none)."""
+        given = call.headers.get(KEY_HEADER)
+        return next((name for name, key in self.number_keys.items() if key == given), None)
 
     # ---------------------------------------------------------------- what was received
 
@@ -406,7 +428,17 @@ class FakeProvider:
         self, request: web.Request, kind: str, parsed: Any, named: str | None, body: bytes
     ) -> web.StreamResponse:
         given = request.headers.get(KEY_HEADER)
-        if given is None or not hmac.compare_digest(given.encode(), self.api_key.encode()):
+        number = next(
+            (
+                name
+                for name, key in self.number_keys.items()
+                if given is not None and hmac.compare_digest(given.encode(), key.encode())
+            ),
+            None,
+        )
+        if number is None and (
+            given is None or not hmac.compare_digest(given.encode(), self.api_key.encode())
+        ):
             reason = "Invalid api key" if given else f"Missing {KEY_HEADER} header"
             return json_response(401, meta_error_body(401, reason))
         failure = take(self._failures, request.path)
@@ -419,12 +451,17 @@ class FakeProvider:
         if kind.startswith("media_"):
             return self._media.answer(request, kind, named, body)
         if kind == "get_webhook":
-            return json_response(200, self.webhook_config)
+            config = self.webhook_config if number is None else self.webhook_configs[number]
+            return json_response(200, config)
         if kind == "set_webhook":
             if not isinstance(parsed, dict) or not isinstance(parsed.get("url"), str):
                 return json_response(400, meta_error_body(400, "url is required"))
-            self.webhook_config = dict(parsed)
-            return json_response(200, self.webhook_config)
+            # A real provider keeps one configuration per key (per number).
+            if number is None:
+                self.webhook_config = dict(parsed)
+            else:
+                self.webhook_configs[number] = dict(parsed)
+            return json_response(200, dict(parsed))
         return json_response(
             404,
             meta_error_body(
