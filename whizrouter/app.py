@@ -49,6 +49,7 @@ from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, check_plugins, load_plugin, plugin_name
 from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH, Receiver
 from whizrouter.routing import MessageDecorator, RawHandlerT, Router, StatusDecorator
+from whizrouter.send_journal import SendJournals
 from whizrouter.settings import Settings
 from whizrouter.stored_body import decode_event
 
@@ -84,6 +85,8 @@ class WhizRouter:
         client: a ready ``WhizardClient`` to use instead of building one.
         role: ``"all"`` (default), ``"receiver"`` (accept and store only) or ``"worker"``
             (handle only; needs a shared inbox such as NATS).
+        send_journal: journal handlers' sends so a retry or replay never sends one twice
+            (default True; docs/exactly-one-reply.md).
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class WhizRouter:
         retry: RetryPolicy | None = None,
         client: WhizardClient | None = None,
         role: Role = "all",
+        send_journal: bool = True,
     ) -> None:
         if isinstance(plugins, str | bytes):
             raise ConfigurationError(
@@ -142,6 +146,8 @@ class WhizRouter:
         self._dispatch_task: asyncio.Task[None] | None = None
         self._started = False
         self._failure = HandlingFailure()
+        #: Builds each event's send journal; None when ``send_journal=False``.
+        self.send_journals = SendJournals(lambda: self._parts.inbox) if send_journal else None
         self.receiver = Receiver(
             auth_header=self.settings.auth_header,
             body_limit=self.settings.body_limit,
@@ -263,6 +269,7 @@ class WhizRouter:
             conversation=stored.conversation,
             event_id=stored.key,
             kind=stored.kind,
+            send_journals=self.send_journals,
         )
 
     # Lifecycle ------------------------------------------------------------------------------
