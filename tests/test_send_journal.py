@@ -183,3 +183,12 @@ async def test_bot_tester_shows_no_journal_answers_for_a_first_run() -> None:
         await tester.text("hi")
         assert tester.answered_from_journal == {}
         assert tester.provider.send_requests == 1
+
+
+def test_the_journal_benchmark_smoke_mode_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks.journal_overhead import main
+
+    assert main(["--smoke"]) == 0
+    output = capsys.readouterr().out
+    assert "journaled" in output
+    assert "ratio" in output

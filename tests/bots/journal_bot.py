@@ -3,6 +3,8 @@
 - ``flaky``: replies ``handled <message id>``, then raises until the file named by
   ``JOURNAL_BOT_FLAG`` exists (no retries: the event is dead at once); with the file, it
   replies ``done <message id>`` and succeeds;
+- ``retry``: replies ``handled <message id>``, then raises on its first two attempts (two
+  quick retries), then replies ``done <message id>``;
 - anything else: replies ``handled <message id>``, then works ``JOURNAL_BOT_WORK_SECONDS``
   (0.3) before it returns, so a kill finds replied events unacknowledged.
 
@@ -23,6 +25,17 @@ app = WhizRouter(
 )
 WORK_SECONDS = float(os.environ.get("JOURNAL_BOT_WORK_SECONDS", "0.3"))
 FLAG = os.environ.get("JOURNAL_BOT_FLAG", "journal-bot.flag")
+
+
+@app.on_message(
+    text="retry", retry=RetryPolicy(attempts=2, base=0.01, max_delay=0.01, max_total=5.0)
+)
+async def reply_then_fail_twice(message: TextMessage, ctx: Context) -> None:
+    """Reply, fail on the first two attempts, then finish."""
+    await ctx.reply(f"handled {message.id}")
+    if ctx.attempt <= 2:
+        raise RuntimeError(f"failing attempt {ctx.attempt} on purpose")
+    await ctx.reply(f"done {message.id}")
 
 
 @app.on_message(type="text")
