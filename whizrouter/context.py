@@ -101,7 +101,9 @@ class Context:
         if view is None:
             view = self._client
             if self._journals is not None:
-                self._journal = self._journals.for_event(self.event_id)
+                # One journal per event, whichever client sends for it.
+                if self._journal is None:
+                    self._journal = self._journals.for_event(self.event_id)
                 view = view.with_send_journal(self._journal)
             self._view = view
         return view
