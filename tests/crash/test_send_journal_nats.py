@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 
 BOT = "tests.bots.journal_bot:app"
 KILLS = 2
+KILL_OFFSET = 0.15
 
 
 def is_done(message_id: str) -> Callable[[RecordedCall], bool]:
@@ -115,6 +116,7 @@ async def test_on_nats_two_workers_send_no_reply_twice(nats_url: str, tmp_path: 
                 await fake.wait_for(
                     lambda c: c.kind == "send", count=len(fake.sent) + 15, timeout=30
                 )
+                await asyncio.sleep(KILL_OFFSET)  # see test_send_journal_crash.py
                 victim = workers[0]
                 victim.signal(signal.SIGKILL)
                 await victim.wait()
