@@ -46,3 +46,14 @@ def test_the_builders_draft_has_the_fields_of_stored_event_in_their_order() -> N
     # every build with a TypeError, this says why.
     draft = [(f.name, f.type) for f in dataclasses.fields(base._StoredEventDraft)]
     assert draft == [(f.name, f.type) for f in dataclasses.fields(StoredEvent)]
+
+
+async def test_an_inbox_without_a_journal_keeps_nothing_by_default() -> None:
+    from whizrouter.inbox.base import Inbox, JournalEntry
+    from whizrouter.inbox.memory import MemoryInbox
+
+    inbox = MemoryInbox()
+    # The protocol's defaults, as a backend that does not override them has them.
+    await Inbox.journal_record(inbox, "m:1", "#1", JournalEntry("hash", "wamid.1"))
+    assert await Inbox.journal_entries(inbox, "m:1") == {}
+    assert await inbox.journal_entries("m:1") == {}

@@ -23,6 +23,7 @@ from whizrouter.inbox.base import (
     DeadLetter,
     EventKind,
     Inbox,
+    JournalEntry,
     RawEvent,
     StoredEvent,
 )
@@ -353,6 +354,57 @@ async def test_drop_deletes_dead_letters_only(inbox: Inbox) -> None:
 
     assert [d.seq for d in await inbox.dead_letters()] == [second.seq]
     assert await inbox.stats() == {"pending": 1, "dead": 1, "seen": 3}
+
+
+async def test_the_send_journal_keeps_each_slot_s_latest_entry_until_the_ack(
+    inbox: Inbox,
+) -> None:
+    await inbox.append([event(1), event(2)])
+    first, second = await claim_n(inbox, 2)
+    assert await inbox.journal_entries(first.key) == {}
+
+    await inbox.journal_record(first.key, "#1", JournalEntry("h1", "wamid.1"))
+    await inbox.journal_record(first.key, "k:total", JournalEntry("h2", "wamid.2"))
+    await inbox.journal_record(first.key, "#1", JournalEntry("h1b", "wamid.3"))
+
+    assert await inbox.journal_entries(first.key) == {
+        "#1": JournalEntry("h1b", "wamid.3"),
+        "k:total": JournalEntry("h2", "wamid.2"),
+    }
+    assert await inbox.journal_entries(second.key) == {}
+    await inbox.ack([first.seq, second.seq])
+    assert await inbox.journal_entries(first.key) == {}
+    assert inbox.backlog() == 0
+
+
+async def test_a_dead_letter_keeps_its_send_journal_for_its_replay(inbox: Inbox) -> None:
+    await inbox.append([event(1)])
+    [stored] = await claim_n(inbox, 1)
+    await inbox.journal_record(stored.key, "#1", JournalEntry("h1", "wamid.1"))
+    await inbox.dead(stored.seq, handler="h", attempts=3, error="boom")
+
+    assert await inbox.replay() == 1
+    [again] = await claim_n(inbox, 1)
+
+    assert await inbox.journal_entries(again.key) == {"#1": JournalEntry("h1", "wamid.1")}
+    await inbox.ack([again.seq])
+    assert await inbox.journal_entries(again.key) == {}
+
+
+async def test_drop_deletes_a_dead_letter_s_send_journal(inbox: Inbox) -> None:
+    await inbox.append([event(1), event(2)])
+    dropped, kept = await claim_n(inbox, 2)
+    for stored in (dropped, kept):
+        await inbox.journal_record(stored.key, "#1", JournalEntry("h", f"wamid.{stored.key}"))
+        await inbox.dead(stored.seq, handler="h", attempts=3, error="boom")
+
+    assert await inbox.drop([dropped.seq]) == 1
+    assert await inbox.replay() == 1
+    [again] = await claim_n(inbox, 1)
+
+    assert again.key == kept.key
+    assert await inbox.journal_entries(kept.key) == {"#1": JournalEntry("h", "wamid.m:2")}
+    assert await inbox.journal_entries(dropped.key) == {}
 
 
 async def test_stats_count_each_state(inbox: Inbox) -> None:

@@ -226,3 +226,27 @@ async def test_replay_all_and_stats(nats_url: str) -> None:
         assert await inbox.replay() == 3
         assert [e.key for e in await claim_n(inbox, 3)] == [f"m:491:{n}" for n in range(3)]
         assert await inbox.stats() == {"pending": 3, "dead": 0, "seen": 3}
+
+
+async def test_the_send_journal_bucket_keeps_a_journal_until_the_ack(nats_url: str) -> None:
+    from whizrouter.inbox.base import JournalEntry
+
+    stream = unique_stream()
+    async with opened(nats_url, stream) as inbox:
+        await inbox.append([event("491", 1), event("491", 2)])
+        acked, dead = await claim_n(inbox, 2)
+        for stored in (acked, dead):
+            await inbox.journal_record(stored.key, "#1", JournalEntry("h", "wamid." + stored.key))
+        nc = await nats.connect(nats_url)
+        try:
+            kv = await nc.jetstream().key_value(f"{stream}_JOURNAL")
+            assert len(await kv.keys()) == 2
+            await inbox.ack([acked.seq])
+            await inbox.dead(dead.seq, handler="h", attempts=1, error="boom")
+            assert len(await kv.keys()) == 1  # the dead letter's journal stays for its replay
+            [letter] = await inbox.dead_letters()
+            await inbox.drop([letter.seq])
+            with pytest.raises(nats.js.errors.NoKeysError):
+                await kv.keys()
+        finally:
+            await nc.close()

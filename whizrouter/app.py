@@ -50,6 +50,7 @@ from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, check_plugins, load_plugin, plugin_name
 from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH, Receiver
 from whizrouter.routing import MessageDecorator, RawHandlerT, Router, StatusDecorator
+from whizrouter.send_journal import SendJournals
 from whizrouter.settings import Settings
 from whizrouter.stored_body import decode_event
 
@@ -88,6 +89,8 @@ class WhizRouter:
         numbers: each receiving number's name (Cloud ``phone_number_id``; on-premises the
             name of its webhook path ``/webhook/<name>``) and its own key (``WHIZARD_NUMBERS``;
             see docs/numbers.md).
+        send_journal: journal handlers' sends so a retry or replay never sends one twice
+            (default True; docs/exactly-one-reply.md).
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class WhizRouter:
         client: WhizardClient | None = None,
         role: Role = "all",
         numbers: Mapping[str, Number | str] | None = None,
+        send_journal: bool = True,
     ) -> None:
         if isinstance(plugins, str | bytes):
             raise ConfigurationError(
@@ -150,6 +154,8 @@ class WhizRouter:
         self._dispatch_task: asyncio.Task[None] | None = None
         self._started = False
         self._failure = HandlingFailure()
+        #: Builds each event's send journal; None when ``send_journal=False``.
+        self.send_journals = SendJournals(lambda: self._parts.inbox) if send_journal else None
         self.receiver = Receiver(
             auth_header=self.settings.auth_header,
             body_limit=self.settings.body_limit,
@@ -280,6 +286,7 @@ class WhizRouter:
             conversation=stored.conversation,
             event_id=stored.key,
             kind=stored.kind,
+            send_journals=self.send_journals,
         )
 
     # Lifecycle ------------------------------------------------------------------------------

@@ -3,7 +3,10 @@
 It names the conversation, carries the provider client, the attempt number and per-event
 state that plugins and handlers share under typed ``ContextKey``s, and has the shortcuts a
 handler answers with: ``reply_*`` (media by id, link or a file's ``path``, uploaded first),
-``download`` and ``save_media`` of what the customer sent, and ``typing``.
+``download`` and ``save_media`` of what the customer sent, and ``typing``. Its client is a
+view of the app's whose sends go through the event's send journal
+(``whizrouter.send_journal``), built at the first use, so a handler that sends nothing pays
+nothing for it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from whizrouter.client import WhizardClient
     from whizrouter.events import Contact
     from whizrouter.media import MediaInfo, MediaKind, MediaRef
+    from whizrouter.send_journal import SendJournal, SendJournals
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -48,7 +52,9 @@ class Context:
 
     Attributes:
         event: the typed event (a ``Message`` or ``Status``), or the raw dict for ``on_raw``.
-        client: the provider API client (``WhizardClient``).
+        client: the provider API client (``WhizardClient``); its sends are journaled, so a
+            later run of this event does not send again what an earlier run sent (see
+            docs/exactly-one-reply.md).
         contact: the sender's entry from the callback's ``contacts``, or None.
         attempt: the delivery attempt, 1 the first time. Above 1 the handler may already have
             run for this event (a retry, or a restart after a crash): make side effects
@@ -60,9 +66,12 @@ class Context:
     """
 
     __slots__ = (
+        "_attempt",
+        "_client",
+        "_journal",
+        "_journals",
         "_state",
-        "attempt",
-        "client",
+        "_view",
         "contact",
         "conversation",
         "event",
@@ -81,16 +90,51 @@ class Context:
         conversation: str,
         event_id: str,
         kind: str,
+        send_journals: SendJournals | None = None,
     ) -> None:
         self.event = event
         self.kind = kind
-        self.client = client
+        self._client = client
+        self._view: WhizardClient | None = None
+        self._journals = send_journals
+        self._journal: SendJournal | None = None
         self.contact = contact
-        self.attempt = attempt
+        self._attempt = attempt
         self.conversation = conversation
         self.event_id = event_id
         self.handler = ""
         self._state: dict[ContextKey[Any], Any] = {}
+
+    @property
+    def client(self) -> WhizardClient:
+        """The provider API client; its sends for this event go through the send journal."""
+        view = self._view
+        if view is None:
+            view = self._client
+            if self._journals is not None:
+                # One journal per event, whichever client sends for it.
+                if self._journal is None:
+                    self._journal = self._journals.for_event(self.event_id)
+                view = view.with_send_journal(self._journal)
+            self._view = view
+        return view
+
+    @client.setter
+    def client(self, client: WhizardClient) -> None:
+        self._client = client
+        self._view = None
+
+    @property
+    def attempt(self) -> int:
+        """The delivery attempt, 1 the first time (see the class docstring)."""
+        return self._attempt
+
+    @attempt.setter
+    def attempt(self, attempt: int) -> None:
+        # A retry runs the handler again: its sends are matched from the first one again.
+        self._attempt = attempt
+        if self._journal is not None:
+            self._journal.new_run()
 
     def __getitem__(self, key: ContextKey[T]) -> T:
         try:
@@ -129,16 +173,32 @@ class Context:
     def _quote(self, quote: bool) -> str | None:
         return self.message_id if quote and self.kind == "message" else None
 
-    async def reply(self, text: str, *, quote: bool = False, preview_url: bool = False) -> str:
+    async def reply(
+        self,
+        text: str,
+        *,
+        quote: bool = False,
+        preview_url: bool = False,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
+    ) -> str:
         """Send a text to this conversation; return the new message id.
 
         Args:
             text: the body (1 to 4096 characters).
             quote: show the incoming message as quoted (Cloud shape only; ignored on-prem).
             preview_url: let WhatsApp render a preview of the first link.
+            idempotent: False sends it on every run of the handler, outside the send journal.
+            idempotency_key: names this send in the journal instead of its ordinal within
+                the run (every ``reply_*`` and ``react`` takes these two keywords as well).
         """
         return await self.client.send_text(
-            self.conversation, text, preview_url=preview_url, reply_to=self._quote(quote)
+            self.conversation,
+            text,
+            preview_url=preview_url,
+            reply_to=self._quote(quote),
+            idempotent=idempotent,
+            idempotency_key=idempotency_key,
         )
 
     async def reply_image(
@@ -150,12 +210,20 @@ class Context:
         quote: bool = False,
         path: str | os.PathLike[str] | None = None,
         mime_type: str | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send an image (by media id, link, or a file's ``path``, uploaded first) to this
         conversation; ``mime_type`` is guessed from the path's name when not given."""
         id = await self._upload(id, path, mime_type, "image")
         return await self.client.send_image(
-            self.conversation, id=id, link=link, caption=caption, reply_to=self._quote(quote)
+            self.conversation,
+            id=id,
+            link=link,
+            caption=caption,
+            reply_to=self._quote(quote),
+            idempotent=idempotent,
+            idempotency_key=idempotency_key,
         )
 
     async def reply_document(
@@ -168,6 +236,8 @@ class Context:
         quote: bool = False,
         path: str | os.PathLike[str] | None = None,
         mime_type: str | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send a document (by media id, link, or a file's ``path``, uploaded first, whose name
         is then the default ``filename``) to this conversation."""
@@ -181,6 +251,8 @@ class Context:
             caption=caption,
             filename=filename,
             reply_to=self._quote(quote),
+            idempotent=idempotent,
+            idempotency_key=idempotency_key,
         )
 
     async def reply_video(
@@ -192,11 +264,19 @@ class Context:
         quote: bool = False,
         path: str | os.PathLike[str] | None = None,
         mime_type: str | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send a video (by media id, link, or a file's ``path``, uploaded first)."""
         id = await self._upload(id, path, mime_type, "video")
         return await self.client.send_video(
-            self.conversation, id=id, link=link, caption=caption, reply_to=self._quote(quote)
+            self.conversation,
+            id=id,
+            link=link,
+            caption=caption,
+            reply_to=self._quote(quote),
+            idempotent=idempotent,
+            idempotency_key=idempotency_key,
         )
 
     async def reply_audio(
@@ -207,11 +287,18 @@ class Context:
         quote: bool = False,
         path: str | os.PathLike[str] | None = None,
         mime_type: str | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send an audio file (by media id, link, or a file's ``path``, uploaded first)."""
         id = await self._upload(id, path, mime_type, "audio")
         return await self.client.send_audio(
-            self.conversation, id=id, link=link, reply_to=self._quote(quote)
+            self.conversation,
+            id=id,
+            link=link,
+            reply_to=self._quote(quote),
+            idempotent=idempotent,
+            idempotency_key=idempotency_key,
         )
 
     async def reply_sticker(
@@ -221,11 +308,18 @@ class Context:
         link: str | None = None,
         quote: bool = False,
         path: str | os.PathLike[str] | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send a sticker (by media id, link, or a webp file's ``path``, uploaded first)."""
         id = await self._upload(id, path, "image/webp", "sticker")
         return await self.client.send_sticker(
-            self.conversation, id=id, link=link, reply_to=self._quote(quote)
+            self.conversation,
+            id=id,
+            link=link,
+            reply_to=self._quote(quote),
+            idempotent=idempotent,
+            idempotency_key=idempotency_key,
         )
 
     async def _upload(
@@ -276,18 +370,38 @@ class Context:
         buttons: Iterable[tuple[str, str]] | Mapping[str, str],
         *,
         quote: bool = False,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send up to three reply buttons (``(id, title)`` pairs) to this conversation."""
         return await self.client.send_buttons(
-            self.conversation, body, buttons, reply_to=self._quote(quote)
+            self.conversation,
+            body,
+            buttons,
+            reply_to=self._quote(quote),
+            idempotent=idempotent,
+            idempotency_key=idempotency_key,
         )
 
     async def reply_list(
-        self, body: str, *, button: str, sections: Iterable[Mapping[str, Any]], quote: bool = False
+        self,
+        body: str,
+        *,
+        button: str,
+        sections: Iterable[Mapping[str, Any]],
+        quote: bool = False,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send a list message to this conversation."""
         return await self.client.send_list(
-            self.conversation, body, button=button, sections=sections, reply_to=self._quote(quote)
+            self.conversation,
+            body,
+            button=button,
+            sections=sections,
+            reply_to=self._quote(quote),
+            idempotent=idempotent,
+            idempotency_key=idempotency_key,
         )
 
     async def reply_template(
@@ -296,6 +410,8 @@ class Context:
         name: str,
         language: str,
         components: Iterable[Mapping[str, Any]] | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send a template message to this conversation (needed outside the 24-hour window)."""
         return await self.client.send_template(
@@ -303,14 +419,24 @@ class Context:
             name=name,
             language=language,
             components=list(components) if components is not None else None,
+            idempotent=idempotent,
+            idempotency_key=idempotency_key,
         )
 
-    async def react(self, emoji: str) -> str:
+    async def react(
+        self, emoji: str, *, idempotent: bool = True, idempotency_key: str | None = None
+    ) -> str:
         """React to the incoming message with ``emoji`` (``""`` removes the reaction)."""
         message_id = self.message_id
         if message_id is None:
             raise ValueError("this event has no message to react to")
-        return await self.client.send_reaction(self.conversation, message_id, emoji)
+        return await self.client.send_reaction(
+            self.conversation,
+            message_id,
+            emoji,
+            idempotent=idempotent,
+            idempotency_key=idempotency_key,
+        )
 
     async def mark_read(self) -> None:
         """Mark the incoming message read (blue ticks)."""

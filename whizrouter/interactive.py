@@ -7,12 +7,11 @@ The methods :meth:`~whizrouter.client.WhizardClient.send_buttons` and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from whizrouter.defaults import ApiShape
 from whizrouter.outgoing import buttons_body, list_body
-from whizrouter.sending import post_message
 from whizrouter.transport import Transport
 
 
@@ -20,12 +19,16 @@ class InteractiveSending:
     """The methods that send reply buttons and lists.
 
     A part of :class:`~whizrouter.client.WhizardClient`, which sets the attributes below.
+    Each send also takes ``idempotent=`` and ``idempotency_key=`` (see
+    :class:`~whizrouter.sending.MessageSending`).
     """
 
     _shape: ApiShape
     _transport: Transport
     #: ``/v1/messages`` (on-premises) or ``/messages`` (Cloud).
     _messages_path: str
+    #: Posts a message body, through the send journal on a handler's view (``sending``).
+    _post: Callable[[dict[str, Any], bool, str | None], Awaitable[str]]
 
     async def send_buttons(
         self,
@@ -36,6 +39,8 @@ class InteractiveSending:
         header: str | None = None,
         footer: str | None = None,
         reply_to: str | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send a message with up to three reply buttons.
 
@@ -61,7 +66,7 @@ class InteractiveSending:
         message = buttons_body(
             self._shape, to, body, buttons, header=header, footer=footer, reply_to=reply_to
         )
-        return await post_message(self._transport, self._messages_path, message)
+        return await self._post(message, idempotent, idempotency_key)
 
     async def send_list(
         self,
@@ -73,6 +78,8 @@ class InteractiveSending:
         header: str | None = None,
         footer: str | None = None,
         reply_to: str | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send a list message: a button that opens sections of selectable rows.
 
@@ -109,4 +116,4 @@ class InteractiveSending:
             footer=footer,
             reply_to=reply_to,
         )
-        return await post_message(self._transport, self._messages_path, message)
+        return await self._post(message, idempotent, idempotency_key)

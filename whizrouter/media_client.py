@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import os
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
@@ -47,6 +48,9 @@ from whizrouter.media import (
     sha256_hex,
 )
 from whizrouter.transport import Transport
+
+if TYPE_CHECKING:
+    from whizrouter.send_journal import SendJournal
 
 
 def through_base_url(url: str, base_url: str) -> str:
@@ -93,6 +97,8 @@ class MediaCalls:
     _base_url: str | None
     #: The default download cap, in bytes.
     _max_media_bytes: int
+    #: The journal of the event a handler's view of the client works for; None elsewhere.
+    _journal: SendJournal | None
 
     def _media_path(self, media_id: str) -> str:
         quoted = quote(media_id, safe="")
@@ -241,6 +247,19 @@ class MediaCalls:
         """
         data, mime, name = read_upload(source, mime_type)
         check_upload_size(len(data), mime, media_kind(mime, kind))
+        journal = self._journal
+        if journal is None:
+            return await self._upload(data, mime, name)
+        # Through a handler's client the upload is journaled like a send: a retried run that
+        # uploads the same file again gets the same media id back, so the send that follows
+        # has the same body and is answered from the journal too.
+        digest = hashlib.sha256(data).hexdigest()
+        return await journal.send(
+            "/media", {"sha256": digest, "type": mime}, lambda: self._upload(data, mime, name), None
+        )
+
+    async def _upload(self, data: bytes, mime: str, name: str | None) -> str:
+        """Post one upload in this client's API shape; return the media id."""
         if self._shape == "onprem":
             answer = await self._transport.request(
                 "POST", "/v1/media", body=lambda: io.BytesIO(data), content_type=mime

@@ -9,8 +9,9 @@ interactive messages (buttons, lists) are :mod:`whizrouter.interactive`'s.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 from whizrouter.defaults import ApiShape
 from whizrouter.errors import ProviderError
@@ -23,6 +24,9 @@ from whizrouter.outgoing import (
     text_body,
 )
 from whizrouter.transport import Transport
+
+if TYPE_CHECKING:
+    from whizrouter.send_journal import SendJournal
 
 
 async def post_message(transport: Transport, path: str, body: dict[str, Any]) -> str:
@@ -50,14 +54,50 @@ class MessageSending:
     """The methods that send text, media, locations, contacts, templates and reactions.
 
     A part of :class:`~whizrouter.client.WhizardClient`, which sets the attributes below.
+
+    Every send also takes two keywords, used only by a handler's ``ctx.client`` (see
+    ``docs/exactly-one-reply.md``): ``idempotent=False`` sends it
+    on every run, outside the send journal; ``idempotency_key=`` names the send in the
+    journal instead of its ordinal within the run, so that a handler sending a varying
+    number of messages still finds each one's earlier send.
     """
 
     _shape: ApiShape
     _transport: Transport
     #: ``/v1/messages`` (on-premises) or ``/messages`` (Cloud).
     _messages_path: str
+    #: The journal of the event a handler's view of the client sends for; None elsewhere.
+    _journal: SendJournal | None = None
 
-    async def send(self, payload: Mapping[str, Any]) -> str:
+    def with_send_journal(self, journal: SendJournal) -> Self:
+        """A view of this client whose sends go through ``journal``: the context's client.
+
+        It shares this client's connection, key and settings; ``mark_read`` and the webhook
+        calls are not journaled (they are idempotent).
+        """
+        view = copy.copy(self)
+        view._journal = journal
+        return view
+
+    async def _post(
+        self, body: dict[str, Any], idempotent: bool, idempotency_key: str | None
+    ) -> str:
+        """Post a message body, through the journal when this is a handler's view."""
+        journal = self._journal
+        if journal is None or not idempotent:
+            return await post_message(self._transport, self._messages_path, body)
+        transport, path = self._transport, self._messages_path
+        return await journal.send(
+            path, body, lambda: post_message(transport, path, body), idempotency_key
+        )
+
+    async def send(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
+    ) -> str:
         """Send a message body as given: the escape hatch for anything the helpers lack.
 
         Only the envelope keys of the configured shape are filled in when missing
@@ -80,10 +120,17 @@ class MessageSending:
         if self._shape == "cloud":
             body.setdefault("messaging_product", "whatsapp")
         body.setdefault("recipient_type", "individual")
-        return await post_message(self._transport, self._messages_path, body)
+        return await self._post(body, idempotent, idempotency_key)
 
     async def send_text(
-        self, to: str, body: str, *, preview_url: bool = False, reply_to: str | None = None
+        self,
+        to: str,
+        body: str,
+        *,
+        preview_url: bool = False,
+        reply_to: str | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send a text message.
 
@@ -105,7 +152,7 @@ class MessageSending:
             ProviderError: the provider refused the message, or failed after all retries.
         """
         message = text_body(self._shape, to, body, preview_url=preview_url, reply_to=reply_to)
-        return await post_message(self._transport, self._messages_path, message)
+        return await self._post(message, idempotent, idempotency_key)
 
     async def send_image(
         self,
@@ -115,6 +162,8 @@ class MessageSending:
         link: str | None = None,
         caption: str | None = None,
         reply_to: str | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send an image by media ``id`` or ``link`` (exactly one), with an optional caption.
 
@@ -122,7 +171,7 @@ class MessageSending:
         Retried after a timeout, a send can deliver the message twice.
         """
         message = media_body(self._shape, "image", to, id, link, caption, None, reply_to)
-        return await post_message(self._transport, self._messages_path, message)
+        return await self._post(message, idempotent, idempotency_key)
 
     async def send_video(
         self,
@@ -132,6 +181,8 @@ class MessageSending:
         link: str | None = None,
         caption: str | None = None,
         reply_to: str | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send a video by media ``id`` or ``link`` (exactly one), with an optional caption.
 
@@ -139,7 +190,7 @@ class MessageSending:
         Retried after a timeout, a send can deliver the message twice.
         """
         message = media_body(self._shape, "video", to, id, link, caption, None, reply_to)
-        return await post_message(self._transport, self._messages_path, message)
+        return await self._post(message, idempotent, idempotency_key)
 
     async def send_audio(
         self,
@@ -149,6 +200,8 @@ class MessageSending:
         link: str | None = None,
         caption: str | None = None,
         reply_to: str | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send an audio file by media ``id`` or ``link`` (exactly one).
 
@@ -157,7 +210,7 @@ class MessageSending:
         can deliver the message twice.
         """
         message = media_body(self._shape, "audio", to, id, link, caption, None, reply_to)
-        return await post_message(self._transport, self._messages_path, message)
+        return await self._post(message, idempotent, idempotency_key)
 
     async def send_document(
         self,
@@ -168,6 +221,8 @@ class MessageSending:
         caption: str | None = None,
         filename: str | None = None,
         reply_to: str | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send a document, by uploaded media ``id`` or by ``link`` (exactly one).
 
@@ -190,7 +245,7 @@ class MessageSending:
             ProviderError: the provider refused the message, or failed after all retries.
         """
         message = media_body(self._shape, "document", to, id, link, caption, filename, reply_to)
-        return await post_message(self._transport, self._messages_path, message)
+        return await self._post(message, idempotent, idempotency_key)
 
     async def send_sticker(
         self,
@@ -200,6 +255,8 @@ class MessageSending:
         link: str | None = None,
         caption: str | None = None,
         reply_to: str | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send a sticker (a webp image) by media ``id`` or ``link`` (exactly one).
 
@@ -208,7 +265,7 @@ class MessageSending:
         timeout, a send can deliver the message twice.
         """
         message = media_body(self._shape, "sticker", to, id, link, caption, None, reply_to)
-        return await post_message(self._transport, self._messages_path, message)
+        return await self._post(message, idempotent, idempotency_key)
 
     async def send_location(
         self,
@@ -219,6 +276,8 @@ class MessageSending:
         name: str | None = None,
         address: str | None = None,
         reply_to: str | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send a location pin.
 
@@ -243,10 +302,16 @@ class MessageSending:
         message = location_body(
             self._shape, to, latitude, longitude, name=name, address=address, reply_to=reply_to
         )
-        return await post_message(self._transport, self._messages_path, message)
+        return await self._post(message, idempotent, idempotency_key)
 
     async def send_contacts(
-        self, to: str, contacts: Iterable[Mapping[str, Any]], *, reply_to: str | None = None
+        self,
+        to: str,
+        contacts: Iterable[Mapping[str, Any]],
+        *,
+        reply_to: str | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send one or more contact cards.
 
@@ -268,7 +333,7 @@ class MessageSending:
             ProviderError: the provider refused the message, or failed after all retries.
         """
         message = contacts_body(self._shape, to, contacts, reply_to=reply_to)
-        return await post_message(self._transport, self._messages_path, message)
+        return await self._post(message, idempotent, idempotency_key)
 
     async def send_template(
         self,
@@ -279,6 +344,8 @@ class MessageSending:
         components: Iterable[Mapping[str, Any]] | None = None,
         namespace: str | None = None,
         reply_to: str | None = None,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
     ) -> str:
         """Send an approved template message (the only kind allowed outside the 24-hour window).
 
@@ -313,9 +380,17 @@ class MessageSending:
             namespace=namespace,
             reply_to=reply_to,
         )
-        return await post_message(self._transport, self._messages_path, message)
+        return await self._post(message, idempotent, idempotency_key)
 
-    async def send_reaction(self, to: str, message_id: str, emoji: str) -> str:
+    async def send_reaction(
+        self,
+        to: str,
+        message_id: str,
+        emoji: str,
+        *,
+        idempotent: bool = True,
+        idempotency_key: str | None = None,
+    ) -> str:
         """React to a message with an emoji; an empty ``emoji`` removes the reaction.
 
         Args:
@@ -332,4 +407,4 @@ class MessageSending:
             ProviderError: the provider refused the reaction, or failed after all retries.
         """
         message = reaction_body(self._shape, to, message_id, emoji)
-        return await post_message(self._transport, self._messages_path, message)
+        return await self._post(message, idempotent, idempotency_key)

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from whizrouter.inbox.base import DeadLetter, Inbox, RawEvent, StoredEvent
+from whizrouter.inbox.base import DeadLetter, Inbox, JournalEntry, RawEvent, StoredEvent
 from whizrouter.inbox.memory import MemoryInbox
 
-__all__ = ["DeadLetter", "Inbox", "MemoryInbox", "RawEvent", "StoredEvent"]
+__all__ = ["DeadLetter", "Inbox", "JournalEntry", "MemoryInbox", "RawEvent", "StoredEvent"]

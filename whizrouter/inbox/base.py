@@ -8,12 +8,14 @@ default) and ``nats`` (JetStream, several processes).
 Beside those, the protocol declares the capabilities a durable backend adds, each with a
 documented no-op default that a backend inherits by subclassing ``Inbox``: ``count_run``
 (before the dispatcher starts a ``maybe_ran`` event), ``release`` (at a clean stop),
-``take_consumer_lock`` (at startup), ``health`` (fields for ``GET /healthz``) and ``on_lost``
-(set by the app: called when the storage is gone for good). The app and the dispatcher call
-them on every inbox; nothing probes an inbox for what it has. Everything the app, the
-receiver, the dispatcher and the CLI do with an inbox goes through this protocol, except two
-settings of concrete backends that only the inspection commands use (a ``SqliteInbox``'s
-``path`` must exist, a ``NatsInbox`` with ``create_streams`` False creates no stream).
+``take_consumer_lock`` (at startup), ``health`` (fields for ``GET /healthz``), ``on_lost``
+(set by the app: called when the storage is gone for good), and the send journal's
+``journal_entries`` and ``journal_record`` (``whizrouter.send_journal``). The app and the
+dispatcher call them on every inbox; nothing probes an inbox for what it has. Everything the
+app, the receiver, the dispatcher and the CLI do with an inbox goes through this protocol,
+except two settings of concrete backends that only the inspection commands use (a
+``SqliteInbox``'s ``path`` must exist, a ``NatsInbox`` with ``create_streams`` False creates
+no stream).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "DeadLetter",
     "EventKind",
     "Inbox",
+    "JournalEntry",
     "LostCallback",
     "RawEvent",
     "StoredEvent",
@@ -148,6 +151,14 @@ class DeadLetter:
     died_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One journaled send: the hash of its request and the message id the provider returned."""
+
+    request_hash: str
+    message_id: str
+
+
 @runtime_checkable
 class Inbox(Protocol):
     """What every inbox backend provides.
@@ -259,3 +270,22 @@ class Inbox(Protocol):
         A ``connected`` field of False makes the app report itself unavailable.
         """
         return {}
+
+    async def journal_entries(self, event_key: str) -> dict[str, JournalEntry]:
+        """The send journal of an event: its recorded sends by slot (``#1``, ``k:<key>``).
+
+        Called at the first journaled send of an event's run in a process. A backend answers
+        from memory, without I/O, for an event it knows has none (a first run), so a first
+        run pays only ``journal_record``. Default: an empty journal, for a backend that keeps
+        none (every run then sends again).
+        """
+        return {}
+
+    async def journal_record(self, event_key: str, slot: str, entry: JournalEntry) -> None:
+        """Record a send the provider accepted, durably, before the send returns.
+
+        Replaces an entry of the same slot. The backend deletes an event's entries in the
+        commit that acknowledges it (``ack``) and when its dead letter is dropped; a dead
+        letter keeps them for its replay. Default: nothing kept.
+        """
+        return None  # a body of its own: a default, not a method to implement

@@ -17,6 +17,7 @@ from whizrouter.errors import InboxFullError
 from whizrouter.inbox.base import (
     DeadLetter,
     Inbox,
+    JournalEntry,
     RawEvent,
     StoredEvent,
     build_stored_event,
@@ -51,6 +52,8 @@ class MemoryInbox(Inbox):
         self._seen: set[str] = set()
         self._seen_order: deque[tuple[float, str]] = deque()
         self._wakeup = asyncio.Event()
+        # The send journal: entries by event key, then by slot (``whizrouter.send_journal``).
+        self._journal: dict[str, dict[str, JournalEntry]] = {}
 
     async def open(self) -> None:
         """Nothing to prepare in memory."""
@@ -121,9 +124,12 @@ class MemoryInbox(Inbox):
         return batch
 
     async def ack(self, seqs: Sequence[int]) -> None:
-        """Forget settled events."""
+        """Forget settled events, and their send journal."""
+        journal = self._journal
         for seq in seqs:
-            self._claimed.pop(seq, None)
+            event = self._claimed.pop(seq, None)
+            if journal and event is not None:
+                journal.pop(event.key, None)
 
     async def record_attempt(self, seq: int, attempts: int, error: str) -> None:
         """Keep the attempt count on the claimed event."""
@@ -176,9 +182,19 @@ class MemoryInbox(Inbox):
         return len(chosen)
 
     async def drop(self, seqs: Sequence[int]) -> int:
-        """Delete dead letters."""
+        """Delete dead letters, and their send journal."""
         dropped = 0
         for seq in seqs:
-            if self._dead.pop(seq, None) is not None:
+            letter = self._dead.pop(seq, None)
+            if letter is not None:
+                self._journal.pop(letter.key, None)
                 dropped += 1
         return dropped
+
+    async def journal_entries(self, event_key: str) -> dict[str, JournalEntry]:
+        """The event's journaled sends (a copy)."""
+        return dict(self._journal.get(event_key, {}))
+
+    async def journal_record(self, event_key: str, slot: str, entry: JournalEntry) -> None:
+        """Keep a journaled send until the event is acknowledged or its dead letter dropped."""
+        self._journal.setdefault(event_key, {})[slot] = entry

@@ -107,6 +107,10 @@ class BotTester:
         self._server: TestServer | None = None
         self._session: aiohttp.ClientSession | None = None
         self._restore: list[Callable[[], None]] = []
+        #: Per event key, the sends answered from the send journal instead of the provider,
+        #: as ``(slot, message id)``: slot ``"#1"`` is a run's first journaled send,
+        #: ``"k:<key>"`` one sent with ``idempotency_key=``.
+        self.answered_from_journal: dict[str, list[tuple[str, str]]] = {}
 
     async def start(self) -> None:
         """Start the provider (if owned), then the bot behind a loopback HTTP server."""
@@ -138,9 +142,20 @@ class BotTester:
             settings, shutdown_grace=min(settings.shutdown_grace, TEST_SHUTDOWN_GRACE)
         )
         self._restore.append(app.router.replace_handlers(_without_retry_waits))
+        journals = app.send_journals
+        if journals is not None:
+            journals.observer = self._answered_from_journal
+
+            def stop_observing() -> None:
+                journals.observer = None
+
+            self._restore.append(stop_observing)
         self._server = TestServer(app.make_web_app())
         await self._server.start_server()
         self._session = aiohttp.ClientSession()
+
+    def _answered_from_journal(self, event_key: str, slot: str, message_id: str) -> None:
+        self.answered_from_journal.setdefault(event_key, []).append((slot, message_id))
 
     async def close(self) -> None:
         """Stop the bot (draining it) and the provider; give the app its own parts back."""

@@ -252,6 +252,12 @@ class FakeProvider:
         ]
 
     @property
+    def send_requests(self) -> int:
+        """How many send requests arrived, answered or not: a test asserts "sent once" with
+        ``provider.send_requests == 1`` (a journaled send answered again makes none)."""
+        return sum(1 for call in self.calls if call.kind == "send")
+
+    @property
     def marked_read(self) -> list[str]:
         """The message ids the fake accepted a mark-read for, in order."""
         return [

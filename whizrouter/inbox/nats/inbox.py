@@ -25,11 +25,19 @@ from nats.js import JetStreamContext
 
 from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
 from whizrouter.errors import ConfigurationError, InboxError
-from whizrouter.inbox.base import DeadLetter, Inbox, LostCallback, RawEvent, StoredEvent
+from whizrouter.inbox.base import (
+    DeadLetter,
+    Inbox,
+    JournalEntry,
+    LostCallback,
+    RawEvent,
+    StoredEvent,
+)
 from whizrouter.inbox.nats.append import Appender
 from whizrouter.inbox.nats.backlog import Backlog
 from whizrouter.inbox.nats.connection import Connection
 from whizrouter.inbox.nats.dead import DeadLetterStream
+from whizrouter.inbox.nats.journal import NatsJournal
 from whizrouter.inbox.nats.leases import PartitionSettings
 from whizrouter.inbox.nats.messages import stored_event
 from whizrouter.inbox.nats.partitions import PartitionWorker
@@ -140,6 +148,7 @@ class NatsInbox(Inbox):
             )
         )
         self._buckets: Buckets | None = None
+        self._journal = NatsJournal()
         self._reset_runtime()
 
     def _reset_runtime(self) -> None:
@@ -238,6 +247,7 @@ class NatsInbox(Inbox):
             )
             await self._dead.ensure(self._layout.replicas)
             self._buckets = await open_buckets(js, self._layout)
+            await self._journal.open(js, self._layout)
         except (nats.errors.Error, OSError) as exc:
             await self._connection.abandon()
             raise InboxError(f"cannot open the NATS inbox {self.description}: {exc}") from exc
@@ -361,13 +371,26 @@ class NatsInbox(Inbox):
     async def _decode(self, msg: Msg) -> StoredEvent:
         """A fetched message's event, with its runs counted (see ``spared``)."""
         buckets = self._open_buckets()
-        return await with_counted_runs(stored_event(msg), spared=buckets.spared, runs=buckets.runs)
+        event = await with_counted_runs(stored_event(msg), spared=buckets.spared, runs=buckets.runs)
+        self._journal.claimed(event, msg)
+        return event
 
     # -- settling (``settling``) -----------------------------------------------------------
 
     async def ack(self, seqs: Sequence[int]) -> None:
-        """Settle events, and return once JetStream confirmed it (they never come back)."""
+        """Settle events, and return once JetStream confirmed it (they never come back);
+        then delete their send journals (``whizrouter.inbox.nats.journal``)."""
+        journal = self._journal
+        if not (journal.held or journal.suspects):
+            await self._settler.ack(seqs)
+            return
+        keys = self._held_keys(seqs)
         await self._settler.ack(seqs)
+        await journal.delete(journal.settling(keys))
+
+    def _held_keys(self, seqs: Sequence[int]) -> list[str]:
+        held = self._fetcher.held
+        return [h.event.key for h in (held.get(seq) for seq in seqs) if h is not None]
 
     async def record_attempt(self, seq: int, attempts: int, error: str) -> None:
         """Count the failed runs, and tell JetStream the event is still being worked on, so
@@ -375,8 +398,11 @@ class NatsInbox(Inbox):
         await self._settler.record_attempt(seq, attempts)
 
     async def dead(self, seq: int, *, handler: str, attempts: int, error: str) -> None:
-        """Store the event in the dead-letter stream, then terminate its delivery."""
+        """Store the event in the dead-letter stream, then terminate its delivery; its send
+        journal stays in the bucket for a replay."""
+        keys = self._held_keys([seq])
         await self._settler.dead(seq, handler=handler, attempts=attempts, error=error)
+        self._journal.settling(keys)
 
     async def count_run(self, seq: int) -> None:
         """Count a handler run of a ``maybe_ran`` event before it starts."""
@@ -420,5 +446,18 @@ class NatsInbox(Inbox):
         return await self._dead.replay(seqs)
 
     async def drop(self, seqs: Sequence[int]) -> int:
-        """Delete dead letters for good."""
-        return await self._dead.drop(seqs)
+        """Delete dead letters for good, with their send journals."""
+        wanted = set(seqs)
+        keys = [letter.key for _, letter in await self._dead.scan() if letter.seq in wanted]
+        dropped = await self._dead.drop(seqs)
+        await self._journal.delete(keys)
+        return dropped
+
+    async def journal_entries(self, event_key: str) -> dict[str, JournalEntry]:
+        """The event's journaled sends; read from the bucket only for an event that may
+        have been run before (see ``whizrouter.inbox.nats.journal``)."""
+        return await self._journal.entries(event_key)
+
+    async def journal_record(self, event_key: str, slot: str, entry: JournalEntry) -> None:
+        """Store a journaled send in the bucket; return once JetStream confirmed it."""
+        await self._journal.record(event_key, slot, entry)

@@ -24,8 +24,9 @@ import anyio
 
 from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
 from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
-from whizrouter.inbox.base import DeadLetter, Inbox, RawEvent, StoredEvent
+from whizrouter.inbox.base import DeadLetter, Inbox, JournalEntry, RawEvent, StoredEvent
 from whizrouter.inbox.sqlite.claims import Claims, FileCounts
+from whizrouter.inbox.sqlite.journal import DELETE_OF_DEAD, DELETE_OF_PENDING, SqliteJournal
 from whizrouter.inbox.sqlite.lock import ConsumerLock
 from whizrouter.inbox.sqlite.schema import (
     COUNT_PENDING,
@@ -135,6 +136,7 @@ class SqliteInbox(Inbox):
         self._reserved = 0
         self._last_now = 0.0  # writer thread only
         self._seen = SeenKeys(dedupe_seconds, merge_at=recent_keys)  # writer thread only
+        self._journal = SqliteJournal()  # its keys: loaded at open, then loop thread only
 
     @classmethod
     def from_url(
@@ -233,6 +235,7 @@ class SqliteInbox(Inbox):
         """On the writer thread, once connected: check the schema version, create the tables."""
         create_or_check(conn, self.path)
         self._counts.backlog = scalar(conn, COUNT_PENDING)
+        self._journal.load(conn)
         if self._claims is not None:
             self._claims.data_version = scalar(conn, DATA_VERSION)
         logger.info(
@@ -371,8 +374,16 @@ class SqliteInbox(Inbox):
     # -- settling --------------------------------------------------------------------------
 
     async def ack(self, seqs: Sequence[int]) -> None:
-        """Settle handled events (they are deleted; their keys stay in the dedupe window)."""
-        if seqs:
+        """Settle handled events (they are deleted; their keys stay in the dedupe window).
+
+        Their send journal goes in the same transaction (nothing to do while no event has
+        one: a bot that does not send pays nothing).
+        """
+        if seqs and self._journal.keys:
+            job = self._journal.deleting_job(DELETE_OF_PENDING, DELETE_PENDING, json_array(seqs))
+            _, keys = await self._submit(job, lambda done: self._settled(done[0]))
+            self._journal.forget(keys)
+        elif seqs:
             params = (json_array(seqs),)
             await self._submit(rowcount(DELETE_PENDING, params), self._settled)
 
@@ -433,7 +444,23 @@ class SqliteInbox(Inbox):
         return count
 
     async def drop(self, seqs: Sequence[int]) -> int:
-        """Delete dead letters for good; return how many were deleted."""
+        """Delete dead letters for good, with their send journal; return how many."""
         if not seqs:
             return 0
-        return await self._submit(rowcount(DELETE_DEAD, (json_array(seqs),)))
+        job = self._journal.deleting_job(DELETE_OF_DEAD, DELETE_DEAD, json_array(seqs))
+        dropped, keys = await self._submit(job)
+        self._journal.forget(keys)
+        return dropped
+
+    # -- the send journal (``whizrouter.inbox.sqlite.journal``) ----------------------------
+
+    async def journal_entries(self, event_key: str) -> dict[str, JournalEntry]:
+        """The event's journaled sends; no I/O for an event without any (a first run)."""
+        if event_key not in self._journal.keys:
+            return {}
+        return await self._submit(self._journal.entries_job(event_key), readonly=True)
+
+    async def journal_record(self, event_key: str, slot: str, entry: JournalEntry) -> None:
+        """Write a journaled send in the next group commit; return once it is committed."""
+        await self._submit(self._journal.record_job(event_key, slot, entry))
+        self._journal.keys.add(event_key)

@@ -8,6 +8,7 @@ Schema (``PRAGMA user_version`` 2)::
     seen(key TEXT PRIMARY KEY, at REAL) WITHOUT ROWID          -- older ones, pruned by age
     meta(name TEXT PRIMARY KEY, value INTEGER)  -- 'claimed_through' (see claims),
                                                 -- 'seen_generation' (see seen)
+    send_journal(event_key, slot, request_hash, message_id)  -- see journal
 
 Settled events are deleted; the dedupe window lives in the two ``seen`` tables
 (``whizrouter.inbox.sqlite.seen``, which owns their statements; version 1 had only ``seen``
@@ -27,6 +28,7 @@ import orjson
 
 from whizrouter.errors import InboxError
 from whizrouter.inbox.base import EventKind
+from whizrouter.inbox.sqlite.journal import SCHEMA as JOURNAL_SCHEMA
 from whizrouter.inbox.sqlite.seen import COUNT as COUNT_SEEN
 from whizrouter.inbox.sqlite.seen import IN_JSON
 from whizrouter.inbox.sqlite.seen import SCHEMA as SEEN_SCHEMA
@@ -51,6 +53,7 @@ CREATE INDEX IF NOT EXISTS events_dead ON events(seq) WHERE state = 2;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta(name, value) VALUES ('claimed_through', 0);
 {SEEN_SCHEMA}
+{JOURNAL_SCHEMA}
 PRAGMA user_version = {SCHEMA_VERSION};
 COMMIT;
 """
