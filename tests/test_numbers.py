@@ -279,7 +279,8 @@ def test_keys_never_show_in_reprs() -> None:
 
 async def test_one_key_keeps_todays_path(provider: FakeProvider, bot_tester: StartBot) -> None:
     recorder = Recorder()
-    app = WhizRouter(inbox="memory")
+    # Without the send journal's view, the context's client is the app's own client itself.
+    app = WhizRouter(inbox="memory", send_journal=False)
 
     @app.on_message()
     async def seen(message: Message, ctx: Context) -> None:
