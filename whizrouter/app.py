@@ -44,10 +44,11 @@ from whizrouter.lifecycle import (
     log_webhook_auth,
     why_dispatcher_ended,
 )
+from whizrouter.mount import mount
 from whizrouter.parts import Parts
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, check_plugins, load_plugin, plugin_name
-from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH, Receiver
+from whizrouter.receiver import WEBHOOK_PATH, Receiver
 from whizrouter.routing import MessageDecorator, RawHandlerT, Router, StatusDecorator
 from whizrouter.settings import Settings
 from whizrouter.stored_body import decode_event
@@ -409,19 +410,16 @@ class WhizRouter:
         return await self.inbox.append(split_callback(data))
 
     def attach(
-        self, web_app: web.Application, *, path: str = WEBHOOK_PATH, health_path: str = HEALTH_PATH
+        self, web_app: web.Application, *, path: str = WEBHOOK_PATH, health_path: str | None = None
     ) -> None:
         """Serve the webhook from an existing aiohttp app and tie the lifecycles together.
 
-        The app starts when ``web_app`` starts and drains when it shuts down. In the
-        ``worker`` role only the health check is served.
+        The health check is served beside the webhook (``/wa/webhook``: ``/wa/healthz``), or
+        at ``health_path`` (``""``: not at all); a path ``web_app`` already routes raises
+        ``ConfigurationError``. The app starts when ``web_app`` starts and drains when it
+        shuts down. In the ``worker`` role only the health check is served.
         """
-        if self.role != "worker":
-            web_app.router.add_post(
-                path, self.receiver.webhook, expect_handler=self.receiver.expect_continue
-            )
-        if health_path:
-            web_app.router.add_get(health_path, self.receiver.healthz)
+        mount(web_app, self.receiver, self.role != "worker", path, health_path)
 
         async def lifespan(_: web.Application) -> Any:
             await self.start()
