@@ -118,10 +118,10 @@ async def test_the_asgi_app_under_uvicorn_answers_as_whizrouter_run(tmp_path: Pa
             status = orjson.dumps(status_callback("wamid.out", "delivered"))
             async with session.post(webhook, data=status, headers=AUTH) as r:
                 assert r.status == 200
+            await _wait_until_idle(session, bot)
             report = await _health(session, bot)
             assert report["unwanted"] == 1
             assert report["refused"] == {"400": 1, "401": 1, "408": 1, "413": 1}
-            assert report["backlog"] == 0
             # Full: two running handlers fill a backlog of 2, the third callback gets 503.
             for number in (2, 3):
                 callback = text_callback(f"job{number}", wa_id=f"1555000000{number}")
