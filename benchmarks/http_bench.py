@@ -27,6 +27,10 @@ from benchmarks.scenarios import Scenario
 #: The servers, baseline first: ratios are taken against it.
 SERVERS = ("baseline", "handwritten", "typed", "memory", "sqlite")
 BASELINE = "baseline"
+#: Served by uvicorn (``benchmarks.asgi_servers``); run only when named with ``--servers``.
+ASGI_SERVERS = ("asgi-baseline", "asgi")
+#: The baseline each server is paired with, when it is not ``BASELINE``.
+PAIRED_BASELINE = {"asgi": "asgi-baseline"}
 
 Progress = Callable[[str], None]
 
@@ -133,7 +137,14 @@ class ServerProcess:
             args.append("--no-status-handler")
         with self._log.open("wb") as log:
             self._process = await asyncio.create_subprocess_exec(
-                *self._pinning.server(python_module("benchmarks.servers", *args)),
+                *self._pinning.server(
+                    python_module(
+                        "benchmarks.asgi_servers"
+                        if self.kind in ASGI_SERVERS
+                        else "benchmarks.servers",
+                        *args,
+                    )
+                ),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,

@@ -25,6 +25,7 @@ import aiohttp
 
 from benchmarks.http_bench import (
     BASELINE,
+    PAIRED_BASELINE,
     LoadPlan,
     Progress,
     ServerProcess,
@@ -90,19 +91,25 @@ async def run_paired(
     workdir: Path,
     progress: Progress,
 ) -> dict[str, Any]:
-    """Pair every server but the baseline with a baseline, ``plan.rounds`` times.
+    """Pair every server but the baselines with its baseline (``asgi`` with
+    ``asgi-baseline``, the others with ``baseline``), ``plan.rounds`` times.
 
     Returns:
         per server: each round's figures and the median of ``cpu_ratio`` (baseline CPU per
         callback over the server's: the req/s ratio it predicts).
     """
     script = scenario_script(scenario, plan, workdir)
-    rounds: dict[str, list[dict[str, Any]]] = {kind: [] for kind in servers if kind != BASELINE}
+    baselines = {BASELINE, *PAIRED_BASELINE.values()}
+    rounds: dict[str, list[dict[str, Any]]] = {
+        kind: [] for kind in servers if kind not in baselines
+    }
     async with aiohttp.ClientSession() as session:
         for number in range(1, plan.rounds + 1):
             for kind in rounds:
                 label = f"{scenario.name}-pair{number}-{kind}"
-                baseline = ServerProcess(BASELINE, workdir, plan.pinning, label + "-baseline")
+                baseline = ServerProcess(
+                    PAIRED_BASELINE.get(kind, BASELINE), workdir, plan.pinning, label + "-baseline"
+                )
                 server = ServerProcess(
                     kind,
                     workdir,

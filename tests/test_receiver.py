@@ -1,4 +1,5 @@
-"""The webhook endpoint over real HTTP: every answer of the table in docs/delivery.md."""
+"""The webhook endpoint over real HTTP: every answer of the table in docs/delivery.md, from
+aiohttp (attached and standalone) and from the ASGI application under uvicorn."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import pytest
 from aiohttp.test_utils import RawTestServer
 
 from tests.conftest import AiohttpClient, BotClient, Recorder, fixture_bytes, raw_http
+from tests.uvicorn_server import uvicorn_client
 from whizrouter import Context, Message, Status, TextMessage, WhizRouter
+from whizrouter.asgi import asgi_app
 from whizrouter.errors import InboxError
 from whizrouter.inbox.base import RawEvent
 from whizrouter.inbox.memory import MemoryInbox
@@ -30,23 +33,31 @@ Serve = Callable[[WhizRouter], Awaitable[BotClient]]
 MakeApp = Callable[..., WhizRouter]
 
 
-@pytest.fixture(params=["attached", "standalone"])
+@pytest.fixture(params=["attached", "standalone", "asgi"])
 async def serve(
     request: pytest.FixtureRequest, aiohttp_client: AiohttpClient
 ) -> AsyncIterator[Serve]:
-    """Every test here runs against both ways of serving a bot: its routes added to an
-    aiohttp app (``make_web_app``, ``attach``), and the hand-routed low-level server that
-    ``whizrouter run`` serves."""
+    """Every test here runs against the three ways of serving a bot: its routes added to an
+    aiohttp app (``make_web_app``, ``attach``), the hand-routed low-level server that
+    ``whizrouter run`` serves, and the ASGI application (``whizrouter.asgi``) served by
+    uvicorn, which starts and stops the bot with its lifespan."""
     started: list[WhizRouter] = []
+    served: list[BotClient] = []
 
     async def start(app: WhizRouter) -> BotClient:
         if request.param == "attached":
             return await aiohttp_client(app.make_web_app())
+        if request.param == "asgi":
+            client = await uvicorn_client(asgi_app(app))
+            served.append(client)
+            return client
         await app.start()
         started.append(app)
         return await aiohttp_client(RawTestServer(request_handler(app)))  # type: ignore[arg-type]
 
     yield start
+    for client in served:
+        await client.close()
     for app in started:
         await app.stop()
 
@@ -677,3 +688,30 @@ async def test_a_receiver_stores_every_kind_for_its_workers(
     assert (await app.inbox.stats())["pending"] == 3
     assert app.receiver.unwanted == 0
     assert "not stored" not in caplog.text
+
+
+async def test_an_onprem_number_posts_to_its_own_path(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    app = make_app(numbers={"sales": "sales-key", "support": "support-key"})
+
+    @app.on_message()
+    async def on_message(message: Message, ctx: Context) -> None:
+        await recorder.add((ctx.number, message.id))
+
+    client = await serve(app)
+    body = fixture_bytes("onprem/text.json")
+    message_id = orjson.loads(body)["messages"][0]["id"]
+    assert (await client.post("/webhook/sales", data=body)).status == 200
+    assert await recorder.wait_for(1) == [("sales", message_id)]
+    # Not a number's path: neither a dot segment nor a deeper one.
+    for path in ("/webhook/..", "/webhook/sales/more", "/webhook/"):
+        assert (await client.post(path, data=body)).status == 404, path
+
+
+async def test_without_numbers_a_number_path_is_not_served(
+    make_app: MakeApp, serve: Serve, recorder: Recorder
+) -> None:
+    client = await serve(echo_app(make_app, recorder))
+    response = await client.post("/webhook/sales", data=fixture_bytes("onprem/text.json"))
+    assert response.status == 404

@@ -44,11 +44,12 @@ from whizrouter.lifecycle import (
     log_webhook_auth,
     why_dispatcher_ended,
 )
+from whizrouter.mount import mount
 from whizrouter.numbers import ContextFactory, Decoder, Number, Numbers
 from whizrouter.parts import Parts
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, check_plugins, load_plugin, plugin_name
-from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH, Receiver
+from whizrouter.receiver import WEBHOOK_PATH, Receiver
 from whizrouter.routing import MessageDecorator, RawHandlerT, Router, StatusDecorator
 from whizrouter.send_journal import SendJournals
 from whizrouter.settings import Settings
@@ -445,21 +446,18 @@ class WhizRouter:
         return await self.inbox.append(split_callback(data, number))
 
     def attach(
-        self, web_app: web.Application, *, path: str = WEBHOOK_PATH, health_path: str = HEALTH_PATH
+        self, web_app: web.Application, *, path: str = WEBHOOK_PATH, health_path: str | None = None
     ) -> None:
         """Serve the webhook from an existing aiohttp app and tie the lifecycles together.
 
-        The app starts when ``web_app`` starts and drains when it shuts down. In the
-        ``worker`` role only the health check is served.
+        The health check is served beside the webhook (``/wa/webhook``: ``/wa/healthz``), or
+        at ``health_path`` (``""``: not at all); a path ``web_app`` already routes raises
+        ``ConfigurationError``. The app starts when ``web_app`` starts and drains when it
+        shuts down. In the ``worker`` role only the health check is served.
         """
-        if self.role != "worker":
-            web_app.router.add_post(
-                path, self.receiver.webhook, expect_handler=self.receiver.expect_continue
-            )
-            if self._numbers is not None:
-                self._numbers.serve(web_app, path, self.receiver)
-        if health_path:
-            web_app.router.add_get(health_path, self.receiver.healthz)
+        mount(web_app, self.receiver, self.role != "worker", path, health_path)
+        if self._numbers is not None and self.role != "worker":
+            self._numbers.serve(web_app, path, self.receiver)
 
         async def lifespan(_: web.Application) -> Any:
             await self.start()

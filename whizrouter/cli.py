@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -42,6 +43,34 @@ class UsageError(Exception):
     """A command-line argument cannot be used; the message says what to write instead."""
 
 
+_IMPORTLIB = os.path.dirname(importlib.__file__)
+
+
+def _is_the_target(missing: str | None, module_name: str) -> bool:
+    """Whether the module not found is the one named on the command line (or its package),
+    rather than one that the bot's module imports."""
+    if missing is None or module_name.endswith(".py"):
+        return False
+    return module_name == missing or module_name.startswith(missing + ".")
+
+
+def _import_failure(module_name: str, exc: BaseException) -> str:
+    """What failed while importing the bot's module, with its traceback from the bot's code
+    on (the frames of this command and of importlib say nothing to the bot's author)."""
+    failure = traceback.TracebackException.from_exception(exc)
+    failure.stack = traceback.StackSummary.from_list(
+        [
+            frame
+            for frame in failure.stack
+            if frame.filename != __file__ and not frame.filename.startswith(("<frozen", _IMPORTLIB))
+        ]
+    )
+    return (
+        f"importing {module_name!r} failed, in the bot's own code or a package it imports "
+        "(install it, or fix the line below):\n" + "".join(failure.format()).rstrip()
+    )
+
+
 def load_app(target: str) -> WhizRouter:
     """Import ``module:attribute`` (or ``path/to/file.py:attribute``) and return the app.
 
@@ -66,10 +95,16 @@ def load_app(target: str) -> WhizRouter:
         else:
             module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if not _is_the_target(exc.name, module_name):
+            raise UsageError(_import_failure(module_name, exc)) from exc
         raise UsageError(
             f"cannot import {module_name!r} ({exc}); run from the directory that holds it, "
             "or give a file path such as bots/echo.py:app"
         ) from exc
+    except WhizrouterError:
+        raise  # a setting the app's constructor refused: its message says what to do
+    except Exception as exc:
+        raise UsageError(_import_failure(module_name, exc)) from exc
     if not hasattr(module, attribute):
         raise UsageError(
             f"{module_name} has no attribute {attribute!r}; write MODULE:ATTR with the name of "

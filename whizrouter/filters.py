@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from whizrouter.numbers import number_of
+from whizrouter.registration_checks import MESSAGE_TYPE_NAMES, STATUS_NAMES, check_choices
 
 Predicate = Callable[[Any], bool]
 #: What ``text=`` compares a text body with: an exact string, or a regex searched in it.
@@ -81,8 +82,12 @@ class F:
         A message whose payload did not validate (an ``UnknownMessage`` with reason
         ``invalid``) does not match its nominal type, so a handler for ``"interactive"`` never
         meets an interactive message without its ``interactive`` object.
+
+        Raises:
+            ValueError: a value the provider never sends (a misspelling), with the valid ones.
         """
         wanted = _choices(value)
+        check_choices("type", wanted, MESSAGE_TYPE_NAMES)
         return Filter(
             lambda e: (
                 getattr(e, "type", None) in wanted and getattr(e, "reason", None) != "invalid"
@@ -92,8 +97,13 @@ class F:
 
     @staticmethod
     def status(value: str | Iterable[str]) -> Filter:
-        """Statuses with one value (``"failed"``) or any of several."""
+        """Statuses with one value (``"failed"``) or any of several.
+
+        Raises:
+            ValueError: a value the provider never sends (a misspelling), with the valid ones.
+        """
         wanted = _choices(value)
+        check_choices("status", wanted, STATUS_NAMES)
         return Filter(lambda e: getattr(e, "status", None) in wanted, f"status in {sorted(wanted)}")
 
     @staticmethod

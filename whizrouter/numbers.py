@@ -38,7 +38,14 @@ if TYPE_CHECKING:
     from whizrouter.context import Context
     from whizrouter.inbox.base import StoredEvent
 
-__all__ = ["NUMBER_NAME", "Number", "Numbers", "number_of", "number_webhook_url"]
+__all__ = [
+    "NUMBER_NAME",
+    "Number",
+    "Numbers",
+    "number_in_path",
+    "number_of",
+    "number_webhook_url",
+]
 
 log = logging.getLogger("whizrouter.numbers")
 
@@ -51,6 +58,20 @@ NUMBER_ROUTE: Final = r"{number:[A-Za-z0-9_.\-]{1,64}}"
 _SETTING: Final = f"numbers= or {NUMBERS_ENV}"
 #: The fields a number's JSON object may have.
 _FIELDS: Final = frozenset(("api_key", "base_url", "shape"))
+
+
+def number_in_path(webhook_path: str, path: str) -> str | None:
+    """The number an on-premises callback's path names (``<webhook_path>/<name>``), or None.
+
+    For the servers that route by hand (``whizrouter run``, the ASGI app); an aiohttp app
+    routes ``NUMBER_ROUTE`` instead.
+    """
+    prefix = webhook_path.rstrip("/") + "/"
+    if not path.startswith(prefix):
+        return None
+    name = path[len(prefix) :]
+    return name if NUMBER_NAME.fullmatch(name) else None
+
 
 Decoder = Callable[["StoredEvent"], tuple[Any, Any]]
 ContextFactory = Callable[["StoredEvent", Any, Any, int], "Context"]

@@ -12,6 +12,11 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from whizrouter.errors import RegistrationClosedError
 from whizrouter.filters import F, Filter, Predicate, TextChoice, as_filter
+from whizrouter.registration_checks import (
+    check_coroutine,
+    check_message_annotation,
+    check_status_annotation,
+)
 
 if TYPE_CHECKING:
     from whizrouter.backoff import RetryPolicy
@@ -98,10 +103,10 @@ class Router:
         retry: RetryPolicy | None,
         callback: Handler,
     ) -> None:
-        self._check_open(f"registering {kind} handler {_handler_name(callback)!r}")
-        self._handlers.append(
-            HandlerSpec(kind, callback, _combine(predicates), _handler_name(callback), retry)
-        )
+        name = _handler_name(callback)
+        self._check_open(f"registering {kind} handler {name!r}")
+        check_coroutine(callback, name)
+        self._handlers.append(HandlerSpec(kind, callback, _combine(predicates), name, retry))
 
     def on_message(
         self,
@@ -122,10 +127,16 @@ class Router:
             from_: sender ``wa_id``(s) to accept.
             retry: this handler's retry policy on failure (default: the app's).
             number: our receiving number(s) to accept, by their names in ``numbers=``.
+
+        Raises:
+            ValueError: a ``type=`` value the provider never sends (a misspelling).
+            TypeError: (when decorating) the handler is not an ``async def``, or its event
+                annotation is a class ``type=`` never delivers.
         """
         filters = list(predicates)
-        if type is not None:
-            filters.insert(0, F.type(type))
+        types = [type] if isinstance(type, str) else list(type) if type is not None else None
+        if types is not None:
+            filters.insert(0, F.type(types))
         if text is not None:
             filters.append(F.text(text))
         if from_ is not None:
@@ -136,6 +147,7 @@ class Router:
         def decorator(
             handler: Callable[[M, Context], Awaitable[None]],
         ) -> Callable[[M, Context], Awaitable[None]]:
+            check_message_annotation(handler, _handler_name(handler), types)
             self._register("message", filters, retry, handler)
             return handler
 
@@ -155,6 +167,11 @@ class Router:
             status: status value(s) to accept (``"failed"``, ``["delivered", "read"]``).
             retry: this handler's retry policy on failure (default: the app's).
             number: our sending number(s) to accept, by their names in ``numbers=``.
+
+        Raises:
+            ValueError: a ``status=`` value the provider never sends (a misspelling).
+            TypeError: (when decorating) the handler is not an ``async def``, or it is
+                annotated with a message class.
         """
         filters = list(predicates)
         if status is not None:
@@ -165,6 +182,7 @@ class Router:
         def decorator(
             handler: Callable[[S, Context], Awaitable[None]],
         ) -> Callable[[S, Context], Awaitable[None]]:
+            check_status_annotation(handler, _handler_name(handler))
             self._register("status", filters, retry, handler)
             return handler
 

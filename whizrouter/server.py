@@ -20,6 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from whizrouter.errors import WhizrouterError
 from whizrouter.log_throttle import LogThrottle
+from whizrouter.numbers import Numbers, number_in_path
 from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH, Receiver
 from whizrouter.runtime import describe_running_loop, gc_threshold_from_env, tune_gc
 from whizrouter.settings import Settings
@@ -39,6 +40,8 @@ class ServedApp(Protocol):
     def settings(self) -> Settings: ...
     @property
     def failure(self) -> BaseException | None: ...
+    @property
+    def numbers(self) -> Numbers | None: ...
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def wait_failed(self) -> BaseException: ...
@@ -58,11 +61,17 @@ def request_handler(app: ServedApp) -> RequestHandler:
     receiver = app.receiver
     webhook = receiver.webhook if app.role != "worker" else None
     healthz = receiver.healthz
+    # Several numbers: an on-premises number's callbacks come to ``/webhook/<name>``.
+    numbered = app.numbers is not None
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
         method = request.method
-        if path == WEBHOOK_PATH and webhook is not None:
+        number = None
+        if webhook is not None and (
+            path == WEBHOOK_PATH
+            or (numbered and (number := number_in_path(WEBHOOK_PATH, path)) is not None)
+        ):
             if method != hdrs.METH_POST:
                 raise web.HTTPMethodNotAllowed(method, [hdrs.METH_POST])
             if request.headers.get(hdrs.EXPECT):
@@ -70,7 +79,7 @@ def request_handler(app: ServedApp) -> RequestHandler:
                 await request.writer.drain()
                 if refusal is not None:
                     return refusal
-            return await webhook(request)
+            return await webhook(request, number)
         if path == HEALTH_PATH:
             if method not in (hdrs.METH_GET, hdrs.METH_HEAD):
                 raise web.HTTPMethodNotAllowed(method, [hdrs.METH_GET, hdrs.METH_HEAD])

@@ -1,0 +1,68 @@
+"""Adding the webhook and the health check to an aiohttp app of your own (``app.attach``).
+
+The health check goes beside the webhook (``/bots/wa/webhook`` → ``/bots/wa/healthz``) unless
+a path is given, and a path the host app already routes is refused: its route and the bot's
+would shadow each other, and callbacks would silently go to the wrong one.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from aiohttp import web, web_urldispatcher
+
+from whizrouter.errors import ConfigurationError
+from whizrouter.receiver import Receiver
+
+
+def health_path_beside(webhook_path: str) -> str:
+    """``/healthz`` in the folder of ``webhook_path``."""
+    return posixpath.join(posixpath.dirname(webhook_path) or "/", "healthz")
+
+
+def _routed(web_app: web.Application, path: str) -> str | None:
+    """The route of ``web_app`` that already answers ``path``, described, or None."""
+    for resource in web_app.router.resources():
+        if isinstance(resource, web_urldispatcher.PrefixResource):
+            prefix = resource.canonical
+            taken = path == prefix or path.startswith(prefix.rstrip("/") + "/")
+        elif isinstance(resource, web_urldispatcher.Resource):
+            taken = resource._match(path) is not None
+        else:
+            continue
+        if taken:
+            methods = sorted({route.method for route in resource})
+            return f"{resource.canonical} ({', '.join(methods) or 'no method'})"
+    return None
+
+
+def mount(
+    web_app: web.Application,
+    receiver: Receiver,
+    takes_callbacks: bool,
+    path: str,
+    health_path: str | None,
+) -> None:
+    """Route ``POST path`` (when ``takes_callbacks``) and ``GET health_path`` (beside the
+    webhook when None; not at all when empty) to ``receiver``.
+
+    Raises:
+        ConfigurationError: ``web_app`` already routes one of the paths.
+    """
+    if health_path is None:
+        health_path = health_path_beside(path)
+    wanted = ([("webhook", path)] if takes_callbacks else []) + (
+        [("health check", health_path)] if health_path else []
+    )
+    for what, wanted_path in wanted:
+        existing = _routed(web_app, wanted_path)
+        if existing is not None:
+            raise ConfigurationError(
+                f"cannot serve the bot's {what} at {wanted_path}: the aiohttp app already routes "
+                f"{existing} there; pass another path to attach() "
+                f"({'path' if what == 'webhook' else 'health_path'}=...)"
+            )
+    if takes_callbacks:
+        web_app.router.add_post(path, receiver.webhook, expect_handler=receiver.expect_continue)
+    if health_path:
+        web_app.router.add_get(health_path, receiver.healthz)
