@@ -50,6 +50,7 @@ from whizrouter.plugins import call_hook, check_plugins, load_plugin, plugin_nam
 from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH, Receiver
 from whizrouter.routing import MessageDecorator, RawHandlerT, Router, StatusDecorator
 from whizrouter.settings import Settings
+from whizrouter.state import NO_FILTER, NoFilter, StateMatch
 from whizrouter.stored_body import decode_event
 
 log = logging.getLogger("whizrouter")
@@ -84,6 +85,8 @@ class WhizRouter:
         client: a ready ``WhizardClient`` to use instead of building one.
         role: ``"all"`` (default), ``"receiver"`` (accept and store only) or ``"worker"``
             (handle only; needs a shared inbox such as NATS).
+        state_ttl: seconds a conversation's state lives after its last write
+            (``WHIZROUTER_STATE_TTL``, 30 days).
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class WhizRouter:
         retry: RetryPolicy | None = None,
         client: WhizardClient | None = None,
         role: Role = "all",
+        state_ttl: float | None = None,
     ) -> None:
         if isinstance(plugins, str | bytes):
             raise ConfigurationError(
@@ -126,6 +130,7 @@ class WhizRouter:
             body_limit=body_limit,
             read_timeout=read_timeout,
             shutdown_grace=shutdown_grace,
+            state_ttl=state_ttl,
         )
         self.router = Router(name="app")
         self.retry = retry or HANDLER_RETRY
@@ -159,18 +164,22 @@ class WhizRouter:
         text: TextChoice | Iterable[TextChoice] | None = None,
         from_: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
+        state: StateMatch | NoFilter = NO_FILTER,
     ) -> MessageDecorator:
         """Register a message handler on the app's own router; see ``Router.on_message``."""
-        return self.router.on_message(*predicates, type=type, text=text, from_=from_, retry=retry)
+        return self.router.on_message(
+            *predicates, type=type, text=text, from_=from_, retry=retry, state=state
+        )
 
     def on_status(
         self,
         *predicates: Predicate,
         status: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
+        state: StateMatch | NoFilter = NO_FILTER,
     ) -> StatusDecorator:
         """Register a status handler on the app's own router; see ``Router.on_status``."""
-        return self.router.on_status(*predicates, status=status, retry=retry)
+        return self.router.on_status(*predicates, status=status, retry=retry, state=state)
 
     def on_raw(
         self, *predicates: Predicate, retry: RetryPolicy | None = None
@@ -285,6 +294,7 @@ class WhizRouter:
         log_role_and_plugins(self.role, self._plugins)
         inbox = self.inbox
         check_inbox_fits_role(self.role, inbox)
+        inbox.state_ttl = self.settings.state_ttl
         await inbox.open()
         inbox.on_lost = self._inbox_lost  # NATS: a connection closed for good stops the app
         log_inbox(inbox)

@@ -9,9 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
+from whizrouter.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from whizrouter.client import WhizardClient
+    from whizrouter.conversation_state import ConversationState
+    from whizrouter.dispatcher.state_overlay import StateOverlay
     from whizrouter.events import Contact
+    from whizrouter.inbox.base import StoredEvent
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -59,6 +64,9 @@ class Context:
         "event_id",
         "handler",
         "kind",
+        "state_event",
+        "state_handle",
+        "state_source",
     )
 
     def __init__(
@@ -81,6 +89,30 @@ class Context:
         self.event_id = event_id
         self.handler = ""
         self._state: dict[ContextKey[Any], Any] = {}
+        self.state_source: StateOverlay | None = None
+        self.state_event: StoredEvent | None = None
+        self.state_handle: ConversationState | None = None
+
+    @property
+    def state(self) -> ConversationState:
+        """The conversation's state (``await ctx.state.get()``, ``set``, ``data``, ``update``,
+        ``clear``, ``load``, ``save``); changes commit with the event's acknowledgement and
+        are dropped if the handler raises. See docs/state.md.
+
+        Raises:
+            ConfigurationError: the inbox keeps no conversation state, or this context was
+                not built by the dispatcher.
+        """
+        handle = self.state_handle
+        if handle is None:
+            source, stored = self.state_source, self.state_event
+            if source is None or stored is None:
+                raise ConfigurationError(
+                    "ctx.state works in handlers the dispatcher runs; this context was built "
+                    "by hand"
+                )
+            handle = self.state_handle = source.handle(stored)
+        return handle
 
     def __getitem__(self, key: ContextKey[T]) -> T:
         try:

@@ -29,3 +29,5 @@ DEFAULT_SHUTDOWN_GRACE = 25.0
 DEFAULT_DEDUPE_SECONDS = 7 * 24 * 3600
 #: Seconds a provider API call may take before it counts as failed (and is retried).
 DEFAULT_CLIENT_TIMEOUT = 10.0
+#: Seconds a conversation's state lives after its last write (``WHIZROUTER_STATE_TTL``).
+DEFAULT_STATE_TTL = 30 * 24 * 3600.0

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from whizrouter.errors import RegistrationClosedError
 from whizrouter.filters import F, Filter, Predicate, TextChoice, as_filter
+from whizrouter.state import NO_FILTER, NoFilter, StateMatch
 
 if TYPE_CHECKING:
     from whizrouter.backoff import RetryPolicy
@@ -110,6 +111,7 @@ class Router:
         text: TextChoice | Iterable[TextChoice] | None = None,
         from_: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
+        state: StateMatch | NoFilter = NO_FILTER,
     ) -> MessageDecorator:
         """Register a handler for incoming messages.
 
@@ -120,8 +122,12 @@ class Router:
                 those (any may match).
             from_: sender ``wa_id``(s) to accept.
             retry: this handler's retry policy on failure (default: the app's).
+            state: the conversation's state(s) to accept (``F.state``): a ``State``, a
+                ``StateGroup``, ``"*"`` (any), None (none), or a list; left out, any.
         """
         filters = list(predicates)
+        if not isinstance(state, NoFilter):
+            filters.append(F.state(state))
         if type is not None:
             filters.insert(0, F.type(type))
         if text is not None:
@@ -142,6 +148,7 @@ class Router:
         *predicates: Predicate,
         status: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
+        state: StateMatch | NoFilter = NO_FILTER,
     ) -> StatusDecorator:
         """Register a handler for status updates of messages the bot sent.
 
@@ -149,8 +156,11 @@ class Router:
             *predicates: extra conditions: ``Filter`` objects or callables taking the status.
             status: status value(s) to accept (``"failed"``, ``["delivered", "read"]``).
             retry: this handler's retry policy on failure (default: the app's).
+            state: the conversation's state(s) to accept; see ``on_message``.
         """
         filters = list(predicates)
+        if not isinstance(state, NoFilter):
+            filters.append(F.state(state))
         if status is not None:
             filters.insert(0, F.status(status))
 
@@ -242,3 +252,7 @@ class Router:
     def handled_kinds(self) -> frozenset[HandlerKind]:
         """The kinds of event some handler reachable from this router takes."""
         return frozenset(spec.kind for spec in self.handlers())
+
+    def reads_state(self) -> bool:
+        """Whether some handler's filter looks at the conversation's state (``state=``)."""
+        return any(spec.filter is not None and spec.filter.reads_state for spec in self.handlers())

@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
 from whizrouter.errors import InboxFullError
@@ -21,6 +22,7 @@ from whizrouter.inbox.base import (
     StoredEvent,
     build_stored_event,
 )
+from whizrouter.inbox.stored_state import StateWrite, StoredState
 
 
 class MemoryInbox(Inbox):
@@ -33,6 +35,7 @@ class MemoryInbox(Inbox):
 
     description = "memory"
     durable = False
+    keeps_state = True
 
     def __init__(
         self,
@@ -51,6 +54,8 @@ class MemoryInbox(Inbox):
         self._seen: set[str] = set()
         self._seen_order: deque[tuple[float, str]] = deque()
         self._wakeup = asyncio.Event()
+        # Conversation state: committed at settlement (``ack_with_state``).
+        self._states: dict[str, StoredState] = {}
 
     async def open(self) -> None:
         """Nothing to prepare in memory."""
@@ -182,3 +187,30 @@ class MemoryInbox(Inbox):
             if self._dead.pop(seq, None) is not None:
                 dropped += 1
         return dropped
+
+    # -- conversation state ----------------------------------------------------------------
+
+    async def load_state(self, conversation: str) -> StoredState | None:
+        """The conversation's state, unless it expired (``state_ttl`` after its last write)."""
+        stored = self._states.get(conversation)
+        if stored is not None and stored.updated_at < time.time() - self.state_ttl:
+            del self._states[conversation]
+            return None
+        return stored
+
+    async def ack_with_state(self, seqs: Sequence[int], writes: Sequence[StateWrite]) -> None:
+        """Apply the state writes, then forget the settled events (nothing can fail between)."""
+        states = self._states
+        for write in writes:
+            if write.deletes:
+                states.pop(write.conversation, None)
+            else:
+                states[write.conversation] = write.as_stored()
+        await self.ack(seqs)
+
+    async def put_state(self, conversation: str, state: str | None, data: dict[str, Any]) -> None:
+        """Set (or, with None and no data, delete) a conversation's state."""
+        if state is None and not data:
+            self._states.pop(conversation, None)
+        else:
+            self._states[conversation] = StoredState(state, dict(data), 0, time.time())

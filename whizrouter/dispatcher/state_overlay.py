@@ -1,0 +1,77 @@
+"""``StateOverlay``: conversation state settled by the dispatcher but not committed yet.
+
+Acks are batched: a handler's state write is committed with its event's acknowledgement by
+the ack flusher, a moment after the handler returned. The next event of the same conversation
+may start before that; it must see the write all the same. The overlay keeps each
+conversation's newest settled write until its commit, and ``load`` looks there first.
+
+If the commit fails, the write is dropped here too: the event stays unsettled in the inbox, and
+a restart runs it again from the state as it was, which is what the inbox holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from whizrouter.conversation_state import ConversationState
+from whizrouter.errors import ConfigurationError
+from whizrouter.inbox.base import Inbox, StoredEvent
+from whizrouter.inbox.stored_state import StateWrite, StoredState
+
+log = logging.getLogger("whizrouter.dispatcher")
+
+
+class StateOverlay:
+    """Settled, uncommitted state writes by conversation, in front of the inbox's state.
+
+    Args:
+        inbox: where committed state is read.
+    """
+
+    def __init__(self, inbox: Inbox) -> None:
+        self._inbox = inbox
+        self._pending: dict[str, StateWrite] = {}
+
+    def handle(self, stored: StoredEvent) -> ConversationState:
+        """A fresh ``ctx.state`` for a run of ``stored``.
+
+        Raises:
+            ConfigurationError: the inbox keeps no conversation state.
+        """
+        if not self._inbox.keeps_state:
+            raise ConfigurationError(
+                f"ctx.state needs an inbox that keeps conversation state; "
+                f"{self._inbox.description} does not: use 'memory', 'sqlite:///...' or "
+                "'nats://...'"
+            )
+        replayed = stored.maybe_ran or stored.attempts > 0
+        return ConversationState(self, stored.conversation, stored.seq, replayed)
+
+    def pending(self, conversation: str) -> StateWrite | None:
+        """The conversation's newest settled write not committed yet, or None."""
+        return self._pending.get(conversation)
+
+    async def load(self, conversation: str) -> StoredState | None:
+        """The conversation's committed state, from the inbox."""
+        return await self._inbox.load_state(conversation)
+
+    def settled(self, write: StateWrite) -> None:
+        """A handler's write joins the next ack batch: later events read it from here."""
+        self._pending[write.conversation] = write
+
+    def committed(self, writes: Sequence[StateWrite]) -> None:
+        """The batch holding ``writes`` was committed (or failed): the inbox has the last
+        word again, unless a newer write of the conversation is on its way."""
+        pending = self._pending
+        for write in writes:
+            if pending.get(write.conversation) is write:
+                del pending[write.conversation]
+            if write.failed:
+                # A refused write (the record changed meanwhile): its event comes back.
+                log.warning(
+                    "the state of conversation %s changed since event %d read it; "
+                    "the event is handled again",
+                    write.conversation,
+                    write.seq,
+                )

@@ -1,0 +1,106 @@
+"""A conversation's state as inboxes store it, and the write an event's settlement carries.
+
+Every backend stores the same record per conversation: the state name, its data (a JSON
+object), the seq of the event whose settlement wrote it, and when. ``encode``/``decode`` are
+the one JSON form (the NATS bucket's values, the CLI's output); the sqlite table keeps the
+fields as columns.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+__all__ = ["StateWrite", "StoredState", "decode_state", "encode_state"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """A conversation's committed state.
+
+    Attributes:
+        state: the state name, or None (data alone).
+        data: its data, a JSON object; treat it as read-only.
+        seq: the event whose settlement wrote it (0: written from outside, the CLI or a test).
+        updated_at: Unix time of that write; the state expires ``state_ttl`` after it.
+        revision: the backend's version of the record (a NATS KV revision; 0 elsewhere).
+    """
+
+    state: str | None
+    data: dict[str, Any]
+    seq: int = 0
+    updated_at: float = 0.0
+    revision: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class StateWrite:
+    """The state an event's handler left, written when the event is acknowledged.
+
+    A write whose ``state`` is None and whose ``data`` is empty deletes the record.
+
+    Attributes:
+        conversation: whose state.
+        state: the new state name, or None.
+        data: the new data (a JSON object).
+        seq: the event that wrote it.
+        base: the record's ``revision`` when the handler read it (0: there was none); a
+            backend that checks revisions refuses the write if the record changed since.
+        after: the write, not committed yet, that the handler read instead of the stored
+            record; its committed revision is this one's base.
+        revision: set by the backend once committed.
+        failed: set by the backend when it refused or could not commit the write.
+    """
+
+    conversation: str
+    state: str | None
+    data: dict[str, Any]
+    seq: int
+    base: int = 0
+    after: StateWrite | None = None
+    revision: int = 0
+    failed: bool = False
+    updated_at: float = field(default_factory=time.time)
+
+    @property
+    def deletes(self) -> bool:
+        """Whether the write removes the record (no state, no data)."""
+        return self.state is None and not self.data
+
+    def expected_revision(self) -> int | None:
+        """The revision the record must still have for this write to apply; None when the
+        write it followed failed (then this one must fail too)."""
+        if self.after is None:
+            return self.base
+        return None if self.after.failed else self.after.revision
+
+    def as_stored(self) -> StoredState:
+        """The record this write leaves (its revision once committed)."""
+        return StoredState(self.state, self.data, self.seq, self.updated_at, self.revision)
+
+
+def encode_state(state: str | None, data: dict[str, Any], seq: int, updated_at: float) -> bytes:
+    """The one JSON form of a record."""
+    return orjson.dumps({"state": state, "data": data, "seq": seq, "at": updated_at})
+
+
+def decode_state(raw: bytes, revision: int = 0) -> StoredState:
+    """Read back what ``encode_state`` wrote.
+
+    Raises:
+        ValueError: the bytes are not such a record.
+    """
+    value = orjson.loads(raw)
+    if not isinstance(value, dict) or not isinstance(value.get("data"), dict):
+        raise ValueError("not a conversation state record")
+    state = value.get("state")
+    return StoredState(
+        state if isinstance(state, str) else None,
+        value["data"],
+        int(value.get("seq") or 0),
+        float(value.get("at") or 0.0),
+        revision,
+    )
