@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from whizrouter import __version__
 from whizrouter.app import WhizRouter
+from whizrouter.cli_state import add_state_commands
 from whizrouter.client_errors import scrub
 from whizrouter.defaults import DEFAULT_INBOX_URL
 from whizrouter.errors import WhizrouterError
@@ -348,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("ids", nargs="+", type=int, metavar="ID", help="ids from `dead list`")
     drop.add_argument("--inbox", help=inbox_help)
     drop.set_defaults(func=_cmd_dead_drop)
+    add_state_commands(commands, parents=[level_after], inbox_help=inbox_help, open_inbox=_inbox)
     return parser
 
 

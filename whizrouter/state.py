@@ -105,11 +105,8 @@ def state_names(match: StateMatch) -> tuple[frozenset[str], bool, bool]:
         TypeError: the value is of no accepted kind.
         ValueError: a ``State`` without a name, or a group without states.
     """
-    values: Iterable[Any]
-    if match is None or isinstance(match, str | State | type):
-        values = [match]
-    else:
-        values = list(match)
+    single = match is None or isinstance(match, str | State | type)
+    values: Iterable[Any] = [match] if single else list(match)  # type: ignore[arg-type]
     names: set[str] = set()
     any_state = no_state = False
     for value in values:

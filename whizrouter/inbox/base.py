@@ -11,10 +11,11 @@ documented no-op default that a backend inherits by subclassing ``Inbox``: ``cou
 ``take_consumer_lock`` (at startup), ``health`` (fields for ``GET /healthz``) and ``on_lost``
 (set by the app: called when the storage is gone for good), and conversation state
 (``keeps_state``, ``state_ttl``, ``load_state``, ``ack_with_state``, ``put_state``). The app
-and the dispatcher call them on every inbox; nothing probes an inbox for what it has. Everything the app, the
-receiver, the dispatcher and the CLI do with an inbox goes through this protocol, except two
-settings of concrete backends that only the inspection commands use (a ``SqliteInbox``'s
-``path`` must exist, a ``NatsInbox`` with ``create_streams`` False creates no stream).
+and the dispatcher call them on every inbox; nothing probes an inbox for what it has.
+Everything the app, the receiver, the dispatcher and the CLI do with an inbox goes through
+this protocol, except two settings of concrete backends that only the inspection commands use
+(a ``SqliteInbox``'s ``path`` must exist, a ``NatsInbox`` with ``create_streams`` False
+creates no stream).
 """
 
 from __future__ import annotations

@@ -49,8 +49,10 @@ from whizrouter.inbox.sqlite.schema import (
     scalar,
 )
 from whizrouter.inbox.sqlite.seen import SeenKeys
+from whizrouter.inbox.sqlite.state import SqliteStates
 from whizrouter.inbox.sqlite.url import Synchronous, parse_sqlite_url
 from whizrouter.inbox.sqlite.writer import Writer
+from whizrouter.inbox.stored_state import StateWrite, StoredState
 
 # The package's name: one logger for everything the sqlite inbox reports.
 logger = logging.getLogger("whizrouter.inbox.sqlite")
@@ -85,6 +87,7 @@ class SqliteInbox(Inbox):
     """
 
     durable: bool = True
+    keeps_state: bool = True  # in the same file (``whizrouter.inbox.sqlite.state``)
 
     def __init__(
         self,
@@ -135,6 +138,7 @@ class SqliteInbox(Inbox):
         self._reserved = 0
         self._last_now = 0.0  # writer thread only
         self._seen = SeenKeys(dedupe_seconds, merge_at=recent_keys)  # writer thread only
+        self._states = SqliteStates(self.state_ttl)
 
     @classmethod
     def from_url(
@@ -193,6 +197,7 @@ class SqliteInbox(Inbox):
             return
         self._counts = FileCounts()
         self._seen = SeenKeys(self._dedupe_seconds, merge_at=self.recent_keys)
+        self._states.ttl = self.state_ttl
         self._writer = Writer(
             self.description,
             self.path,
@@ -375,6 +380,19 @@ class SqliteInbox(Inbox):
         if seqs:
             params = (json_array(seqs),)
             await self._submit(rowcount(DELETE_PENDING, params), self._settled)
+
+    async def ack_with_state(self, seqs: Sequence[int], writes: Sequence[StateWrite]) -> None:
+        """``ack``, with the handlers' state writes in the same transaction."""
+        ack = rowcount(DELETE_PENDING, (json_array(seqs),))
+        await self._submit(self._states.ack_job(writes, ack), self._settled)
+
+    async def load_state(self, conversation: str) -> StoredState | None:
+        """The conversation's committed state, unless expired."""
+        return await self._submit(self._states.load_job(conversation), readonly=True)
+
+    async def put_state(self, conversation: str, state: str | None, data: dict[str, Any]) -> None:
+        """Write a conversation's state outside any event (the CLI, a test)."""
+        await self._submit(self._states.put_job(conversation, state, data))
 
     def _settled(self, count: int) -> None:
         self._counts.backlog -= count

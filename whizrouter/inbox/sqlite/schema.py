@@ -8,6 +8,8 @@ Schema (``PRAGMA user_version`` 2)::
     seen(key TEXT PRIMARY KEY, at REAL) WITHOUT ROWID          -- older ones, pruned by age
     meta(name TEXT PRIMARY KEY, value INTEGER)  -- 'claimed_through' (see claims),
                                                 -- 'seen_generation' (see seen)
+    conversation_state(conversation TEXT PRIMARY KEY, state, data, seq, updated_at)
+        WITHOUT ROWID                           -- see state; added within version 2
 
 Settled events are deleted; the dedupe window lives in the two ``seen`` tables
 (``whizrouter.inbox.sqlite.seen``, which owns their statements; version 1 had only ``seen``
@@ -30,6 +32,7 @@ from whizrouter.inbox.base import EventKind
 from whizrouter.inbox.sqlite.seen import COUNT as COUNT_SEEN
 from whizrouter.inbox.sqlite.seen import IN_JSON
 from whizrouter.inbox.sqlite.seen import SCHEMA as SEEN_SCHEMA
+from whizrouter.inbox.sqlite.state import SCHEMA as STATE_SCHEMA
 
 SCHEMA_VERSION = 2
 SCHEMA = f"""
@@ -51,6 +54,7 @@ CREATE INDEX IF NOT EXISTS events_dead ON events(seq) WHERE state = 2;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta(name, value) VALUES ('claimed_through', 0);
 {SEEN_SCHEMA}
+{STATE_SCHEMA}
 PRAGMA user_version = {SCHEMA_VERSION};
 COMMIT;
 """
