@@ -106,6 +106,11 @@ def state_names(match: StateMatch) -> tuple[frozenset[str], bool, bool]:
         ValueError: a ``State`` without a name, or a group without states.
     """
     single = match is None or isinstance(match, str | State | type)
+    if not single and not isinstance(match, Iterable):
+        raise TypeError(
+            f"state= takes a State, a StateGroup, a state name, '*', None or a list of "
+            f"those, not {type(match).__name__} {match!r:.40}"
+        )
     values: Iterable[Any] = [match] if single else list(match)  # type: ignore[arg-type]
     names: set[str] = set()
     any_state = no_state = False

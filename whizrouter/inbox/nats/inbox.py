@@ -379,7 +379,7 @@ class NatsInbox(Inbox):
         event whose write was refused is handed back to run again instead."""
         await self._states.apply(writes)
         refused = {write.seq for write in writes if write.failed}
-        await self._settler.ack([seq for seq in seqs if seq not in refused] if refused else seqs)
+        await self.ack([seq for seq in seqs if seq not in refused] if refused else seqs)
         if refused:
             await self._settler.hand_back(sorted(refused))
 
