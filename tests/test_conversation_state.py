@@ -262,3 +262,23 @@ async def test_state_values_must_be_json(bot_tester: StartBot) -> None:
     await bot.text("x")
     assert errors and "must be JSON" in errors[0]
     assert await bot.state_data() == {}
+
+
+def test_state_ttl_comes_from_the_keyword_else_the_environment() -> None:
+    from whizrouter.defaults import DEFAULT_STATE_TTL
+    from whizrouter.errors import ConfigurationError
+    from whizrouter.settings import Settings
+
+    assert Settings.resolve(env={}).state_ttl == DEFAULT_STATE_TTL == 30 * 24 * 3600
+    assert Settings.resolve(env={"WHIZROUTER_STATE_TTL": "3600"}).state_ttl == 3600
+    assert Settings.resolve(state_ttl=60, env={"WHIZROUTER_STATE_TTL": "3600"}).state_ttl == 60
+    with pytest.raises(ConfigurationError, match="WHIZROUTER_STATE_TTL"):
+        Settings.resolve(env={"WHIZROUTER_STATE_TTL": "soon"})
+    with pytest.raises(ConfigurationError, match="state_ttl"):
+        Settings.resolve(state_ttl=0, env={})
+
+
+async def test_the_apps_state_ttl_reaches_its_inbox(make_app: MakeApp, serve: Serve) -> None:
+    app = make_app(state_ttl=120)
+    await serve(app)
+    assert app.inbox.state_ttl == 120

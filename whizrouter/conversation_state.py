@@ -12,6 +12,7 @@ conversation whose acknowledgement is not committed yet, else the inbox.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -38,19 +39,30 @@ class StateSource(Protocol):
         """The newest settled write of the conversation not yet committed, or None."""
         ...
 
-    async def load(self, conversation: str) -> StoredState | None:
-        """The conversation's committed state, or None."""
-        ...
+    #: The conversation's committed state, or None.
+    load: Callable[[str], Awaitable[StoredState | None]]
 
 
-def _json_copy(value: Any, what: str) -> Any:
+#: Values copied as they are: immutable, and JSON as they stand (bool is an int).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _json_copy(value: dict[str, Any], what: str) -> dict[str, Any]:
+    """A copy of a JSON object; raises TypeError for what JSON cannot hold."""
+    scalars = _SCALARS
+    for item in value.values():
+        if type(item) not in scalars:
+            break
+    else:  # the usual case, flat data: a shallow copy is a full one (no serialising)
+        return dict(value)
     try:
-        return orjson.loads(orjson.dumps(value))
+        copied: dict[str, Any] = orjson.loads(orjson.dumps(value))
     except TypeError as exc:
         raise TypeError(
             f"conversation state {what} must be JSON (str, int, float, bool, None, lists and "
             f"dicts with str keys): {exc}; store a model with ctx.state.save(model)"
         ) from None
+    return copied
 
 
 class ConversationState:
@@ -135,8 +147,7 @@ class ConversationState:
         """A copy of the state's data (a JSON object)."""
         if not self._loaded:
             await self._load()
-        copied: dict[str, Any] = _json_copy(self._data, "data")
-        return copied
+        return _json_copy(self._data, "data")
 
     async def update(self, **values: Any) -> None:
         """Set keys of the data; each value must be JSON."""

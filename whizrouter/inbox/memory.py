@@ -201,10 +201,12 @@ class MemoryInbox(Inbox):
     async def ack_with_state(self, seqs: Sequence[int], writes: Sequence[StateWrite]) -> None:
         """Apply the state writes, then forget the settled events (nothing can fail between)."""
         states = self._states
+        now = time.time()
         for write in writes:
             if write.deletes:
                 states.pop(write.conversation, None)
             else:
+                write.updated_at = now
                 states[write.conversation] = write.as_stored()
         await self.ack(seqs)
 

@@ -8,8 +8,7 @@ fields as columns.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -17,9 +16,11 @@ import orjson
 __all__ = ["StateWrite", "StoredState", "decode_state", "encode_state"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per state write, and a frozen dataclass's __init__ costs about
+# twice as much (each field through object.__setattr__), as RawEvent's comment measures.
+@dataclass(slots=True)
 class StoredState:
-    """A conversation's committed state.
+    """A conversation's committed state; treat it as read-only.
 
     Attributes:
         state: the state name, or None (data alone).
@@ -63,7 +64,8 @@ class StateWrite:
     after: StateWrite | None = None
     revision: int = 0
     failed: bool = False
-    updated_at: float = field(default_factory=time.time)
+    #: Unix time of the commit, set by the backend (0 until then).
+    updated_at: float = 0.0
 
     @property
     def deletes(self) -> bool:

@@ -93,6 +93,7 @@ class NatsStates:
             if expected is None:  # it read a write that was refused: so is it
                 write.failed = True
                 continue
+            write.updated_at = time.time()
             value = encode_state(write.state, write.data, write.seq, write.updated_at)
             key = state_key(write.conversation)
             try:

@@ -197,7 +197,7 @@ class SqliteInbox(Inbox):
             return
         self._counts = FileCounts()
         self._seen = SeenKeys(self._dedupe_seconds, merge_at=self.recent_keys)
-        self._states.ttl = self.state_ttl
+        self._states = SqliteStates(self.state_ttl)
         self._writer = Writer(
             self.description,
             self.path,
@@ -217,6 +217,7 @@ class SqliteInbox(Inbox):
             self._consumer,
             description=self.description,
             poll_interval=self._poll_interval,
+            changed_elsewhere=self._states.forget,
         )
         await self._writer.start()
 
@@ -384,15 +385,18 @@ class SqliteInbox(Inbox):
     async def ack_with_state(self, seqs: Sequence[int], writes: Sequence[StateWrite]) -> None:
         """``ack``, with the handlers' state writes in the same transaction."""
         ack = rowcount(DELETE_PENDING, (json_array(seqs),))
-        await self._submit(self._states.ack_job(writes, ack), self._settled)
+        await self._submit(
+            self._states.ack_job(writes, ack), self._states.on_ack(writes, self._settled)
+        )
 
     async def load_state(self, conversation: str) -> StoredState | None:
-        """The conversation's committed state, unless expired."""
-        return await self._submit(self._states.load_job(conversation), readonly=True)
+        """The conversation's committed state, unless expired (from memory when known)."""
+        return await self._states.load(conversation, self._submit)
 
     async def put_state(self, conversation: str, state: str | None, data: dict[str, Any]) -> None:
         """Write a conversation's state outside any event (the CLI, a test)."""
         await self._submit(self._states.put_job(conversation, state, data))
+        self._states.forget()
 
     def _settled(self, count: int) -> None:
         self._counts.backlog -= count

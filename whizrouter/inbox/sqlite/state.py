@@ -4,14 +4,21 @@ The table is created beside the events (``SCHEMA``, part of the inbox's schema s
 handler's write is applied in the same job, so the same transaction, as its event's
 acknowledgement (``ack_job``): both commit, or neither. Rows older than ``state_ttl`` read as
 absent and are deleted now and then by the acks' own transactions.
+
+Reads come from memory when they can (``SqliteStates.cached``): one process consumes a file,
+so every state it reads or commits is known to it, and a read job (a trip to the writer
+thread) is needed only for a conversation it has not seen. The one other writer is the CLI
+(``whizrouter state clear``, from another process): the claims notice that another connection
+changed the file (``PRAGMA data_version``) and the inbox then forgets what it remembered, so
+an event claimed after such a change reads the file again.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -40,6 +47,19 @@ EXPIRE = "DELETE FROM conversation_state WHERE updated_at < ?"
 
 #: Seconds between deletions of expired rows (by whichever ack comes first after).
 _EXPIRE_EVERY = 300.0
+#: Conversations whose state is remembered in memory (about 300 bytes each); past it the
+#: oldest remembered is forgotten.
+_CACHED_CONVERSATIONS = 50_000
+#: ``SqliteStates.cached``'s answer for a conversation it does not know.
+UNKNOWN: Final = object()
+
+
+class Submit(Protocol):
+    """The inbox's ``_submit``: run a job on the writer thread and return its result."""
+
+    def __call__(
+        self, fn: Callable[[sqlite3.Connection], Any], /, *, readonly: bool = ...
+    ) -> Awaitable[Any]: ...
 
 
 class SqliteStates:
@@ -52,6 +72,57 @@ class SqliteStates:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._next_expiry = 0.0  # writer thread only
+        # Loop thread only: the committed state of conversations read or written lately
+        # (None: known to have none).
+        self._cache: dict[str, StoredState | None] = {}
+        #: Counts ``forget`` calls: a read that began before one is not remembered.
+        self.generation = 0
+
+    def cached(self, conversation: str) -> StoredState | object | None:
+        """The remembered state (None: none), or ``UNKNOWN``: read the file."""
+        stored = self._cache.get(conversation, UNKNOWN)
+        if isinstance(stored, StoredState) and stored.updated_at < time.time() - self.ttl:
+            return None
+        return stored
+
+    def remember(
+        self, conversation: str, stored: StoredState | None, generation: int | None = None
+    ) -> None:
+        """Keep what the file holds for ``conversation`` (on the loop thread, after commit),
+        unless it was read before the ``generation`` of now."""
+        if generation is not None and generation != self.generation:
+            return
+        cache = self._cache
+        if len(cache) >= _CACHED_CONVERSATIONS and conversation not in cache:
+            del cache[next(iter(cache))]
+        cache[conversation] = stored
+
+    async def load(self, conversation: str, submit: Submit) -> StoredState | None:
+        """The conversation's state: remembered, or read by a job ``submit`` runs."""
+        known = self.cached(conversation)
+        if known is not UNKNOWN:
+            return known  # type: ignore[return-value]
+        generation = self.generation
+        stored: StoredState | None = await submit(self.load_job(conversation), readonly=True)
+        self.remember(conversation, stored, generation)
+        return stored
+
+    def on_ack(
+        self, writes: Sequence[StateWrite], settled: Callable[[int], None]
+    ) -> Callable[[int], None]:
+        """The ack job's commit callback: remember what it wrote, then ``settled``."""
+
+        def committed(count: int) -> None:
+            for write in writes:
+                self.remember(write.conversation, None if write.deletes else write.as_stored())
+            settled(count)
+
+        return committed
+
+    def forget(self) -> None:
+        """Another process changed the file: read everything from it again."""
+        self._cache.clear()
+        self.generation += 1
 
     def load_job(self, conversation: str) -> Callable[[sqlite3.Connection], StoredState | None]:
         """A read-only job: the conversation's state, unless expired."""
@@ -70,9 +141,20 @@ class SqliteStates:
         """One job: apply ``writes`` in order, then ``ack`` (what it returns is the result)."""
 
         def apply_then_ack(conn: sqlite3.Connection) -> int:
-            for write in writes:
-                self._write(conn, write.conversation, write.state, write.data, write.seq)
             now = time.time()
+            # Only each conversation's last write matters: they commit together.
+            last = {write.conversation: write for write in writes}
+            rows = []
+            for write in writes:
+                write.updated_at = now
+            for conversation, write in last.items():
+                if write.deletes:
+                    conn.execute(DELETE, (conversation,))
+                else:
+                    rows.append(
+                        (conversation, write.state, orjson.dumps(write.data), write.seq, now)
+                    )
+            conn.executemany(UPSERT, rows)
             if now >= self._next_expiry:
                 self._next_expiry = now + _EXPIRE_EVERY
                 conn.execute(EXPIRE, (now - self.ttl,))
@@ -84,7 +166,7 @@ class SqliteStates:
         self, conversation: str, state: str | None, data: dict[str, Any]
     ) -> Callable[[sqlite3.Connection], None]:
         """A job writing a state from outside any event (seq 0)."""
-        return lambda conn: self._write(conn, conversation, state, data, 0)
+        return lambda conn: self._write(conn, conversation, state, data, 0, time.time())
 
     @staticmethod
     def _write(
@@ -93,9 +175,9 @@ class SqliteStates:
         state: str | None,
         data: dict[str, Any],
         seq: int,
+        now: float,
     ) -> None:
         if state is None and not data:
             conn.execute(DELETE, (conversation,))
         else:
-            row = (conversation, state, orjson.dumps(data), seq, time.time())
-            conn.execute(UPSERT, row)
+            conn.execute(UPSERT, (conversation, state, orjson.dumps(data), seq, now))
