@@ -6,7 +6,7 @@ payload shapes, and a bot that never uses state reading none."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,9 @@ from whizrouter import (
     TextMessage,
     WhizRouter,
 )
+from whizrouter.errors import InboxError
 from whizrouter.inbox.memory import MemoryInbox
+from whizrouter.inbox.stored_state import StateWrite
 from whizrouter.testing import StartBot, text_callback
 
 __all__ = ["nats_url"]  # the fixture, imported so pytest finds it
@@ -282,3 +284,52 @@ async def test_the_apps_state_ttl_reaches_its_inbox(make_app: MakeApp, serve: Se
     app = make_app(state_ttl=120)
     await serve(app)
     assert app.inbox.state_ttl == 120
+
+
+class FirstCommitFails(MemoryInbox):
+    """A memory inbox whose first state commit fails once the next event has read it."""
+
+    def __init__(self, second_ran: asyncio.Event) -> None:
+        super().__init__()
+        self.second_ran = second_ran
+        self.commits: list[list[StateWrite]] = []
+        self.first_commit = asyncio.Event()
+        self.second_commit = asyncio.Event()
+
+    async def ack_with_state(self, seqs: Sequence[int], writes: Sequence[StateWrite]) -> None:
+        self.commits.append(list(writes))
+        if len(self.commits) == 1:
+            self.first_commit.set()
+            await self.second_ran.wait()
+            raise InboxError("the disk is full")
+        await super().ack_with_state(seqs, writes)
+        self.second_commit.set()
+
+
+async def test_a_write_that_read_a_failed_commit_is_not_committed_either(
+    make_app: MakeApp, serve: Serve
+) -> None:
+    second_ran = asyncio.Event()
+    inbox = FirstCommitFails(second_ran)
+    app = make_app()
+    app.replace_parts(inbox=inbox)
+    seen: list[int] = []
+
+    @app.on_message(type="text")
+    async def count(message: TextMessage, ctx: Context) -> None:
+        data = await ctx.state.data()
+        seen.append(data.get("count", 0))
+        await ctx.state.update(count=data.get("count", 0) + 1)
+        if len(seen) == 2:  # settle only once the first event's commit is under way
+            await inbox.first_commit.wait()
+            second_ran.set()
+
+    client = await serve(app)
+    response = await client.post("/webhook", json=burst(2))
+    assert response.status == 200
+    await asyncio.wait_for(inbox.second_commit.wait(), 10)
+    assert seen == [0, 1]  # the second read the first's write before its commit
+    [[first], [second]] = inbox.commits
+    assert first.failed and second.failed
+    assert await inbox.load_state(WA_ID) is None
+    assert inbox.backlog() == 2  # both run again at the next start, in order

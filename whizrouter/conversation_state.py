@@ -89,29 +89,36 @@ class ConversationState:
         "conversation",
         "stale",
     )
+    _state: str | None
+    _data: dict[str, Any]
+    _base: int
+    _after: StateWrite | None
 
     def __init__(self, source: StateSource, conversation: str, seq: int, replayed: bool) -> None:
         self._source = source
         self.conversation = conversation
         self._seq = seq
         self._replayed = replayed
+        # ``_state``, ``_data``, ``_base`` and ``_after`` are set by ``_load``, which every
+        # method runs first: a handle costs little to make, and nothing to a run that never
+        # uses it.
         self._loaded = False
         self._dirty = False
-        self._state: str | None = None
-        self._data: dict[str, Any] = {}
-        self._base = 0
-        self._after: StateWrite | None = None
         #: This event's write was committed already (see ``StateAlreadySettled``).
         self.stale = False
 
     async def _load(self) -> None:
+        self._base = 0
+        self._after = None
         pending = self._source.pending(self.conversation)
         if pending is not None:
             self._after = pending
             self._state, self._data = pending.state, pending.data
         else:
             stored = await self._source.load(self.conversation)
-            if stored is not None:
+            if stored is None:
+                self._state, self._data = None, {}
+            else:
                 if self._replayed and stored.seq >= self._seq:
                     self.stale = True
                     raise StateAlreadySettled(

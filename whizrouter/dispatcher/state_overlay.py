@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from whizrouter.conversation_state import ConversationState
 from whizrouter.errors import ConfigurationError
+from whizrouter.log_throttle import LogThrottle
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.inbox.stored_state import StateWrite, StoredState
 
@@ -32,6 +33,8 @@ class StateOverlay:
     def __init__(self, inbox: Inbox) -> None:
         self._inbox = inbox
         self._pending: dict[str, StateWrite] = {}
+        self._keeps_state = inbox.keeps_state
+        self._failure_log = LogThrottle()
         #: The conversation's committed state: the inbox's own method, one frame less per read.
         self.load: Callable[[str], Awaitable[StoredState | None]] = inbox.load_state
 
@@ -41,7 +44,7 @@ class StateOverlay:
         Raises:
             ConfigurationError: the inbox keeps no conversation state.
         """
-        if not self._inbox.keeps_state:
+        if not self._keeps_state:
             raise ConfigurationError(
                 f"ctx.state needs an inbox that keeps conversation state; "
                 f"{self._inbox.description} does not: use 'memory', 'sqlite:///...' or "
@@ -61,6 +64,17 @@ class StateOverlay:
     def committed(self, writes: Sequence[StateWrite]) -> None:
         """The batch holding ``writes`` was committed (or failed): the inbox has the last
         word again, unless a newer write of the conversation is on its way."""
+        failed = [write for write in writes if write.failed]
+        if failed and self._failure_log.due():
+            log.warning(
+                "%d state writes were not committed (the record changed meanwhile, or the "
+                "state they read was not committed), the first of conversation %s; their "
+                "events are handled again from the state the inbox holds (%d such lines "
+                "held back)",
+                len(failed),
+                failed[0].conversation,
+                self._failure_log.held_back(),
+            )
         pending = self._pending
         for write in writes:
             # Its base is settled now: dropping the link keeps a busy conversation's writes
@@ -68,11 +82,3 @@ class StateOverlay:
             write.after = None
             if pending.get(write.conversation) is write:
                 del pending[write.conversation]
-            if write.failed:
-                # A refused write (the record changed meanwhile): its event comes back.
-                log.warning(
-                    "the state of conversation %s changed since event %d read it; "
-                    "the event is handled again",
-                    write.conversation,
-                    write.seq,
-                )

@@ -22,7 +22,7 @@ from whizrouter.inbox.base import (
     StoredEvent,
     build_stored_event,
 )
-from whizrouter.inbox.stored_state import StateWrite, StoredState
+from whizrouter.inbox.stored_state import StateWrite, StoredState, without_orphans
 
 
 class MemoryInbox(Inbox):
@@ -56,6 +56,7 @@ class MemoryInbox(Inbox):
         self._wakeup = asyncio.Event()
         # Conversation state: committed at settlement (``ack_with_state``).
         self._states: dict[str, StoredState] = {}
+        self._next_expiry = time.time() + 300.0
 
     async def open(self) -> None:
         """Nothing to prepare in memory."""
@@ -200,8 +201,14 @@ class MemoryInbox(Inbox):
 
     async def ack_with_state(self, seqs: Sequence[int], writes: Sequence[StateWrite]) -> None:
         """Apply the state writes, then forget the settled events (nothing can fail between)."""
+        seqs, writes = without_orphans(seqs, writes)
         states = self._states
         now = time.time()
+        if now >= self._next_expiry:  # forget expired states now and then, not only on reads
+            self._next_expiry = now + 300.0
+            horizon = now - self.state_ttl
+            for conversation in [c for c, s in states.items() if s.updated_at < horizon]:
+                del states[conversation]
         for write in writes:
             if write.deletes:
                 states.pop(write.conversation, None)

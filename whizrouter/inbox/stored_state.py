@@ -8,12 +8,13 @@ fields as columns.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-__all__ = ["StateWrite", "StoredState", "decode_state", "encode_state"]
+__all__ = ["StateWrite", "StoredState", "decode_state", "encode_state", "without_orphans"]
 
 
 # Not frozen: one is built per state write, and a frozen dataclass's __init__ costs about
@@ -82,6 +83,21 @@ class StateWrite:
     def as_stored(self) -> StoredState:
         """The record this write leaves (its revision once committed)."""
         return StoredState(self.state, self.data, self.seq, self.updated_at, self.revision)
+
+
+def without_orphans(
+    seqs: Sequence[int], writes: Sequence[StateWrite]
+) -> tuple[Sequence[int], Sequence[StateWrite]]:
+    """The acks and writes to commit, leaving out (and marking failed) each write that read
+    one whose commit failed, with its event: that event must run again after the one before
+    it, not commit on a state that never was."""
+    orphans = {write.seq for write in writes if write.expected_revision() is None}
+    if not orphans:
+        return seqs, writes
+    for write in writes:
+        if write.seq in orphans:
+            write.failed = True
+    return [s for s in seqs if s not in orphans], [w for w in writes if w.seq not in orphans]
 
 
 def encode_state(state: str | None, data: dict[str, Any], seq: int, updated_at: float) -> bytes:

@@ -52,7 +52,7 @@ from whizrouter.inbox.sqlite.seen import SeenKeys
 from whizrouter.inbox.sqlite.state import SqliteStates
 from whizrouter.inbox.sqlite.url import Synchronous, parse_sqlite_url
 from whizrouter.inbox.sqlite.writer import Writer
-from whizrouter.inbox.stored_state import StateWrite, StoredState
+from whizrouter.inbox.stored_state import StateWrite, StoredState, without_orphans
 
 # The package's name: one logger for everything the sqlite inbox reports.
 logger = logging.getLogger("whizrouter.inbox.sqlite")
@@ -384,6 +384,7 @@ class SqliteInbox(Inbox):
 
     async def ack_with_state(self, seqs: Sequence[int], writes: Sequence[StateWrite]) -> None:
         """``ack``, with the handlers' state writes in the same transaction."""
+        seqs, writes = without_orphans(seqs, writes)
         ack = rowcount(DELETE_PENDING, (json_array(seqs),))
         await self._submit(
             self._states.ack_job(writes, ack), self._states.on_ack(writes, self._settled)
