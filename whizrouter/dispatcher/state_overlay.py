@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from whizrouter.conversation_state import ConversationState
 from whizrouter.errors import ConfigurationError
-from whizrouter.log_throttle import LogThrottle
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.inbox.stored_state import StateWrite, StoredState
+from whizrouter.log_throttle import LogThrottle
 
 log = logging.getLogger("whizrouter.dispatcher")
 
