@@ -35,9 +35,8 @@ class StateAlreadySettled(WhizrouterError):
 class StateSource(Protocol):
     """Where a handle loads a conversation's state from (the dispatcher's ``StateOverlay``)."""
 
-    def pending(self, conversation: str) -> StateWrite | None:
-        """The newest settled write of the conversation not yet committed, or None."""
-        ...
+    #: The newest settled write of the conversation not yet committed, or None.
+    pending: Callable[[str], StateWrite | None]
 
     #: The conversation's committed state, or None.
     load: Callable[[str], Awaitable[StoredState | None]]

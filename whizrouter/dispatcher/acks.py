@@ -97,6 +97,7 @@ class Acks:
     ) -> None:
         self._inbox = inbox
         self.overlay = overlay or StateOverlay(inbox)
+        self._pending_writes = self.overlay.pending_writes
         # State writes of the events in ``_batch``, in settlement order.
         self._writes: list[StateWrite] = []
         self._life = life
@@ -150,7 +151,7 @@ class Acks:
     def settle_with_state(self, seq: int, write: StateWrite) -> None:
         """``settle(seq, ack=True)`` for an event whose handler changed its conversation's
         state: the write commits with the ack, and later events see it meanwhile."""
-        self.overlay.settled(write)
+        self._pending_writes[write.conversation] = write  # later events read it from there
         self._writes.append(write)
         self.settle(seq, ack=True)
 

@@ -32,7 +32,10 @@ class StateOverlay:
 
     def __init__(self, inbox: Inbox) -> None:
         self._inbox = inbox
-        self._pending: dict[str, StateWrite] = {}
+        #: Conversation -> its newest settled write not committed yet (``Acks`` adds them).
+        self.pending_writes: dict[str, StateWrite] = {}
+        #: The conversation's newest settled write not committed yet, or None.
+        self.pending: Callable[[str], StateWrite | None] = self.pending_writes.get
         self._keeps_state = inbox.keeps_state
         self._failure_log = LogThrottle()
         #: The conversation's committed state: the inbox's own method, one frame less per read.
@@ -53,14 +56,6 @@ class StateOverlay:
         replayed = stored.maybe_ran or stored.attempts > 0
         return ConversationState(self, stored.conversation, stored.seq, replayed)
 
-    def pending(self, conversation: str) -> StateWrite | None:
-        """The conversation's newest settled write not committed yet, or None."""
-        return self._pending.get(conversation)
-
-    def settled(self, write: StateWrite) -> None:
-        """A handler's write joins the next ack batch: later events read it from here."""
-        self._pending[write.conversation] = write
-
     def committed(self, writes: Sequence[StateWrite]) -> None:
         """The batch holding ``writes`` was committed (or failed): the inbox has the last
         word again, unless a newer write of the conversation is on its way."""
@@ -75,7 +70,7 @@ class StateOverlay:
                 failed[0].conversation,
                 self._failure_log.held_back(),
             )
-        pending = self._pending
+        pending = self.pending_writes
         for write in writes:
             # Its base is settled now: dropping the link keeps a busy conversation's writes
             # from chaining up in memory.

@@ -210,11 +210,11 @@ class MemoryInbox(Inbox):
             for conversation in [c for c, s in states.items() if s.updated_at < horizon]:
                 del states[conversation]
         for write in writes:
-            if write.deletes:
+            if write.state is None and not write.data:
                 states.pop(write.conversation, None)
             else:
                 write.updated_at = now
-                states[write.conversation] = write.as_stored()
+                states[write.conversation] = write  # a write is the record it leaves
         await self.ack(seqs)
 
     async def put_state(self, conversation: str, state: str | None, data: dict[str, Any]) -> None:

@@ -38,35 +38,45 @@ class StoredState:
     revision: int = 0
 
 
-@dataclass(slots=True, eq=False)
-class StateWrite:
+class StateWrite(StoredState):
     """The state an event's handler left, written when the event is acknowledged.
 
-    A write whose ``state`` is None and whose ``data`` is empty deletes the record.
+    It is the record it leaves, too (a ``StoredState``: the memory inbox keeps it as is). A
+    write whose ``state`` is None and whose ``data`` is empty deletes the record.
 
     Attributes:
         conversation: whose state.
-        state: the new state name, or None.
-        data: the new data (a JSON object).
-        seq: the event that wrote it.
+        state, data, seq: the new state name (or None), its data, the event that wrote it.
         base: the record's ``revision`` when the handler read it (0: there was none); a
             backend that checks revisions refuses the write if the record changed since.
         after: the write, not committed yet, that the handler read instead of the stored
-            record; its committed revision is this one's base.
+            record; its committed revision is this one's base (None once committed).
         revision: set by the backend once committed.
+        updated_at: Unix time of the commit, set by the backend (0 until then).
         failed: set by the backend when it refused or could not commit the write.
     """
 
-    conversation: str
-    state: str | None
-    data: dict[str, Any]
-    seq: int
-    base: int = 0
-    after: StateWrite | None = None
-    revision: int = 0
-    failed: bool = False
-    #: Unix time of the commit, set by the backend (0 until then).
-    updated_at: float = 0.0
+    __slots__ = ("after", "base", "conversation", "failed")
+
+    def __init__(
+        self,
+        conversation: str,
+        state: str | None,
+        data: dict[str, Any],
+        seq: int,
+        base: int = 0,
+        after: StateWrite | None = None,
+    ) -> None:
+        # By hand, not through StoredState's __init__: one call less for every write.
+        self.conversation = conversation
+        self.state = state
+        self.data = data
+        self.seq = seq
+        self.updated_at = 0.0
+        self.revision = 0
+        self.base = base
+        self.after = after
+        self.failed = False
 
     @property
     def deletes(self) -> bool:
@@ -80,9 +90,11 @@ class StateWrite:
             return self.base
         return None if self.after.failed else self.after.revision
 
-    def as_stored(self) -> StoredState:
-        """The record this write leaves (its revision once committed)."""
-        return StoredState(self.state, self.data, self.seq, self.updated_at, self.revision)
+    def __repr__(self) -> str:
+        return (
+            f"StateWrite({self.conversation!r}, {self.state!r}, seq={self.seq}, "
+            f"failed={self.failed})"
+        )
 
 
 def without_orphans(

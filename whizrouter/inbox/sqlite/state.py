@@ -114,7 +114,7 @@ class SqliteStates:
 
         def committed(count: int) -> None:
             for write in writes:
-                self.remember(write.conversation, None if write.deletes else write.as_stored())
+                self.remember(write.conversation, None if write.deletes else write)
             settled(count)
 
         return committed
