@@ -231,6 +231,7 @@ class SqliteInbox(Inbox):
             return
         if self._claims is not None:
             self._claims.wake()  # a waiting claim sees the writer stopping and fails
+        await self._states.stop()
         await writer.stop()
         if self._consumer.held:
             await anyio.to_thread.run_sync(self._consumer.release)
@@ -360,7 +361,10 @@ class SqliteInbox(Inbox):
             raise ValueError(f"claim(limit={limit}) needs a positive limit")
         if self._claims is None:
             raise InboxError(f"the sqlite inbox {self.description} is not open")
-        return await self._claims.claim(limit)
+        events = await self._claims.claim(limit)
+        if self._states.in_use:  # read the states their handlers will want, in one job
+            self._states.prefetch([event.conversation for event in events], self._submit)
+        return events
 
     async def release(self, unstarted: Sequence[int]) -> None:
         """The consumer stops cleanly: claimed events in ``unstarted`` never reached a handler.
@@ -386,9 +390,8 @@ class SqliteInbox(Inbox):
         """``ack``, with the handlers' state writes in the same transaction."""
         seqs, writes = without_orphans(seqs, writes)
         ack = rowcount(DELETE_PENDING, (json_array(seqs),))
-        await self._submit(
-            self._states.ack_job(writes, ack), self._states.on_ack(writes, self._settled)
-        )
+        await self._submit(self._states.ack_job(writes, ack), self._settled)
+        self._states.committed(writes)
 
     async def load_state(self, conversation: str) -> StoredState | None:
         """The conversation's committed state, unless expired (from memory when known)."""

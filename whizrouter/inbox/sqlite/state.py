@@ -15,9 +15,10 @@ an event claimed after such a change reads the file again.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, Protocol
 
 import orjson
@@ -37,6 +38,10 @@ SELECT = (
     "SELECT state, data, seq, updated_at FROM conversation_state "
     "WHERE conversation = ? AND updated_at >= ?"
 )
+SELECT_MANY = (
+    "SELECT conversation, state, data, seq, updated_at FROM conversation_state "
+    "WHERE conversation IN (SELECT value FROM json_each(?)) AND updated_at >= ?"
+)
 UPSERT = (
     "INSERT INTO conversation_state(conversation, state, data, seq, updated_at) "
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT(conversation) DO UPDATE SET state = excluded.state, "
@@ -50,6 +55,13 @@ _EXPIRE_EVERY = 300.0
 #: Conversations whose state is remembered in memory (about 300 bytes each); past it the
 #: oldest remembered is forgotten.
 _CACHED_CONVERSATIONS = 50_000
+
+
+def json_array_text(values: list[str]) -> str:
+    """Strings as the JSON array ``json_each`` takes."""
+    return orjson.dumps(values).decode()
+
+
 #: ``SqliteStates.cached``'s answer for a conversation it does not know.
 UNKNOWN: Final = object()
 
@@ -72,11 +84,16 @@ class SqliteStates:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._next_expiry = 0.0  # writer thread only
-        # Loop thread only: the committed state of conversations read or written lately
-        # (None: known to have none).
+        # Loop thread only (``forget`` replaces it whole, from any thread): the committed
+        # state of conversations read or written lately (None: known to have none).
         self._cache: dict[str, StoredState | None] = {}
         #: Counts ``forget`` calls: a read that began before one is not remembered.
         self.generation = 0
+        #: Whether handlers read state: claims then read ahead (``prefetch``).
+        self.in_use = False
+        # Conversations a read-ahead is fetching, and the future it resolves when done.
+        self._inflight: dict[str, asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def cached(self, conversation: str) -> StoredState | object | None:
         """The remembered state (None: none), or ``UNKNOWN``: read the file."""
@@ -85,44 +102,95 @@ class SqliteStates:
             return None
         return stored
 
-    def remember(
-        self, conversation: str, stored: StoredState | None, generation: int | None = None
-    ) -> None:
-        """Keep what the file holds for ``conversation`` (on the loop thread, after commit),
-        unless it was read before the ``generation`` of now."""
-        if generation is not None and generation != self.generation:
-            return
+    def _remember(self, conversation: str, stored: StoredState | None) -> None:
         cache = self._cache
         if len(cache) >= _CACHED_CONVERSATIONS and conversation not in cache:
             del cache[next(iter(cache))]
         cache[conversation] = stored
 
     async def load(self, conversation: str, submit: Submit) -> StoredState | None:
-        """The conversation's state: remembered, or read by a job ``submit`` runs."""
+        """The conversation's state: remembered, read ahead, or read by a job ``submit``
+        runs."""
+        self.in_use = True
         known = self.cached(conversation)
+        if known is UNKNOWN and (ahead := self._inflight.get(conversation)) is not None:
+            await asyncio.shield(ahead)
+            known = self.cached(conversation)
         if known is not UNKNOWN:
             return known  # type: ignore[return-value]
         generation = self.generation
         stored: StoredState | None = await submit(self.load_job(conversation), readonly=True)
-        self.remember(conversation, stored, generation)
+        if generation == self.generation:
+            self._remember(conversation, stored)
         return stored
 
-    def on_ack(
-        self, writes: Sequence[StateWrite], settled: Callable[[int], None]
-    ) -> Callable[[int], None]:
-        """The ack job's commit callback: remember what it wrote, then ``settled``."""
+    def prefetch(self, conversations: Iterable[str], submit: Submit) -> None:
+        """Read the states of claimed events' conversations not remembered, in one job and
+        in the background: a lane's first event then waits for that job, not for a job of
+        its own (a trip to the writer thread for each new conversation)."""
+        cache, inflight = self._cache, self._inflight
+        missing = {c for c in conversations if c not in cache and c not in inflight}
+        if not missing:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for conversation in missing:
+            inflight[conversation] = done
+        task = asyncio.create_task(self._read_ahead(missing, done, submit))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-        def committed(count: int) -> None:
-            for write in writes:
-                self.remember(write.conversation, None if write.deletes else write)
-            settled(count)
+    async def _read_ahead(
+        self, conversations: set[str], done: asyncio.Future[None], submit: Submit
+    ) -> None:
+        generation = self.generation
+        try:
+            found: dict[str, StoredState] = await submit(
+                self.prefetch_job(sorted(conversations)), readonly=True
+            )
+            # Only where nothing newer is known: a commit or a read since is at least as new.
+            if generation == self.generation:
+                cache = self._cache
+                for conversation in conversations:
+                    if conversation not in cache:
+                        self._remember(conversation, found.get(conversation))
+        except Exception:
+            pass  # a read ahead only saves time: each event reads for itself instead
+        finally:
+            for conversation in conversations:
+                if self._inflight.get(conversation) is done:
+                    del self._inflight[conversation]
+            done.set_result(None)
 
-        return committed
+    async def stop(self) -> None:
+        """Cancel the reads ahead (before the writer stops)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def committed(self, writes: Sequence[StateWrite]) -> None:
+        """Remember what an ack job committed (on the loop, once it returned)."""
+        for write in writes:
+            self._remember(write.conversation, None if write.deletes else write)
 
     def forget(self) -> None:
         """Another process changed the file: read everything from it again."""
-        self._cache.clear()
+        self._cache = {}
         self.generation += 1
+
+    def prefetch_job(
+        self, conversations: list[str]
+    ) -> Callable[[sqlite3.Connection], dict[str, StoredState]]:
+        """A read-only job: the states of ``conversations`` that have one, by conversation."""
+
+        def load(conn: sqlite3.Connection) -> dict[str, StoredState]:
+            rows = conn.execute(
+                SELECT_MANY, (json_array_text(conversations), time.time() - self.ttl)
+            )
+            return {
+                row[0]: StoredState(row[1], orjson.loads(row[2]), row[3], row[4]) for row in rows
+            }
+
+        return load
 
     def load_job(self, conversation: str) -> Callable[[sqlite3.Connection], StoredState | None]:
         """A read-only job: the conversation's state, unless expired."""
