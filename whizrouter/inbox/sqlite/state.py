@@ -16,6 +16,7 @@ an event claimed after such a change reads the file again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -44,9 +45,19 @@ SELECT_MANY = (
 )
 UPSERT = (
     "INSERT INTO conversation_state(conversation, state, data, seq, updated_at) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT(conversation) DO UPDATE SET state = excluded.state, "
+    "VALUES {} ON CONFLICT(conversation) DO UPDATE SET state = excluded.state, "
     "data = excluded.data, seq = excluded.seq, updated_at = excluded.updated_at"
 )
+#: Rows per UPSERT statement (sqlite takes at most 32,766 parameters).
+_MAX_ROWS = 128
+
+
+@functools.lru_cache(maxsize=_MAX_ROWS)
+def upsert_sql(rows: int) -> str:
+    """One UPSERT for ``rows`` conversations: one statement step instead of one per row."""
+    return UPSERT.format(", ".join(["(?, ?, ?, ?, ?)"] * rows))
+
+
 DELETE = "DELETE FROM conversation_state WHERE conversation = ?"
 EXPIRE = "DELETE FROM conversation_state WHERE updated_at < ?"
 
@@ -212,17 +223,17 @@ class SqliteStates:
             now = time.time()
             # Only each conversation's last write matters: they commit together.
             last = {write.conversation: write for write in writes}
-            rows = []
+            values: list[Any] = []
             for write in writes:
                 write.updated_at = now
             for conversation, write in last.items():
                 if write.deletes:
                     conn.execute(DELETE, (conversation,))
                 else:
-                    rows.append(
-                        (conversation, write.state, orjson.dumps(write.data), write.seq, now)
-                    )
-            conn.executemany(UPSERT, rows)
+                    values += (conversation, write.state, orjson.dumps(write.data), write.seq, now)
+            for start in range(0, len(values), _MAX_ROWS * 5):
+                chunk = values[start : start + _MAX_ROWS * 5]
+                conn.execute(upsert_sql(len(chunk) // 5), chunk)
             if now >= self._next_expiry:
                 self._next_expiry = now + _EXPIRE_EVERY
                 conn.execute(EXPIRE, (now - self.ttl,))
@@ -248,4 +259,4 @@ class SqliteStates:
         if state is None and not data:
             conn.execute(DELETE, (conversation,))
         else:
-            conn.execute(UPSERT, (conversation, state, orjson.dumps(data), seq, now))
+            conn.execute(upsert_sql(1), (conversation, state, orjson.dumps(data), seq, now))
