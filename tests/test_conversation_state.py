@@ -333,3 +333,26 @@ async def test_a_write_that_read_a_failed_commit_is_not_committed_either(
     assert first.failed and second.failed
     assert await inbox.load_state(WA_ID) is None
     assert inbox.backlog() == 2  # both run again at the next start, in order
+
+
+async def test_data_is_a_copy_and_nested_values_are_copied_in(bot_tester: StartBot) -> None:
+    app = WhizRouter()
+
+    @app.on_message(type="text")
+    async def cart(message: TextMessage, ctx: Context) -> None:
+        items = ["tea"]
+        await ctx.state.update(items=items, total=2.5, note=None, paid=False)
+        items.append("not stored")
+        data = await ctx.state.data()
+        data["items"].append("not stored either")
+        data["total"] = 0
+        assert await ctx.state.data() == {
+            "items": ["tea"],
+            "total": 2.5,
+            "note": None,
+            "paid": False,
+        }
+
+    bot = await bot_tester(app)
+    await bot.text("add")
+    assert await bot.state_data() == {"items": ["tea"], "total": 2.5, "note": None, "paid": False}

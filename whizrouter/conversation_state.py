@@ -153,13 +153,21 @@ class ConversationState:
         """A copy of the state's data (a JSON object)."""
         if not self._loaded:
             await self._load()
-        return _json_copy(self._data, "data")
+        data = self._data
+        for item in data.values():  # inlined ``_json_copy``'s check: this runs per event
+            if type(item) not in _SCALARS:
+                return _json_copy(data, "data")
+        return dict(data)
 
     async def update(self, **values: Any) -> None:
         """Set keys of the data; each value must be JSON."""
         if not self._loaded:
             await self._load()
-        self._data = {**self._data, **_json_copy(values, "values")}
+        for item in values.values():  # ``values`` is a new dict: only nested values are copied
+            if type(item) not in _SCALARS:
+                values = _json_copy(values, "values")
+                break
+        self._data = {**self._data, **values}
         self._dirty = True
 
     async def clear(self) -> None:
