@@ -59,7 +59,16 @@ class StateOverlay:
     def committed(self, writes: Sequence[StateWrite]) -> None:
         """The batch holding ``writes`` was committed (or failed): the inbox has the last
         word again, unless a newer write of the conversation is on its way."""
-        failed = [write for write in writes if write.failed]
+        pending = self.pending_writes
+        failed: list[StateWrite] = []
+        for write in writes:
+            # Its base is settled now: dropping the link keeps a busy conversation's writes
+            # from chaining up in memory.
+            write.after = None
+            if pending.get(write.conversation) is write:
+                del pending[write.conversation]
+            if write.failed:
+                failed.append(write)
         if failed and self._failure_log.due():
             log.warning(
                 "%d state writes were not committed (the record changed meanwhile, or the "
@@ -70,10 +79,3 @@ class StateOverlay:
                 failed[0].conversation,
                 self._failure_log.held_back(),
             )
-        pending = self.pending_writes
-        for write in writes:
-            # Its base is settled now: dropping the link keeps a busy conversation's writes
-            # from chaining up in memory.
-            write.after = None
-            if pending.get(write.conversation) is write:
-                del pending[write.conversation]
