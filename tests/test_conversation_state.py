@@ -356,3 +356,28 @@ async def test_data_is_a_copy_and_nested_values_are_copied_in(bot_tester: StartB
     bot = await bot_tester(app)
     await bot.text("add")
     assert await bot.state_data() == {"items": ["tea"], "total": 2.5, "note": None, "paid": False}
+
+
+async def test_a_burst_mixing_events_with_and_without_state_counts_every_one(
+    make_app: MakeApp, serve: Serve, inbox_url: str
+) -> None:
+    app = make_app(inbox=inbox_url)
+
+    @app.on_message(type="text", text="skip")
+    async def plain(message: TextMessage, ctx: Context) -> None:
+        await asyncio.sleep(0)
+
+    @app.on_message(type="text")
+    async def count(message: TextMessage, ctx: Context) -> None:
+        data = await ctx.state.data()
+        await ctx.state.update(count=data.get("count", 0) + 1)
+
+    body = text_callback("skip", wa_id="15550009999")
+    for n in range(60):
+        wa_id, text = ("15550009999", "skip") if n % 2 else (WA_ID, str(n))
+        body["messages"] += text_callback(text, wa_id=wa_id)["messages"]
+    client = await serve(app)
+    await post_and_settle(client, app, body)
+    stored = await app.inbox.load_state(WA_ID)
+    assert stored is not None
+    assert stored.data == {"count": 30}

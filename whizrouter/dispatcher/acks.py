@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from whizrouter.dispatcher.state import STOPPED, Lifecycle
 from whizrouter.dispatcher.state_overlay import StateOverlay
@@ -181,10 +181,13 @@ class Acks:
                 await self._wakeup.wait()
                 continue
             batch, self._batch = self._batch, []
-            writes = self._writes
+            # Taken only when there are some: ``_writes`` itself goes on collecting the next
+            # batch's while this one is acked.
+            writes: Sequence[StateWrite] = ()
+            if self._writes:
+                writes, self._writes = self._writes, []
             try:
                 if writes:
-                    self._writes = []
                     await self._inbox.ack_with_state(batch, writes)
                 else:
                     await self._inbox.ack(batch)

@@ -38,6 +38,7 @@ from whizrouter.errors import (
     WhizrouterError,
 )
 from whizrouter.inbox.base import Inbox, StoredEvent
+from whizrouter.inbox.stored_state import StateWrite
 from whizrouter.plugins import call_hook, call_hooks, hooks_of
 from whizrouter.routing import HandlerSpec
 
@@ -202,12 +203,7 @@ class Attempts:
                     self.handled += 1
                     handle = ctx.state_handle
                     write = None if handle is None else handle.write()
-                    if write is None:
-                        self._settle(stored.seq, ack=True)
-                    else:
-                        self._running.pop(stored.seq, None)
-                        self._counted.discard(stored.seq)
-                        self._acks.settle_with_state(stored.seq, write)
+                    self._settle(stored.seq, ack=True, write=write)
                     return
         finally:
             if counting:  # the stop came before the handler started
@@ -343,9 +339,13 @@ class Attempts:
             )
         self._settle(stored.seq, ack=False)
 
-    def _settle(self, seq: int, *, ack: bool) -> None:
-        """The one settlement of a run: it is no longer under way, nor counted."""
+    def _settle(self, seq: int, *, ack: bool, write: StateWrite | None = None) -> None:
+        """The one settlement of a run: it is no longer under way, nor counted; ``write``
+        is the conversation state it left, committed with its ack."""
         self._running.pop(seq, None)
         if self._counted:
             self._counted.discard(seq)
-        self._acks.settle(seq, ack=ack)
+        if write is None:
+            self._acks.settle(seq, ack=ack)
+        else:
+            self._acks.settle_with_state(seq, write)
