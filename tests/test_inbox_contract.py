@@ -17,7 +17,7 @@ import pytest
 from anyio.abc import TaskStatus
 
 from tests.natsserver import nats_url, unique_stream
-from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
+from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG, DEFAULT_STATE_TTL
 from whizrouter.errors import InboxFullError
 from whizrouter.inbox.base import (
     DeadLetter,
@@ -30,6 +30,7 @@ from whizrouter.inbox.base import (
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.inbox.nats import NatsInbox
 from whizrouter.inbox.sqlite import SqliteInbox
+from whizrouter.inbox.stored_state import StateWrite, StoredState
 
 __all__ = ["nats_url"]  # the fixture make_nats asks for, imported so pytest finds it
 
@@ -78,7 +79,9 @@ BACKENDS: dict[str, InboxFactory] = {
 
 
 class MakeInbox(Protocol):
-    async def __call__(self, *, max_backlog: int = ..., dedupe_seconds: float = ...) -> Inbox: ...
+    async def __call__(
+        self, *, max_backlog: int = ..., dedupe_seconds: float = ..., state_ttl: float = ...
+    ) -> Inbox: ...
 
 
 @pytest.fixture(params=list(BACKENDS))
@@ -88,9 +91,13 @@ async def make_inbox(request: pytest.FixtureRequest) -> AsyncIterator[MakeInbox]
     opened: list[Inbox] = []
 
     async def make(
-        *, max_backlog: int = DEFAULT_MAX_BACKLOG, dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS
+        *,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
+        dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS,
+        state_ttl: float = DEFAULT_STATE_TTL,
     ) -> Inbox:
         inbox = await factory(request, max_backlog, dedupe_seconds)
+        inbox.state_ttl = state_ttl
         await inbox.open()
         opened.append(inbox)
         return inbox
@@ -456,3 +463,82 @@ async def test_a_key_is_forgotten_after_the_dedupe_window(make_inbox: MakeInbox)
 
     assert await inbox.append([event(1)]) == 1
     assert await inbox.append([event(1)]) == 0
+
+
+# -- conversation state --------------------------------------------------------------------
+
+
+def visible(stored: StoredState | None) -> tuple[str | None, dict[str, object]] | None:
+    """A record as a user sees it: a cleared one (NATS keeps it empty) is none."""
+    if stored is None or (stored.state is None and not stored.data):
+        return None
+    return stored.state, stored.data
+
+
+async def test_every_backend_keeps_state(inbox: Inbox) -> None:
+    assert inbox.keeps_state
+    assert await inbox.load_state("491511111") is None
+
+
+async def test_state_commits_with_the_ack(inbox: Inbox) -> None:
+    await inbox.append([event(1), event(2, "4917")])
+    first, second = await claim_n(inbox, 2)
+    before = await inbox.load_state(first.conversation)
+    write = StateWrite(first.conversation, "Signup.name", {"n": 1}, first.seq)
+    await inbox.ack_with_state([first.seq, second.seq], [write])
+
+    assert before is None
+    assert not write.failed
+    stored = await inbox.load_state(first.conversation)
+    assert stored is not None
+    assert (stored.state, stored.data, stored.seq) == ("Signup.name", {"n": 1}, first.seq)
+    assert await inbox.load_state("4917") is None
+    assert inbox.backlog() == 0
+    await claim_nothing(inbox)
+
+
+async def test_writes_of_one_batch_apply_in_order_and_a_later_one_builds_on_an_earlier(
+    inbox: Inbox,
+) -> None:
+    await inbox.append([event(n) for n in range(3)])
+    claimed = await claim_n(inbox, 3)
+    conversation = claimed[0].conversation
+    one = StateWrite(conversation, "A", {"count": 1}, claimed[0].seq)
+    two = StateWrite(conversation, "B", {"count": 2}, claimed[1].seq, after=one)
+    await inbox.ack_with_state([e.seq for e in claimed[:2]], [one, two])
+    assert visible(await inbox.load_state(conversation)) == ("B", {"count": 2})
+
+    stored = await inbox.load_state(conversation)
+    assert stored is not None
+    cleared = StateWrite(conversation, None, {}, claimed[2].seq, base=stored.revision)
+    await inbox.ack_with_state([claimed[2].seq], [cleared])
+    assert not cleared.failed
+    assert visible(await inbox.load_state(conversation)) is None
+    assert inbox.backlog() == 0
+
+
+async def test_put_state_sets_and_clears_outside_events(inbox: Inbox) -> None:
+    await inbox.put_state("4917", "Order.size", {"size": "L"})
+    assert visible(await inbox.load_state("4917")) == ("Order.size", {"size": "L"})
+    await inbox.put_state("4917", None, {"kept": True})
+    assert visible(await inbox.load_state("4917")) == (None, {"kept": True})
+    await inbox.put_state("4917", None, {})
+    assert visible(await inbox.load_state("4917")) is None
+
+
+async def test_a_plain_ack_leaves_state_alone(inbox: Inbox) -> None:
+    await inbox.put_state("491511111", "Kept", {})
+    await inbox.append([event(1)])
+    [claimed] = await claim_n(inbox, 1)
+    await inbox.ack([claimed.seq])
+    assert visible(await inbox.load_state("491511111")) == ("Kept", {})
+
+
+async def test_state_expires_after_its_ttl(make_inbox: MakeInbox) -> None:
+    inbox = await make_inbox(state_ttl=1.0)
+    await inbox.put_state("4917", "Soon.gone", {})
+    assert visible(await inbox.load_state("4917")) == ("Soon.gone", {})
+    deadline = time.monotonic() + 10
+    while await inbox.load_state("4917") is not None:
+        assert time.monotonic() < deadline, "the state outlived its TTL by 9 s"
+        await anyio.sleep(0.1)

@@ -9,6 +9,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.conftest import AiohttpClient
@@ -221,3 +222,40 @@ async def test_a_retried_reply_with_a_file_uploads_it_once_and_sends_it_once(
         "#1",
         "#2",
     ]
+
+
+async def test_on_sqlite_an_ack_with_a_state_write_clears_the_journal_too(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    db = tmp_path / "inbox.db"
+    async with FakeProvider() as provider:
+        app = WhizRouter(retry=QUICK)
+
+        @app.on_message(type="text")
+        async def count_reply_then_fail(message: TextMessage, ctx: Context) -> None:
+            seen = (await ctx.state.data()).get("seen", 0)
+            await ctx.state.update(seen=seen + 1)
+            await ctx.reply(f"message {seen + 1}")
+            if ctx.attempt == 1:
+                raise RuntimeError("the database is down")
+
+        app.replace_parts(client=provider.client(), inbox=inbox_from_url(f"sqlite:///{db}"))
+        client = await aiohttp_client(app.make_web_app())
+        for n in range(3):
+            body = text_callback("hi", message_id=f"wamid.in{n}")
+            assert (await client.post("/webhook", json=body)).status == 200
+        assert app.dispatcher is not None
+        await app.dispatcher.wait_idle()
+        await client.close()
+
+    # One conversation: each message counted once, each reply sent once.
+    assert provider.send_requests == 3
+    assert sorted(call.json["text"]["body"] for call in provider.sent if call.json) == [
+        "message 1",
+        "message 2",
+        "message 3",
+    ]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM send_journal").fetchone()[0] == 0
+        [(data,)] = conn.execute("SELECT data FROM conversation_state").fetchall()
+        assert orjson.loads(data) == {"seen": 3}

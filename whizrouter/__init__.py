@@ -9,6 +9,7 @@ from whizrouter.app import WhizRouter
 from whizrouter.backoff import RetryPolicy
 from whizrouter.client import WhizardClient
 from whizrouter.context import Context, ContextKey
+from whizrouter.conversation_state import ConversationState
 from whizrouter.errors import (
     BootstrapError,
     ConfigurationError,
@@ -50,10 +51,12 @@ from whizrouter.events import (
 from whizrouter.filters import F, Filter
 from whizrouter.inbox.base import DeadLetter, Inbox, RawEvent, StoredEvent
 from whizrouter.inbox.memory import MemoryInbox
+from whizrouter.inbox.stored_state import StateWrite, StoredState
 from whizrouter.media import MediaInfo, MediaStream
 from whizrouter.numbers import Number, Numbers
 from whizrouter.plugins import Plugin
 from whizrouter.routing import Router
+from whizrouter.state import State, StateGroup
 from whizrouter.typing_indicator import Typing
 
 __version__ = "0.1.0"
@@ -67,6 +70,7 @@ __all__ = [
     "ContactsMessage",
     "Context",
     "ContextKey",
+    "ConversationState",
     "DeadLetter",
     "DocumentMessage",
     "F",
@@ -99,9 +103,13 @@ __all__ = [
     "RegistrationClosedError",
     "RetryPolicy",
     "Router",
+    "State",
+    "StateGroup",
+    "StateWrite",
     "Status",
     "StickerMessage",
     "StoredEvent",
+    "StoredState",
     "SystemMessage",
     "TextMessage",
     "Typing",

@@ -53,6 +53,7 @@ from whizrouter.receiver import WEBHOOK_PATH, Receiver
 from whizrouter.routing import MessageDecorator, RawHandlerT, Router, StatusDecorator
 from whizrouter.send_journal import SendJournals
 from whizrouter.settings import Settings
+from whizrouter.state import NO_FILTER, NoFilter, StateMatch
 from whizrouter.stored_body import decode_event
 
 log = logging.getLogger("whizrouter")
@@ -92,6 +93,8 @@ class WhizRouter:
             see docs/numbers.md).
         send_journal: journal handlers' sends so a retry or replay never sends one twice
             (default True; docs/exactly-one-reply.md).
+        state_ttl: seconds a conversation's state lives after its last write
+            (``WHIZROUTER_STATE_TTL``, 30 days).
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class WhizRouter:
         role: Role = "all",
         numbers: Mapping[str, Number | str] | None = None,
         send_journal: bool = True,
+        state_ttl: float | None = None,
     ) -> None:
         if isinstance(plugins, str | bytes):
             raise ConfigurationError(
@@ -137,6 +141,7 @@ class WhizRouter:
             read_timeout=read_timeout,
             shutdown_grace=shutdown_grace,
             numbers=numbers,
+            state_ttl=state_ttl,
         )
         configured = self.settings.numbers
         self._numbers = Numbers(configured, self.settings) if configured else None
@@ -175,10 +180,17 @@ class WhizRouter:
         from_: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
         number: str | Iterable[str] | None = None,
+        state: StateMatch | NoFilter = NO_FILTER,
     ) -> MessageDecorator:
         """Register a message handler on the app's own router; see ``Router.on_message``."""
         return self.router.on_message(
-            *predicates, type=type, text=text, from_=from_, retry=retry, number=number
+            *predicates,
+            type=type,
+            text=text,
+            from_=from_,
+            retry=retry,
+            number=number,
+            state=state,
         )
 
     def on_status(
@@ -187,9 +199,12 @@ class WhizRouter:
         status: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
         number: str | Iterable[str] | None = None,
+        state: StateMatch | NoFilter = NO_FILTER,
     ) -> StatusDecorator:
         """Register a status handler on the app's own router; see ``Router.on_status``."""
-        return self.router.on_status(*predicates, status=status, retry=retry, number=number)
+        return self.router.on_status(
+            *predicates, status=status, retry=retry, number=number, state=state
+        )
 
     def on_raw(
         self, *predicates: Predicate, retry: RetryPolicy | None = None
@@ -310,6 +325,7 @@ class WhizRouter:
         log_role_and_plugins(self.role, self._plugins)
         inbox = self.inbox
         check_inbox_fits_role(self.role, inbox)
+        inbox.state_ttl = self.settings.state_ttl
         await inbox.open()
         inbox.on_lost = self._inbox_lost  # NATS: a connection closed for good stops the app
         log_inbox(inbox)

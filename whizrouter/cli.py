@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from whizrouter import __version__, cli_fake_provider, cli_send, dev, scaffold
 from whizrouter.app import WhizRouter
+from whizrouter.cli_state import add_state_commands
 from whizrouter.client_errors import scrub
 from whizrouter.defaults import DEFAULT_INBOX_URL
 from whizrouter.errors import WhizrouterError
@@ -35,8 +36,8 @@ environment: WHIZARD_API_KEY, WHIZARD_BASE_URL, WHIZARD_API_SHAPE, WHIZARD_NUMBE
 WHIZROUTER_WEBHOOK_URL,
 WHIZROUTER_WEBHOOK_USER, WHIZROUTER_WEBHOOK_PASSWORD, WHIZROUTER_INBOX, WHIZROUTER_PLUGINS,
 WHIZROUTER_CONCURRENCY, WHIZROUTER_MAX_BACKLOG, WHIZROUTER_BODY_LIMIT, WHIZROUTER_SHUTDOWN_GRACE,
-WHIZROUTER_LOOP, WHIZROUTER_GC_THRESHOLD, WHIZROUTER_LOG_LEVEL (see docs/configuration.md
-in the project's repository)."""
+WHIZROUTER_STATE_TTL, WHIZROUTER_LOOP, WHIZROUTER_GC_THRESHOLD, WHIZROUTER_LOG_LEVEL (see
+docs/configuration.md in the project's repository)."""
 
 
 class UsageError(Exception):
@@ -388,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_send.add_command(commands, [level_after])
     cli_fake_provider.add_command(commands, [level_after], _port)
     scaffold.add_command(commands, [level_after])
+    add_state_commands(commands, parents=[level_after], inbox_help=inbox_help, open_inbox=_inbox)
     return parser
 
 

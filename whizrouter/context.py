@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from whizrouter.defaults import DEFAULT_TYPING_INTERVAL
-from whizrouter.errors import MessageValidationError
+from whizrouter.errors import ConfigurationError, MessageValidationError
 from whizrouter.numbers import number_of
 from whizrouter.typing_indicator import Typing
 
 if TYPE_CHECKING:
     from whizrouter.client import WhizardClient
+    from whizrouter.conversation_state import ConversationState
+    from whizrouter.dispatcher.state_overlay import StateOverlay
     from whizrouter.events import Contact
+    from whizrouter.inbox.base import StoredEvent
     from whizrouter.media import MediaInfo, MediaKind, MediaRef
     from whizrouter.send_journal import SendJournal, SendJournals
 
@@ -78,6 +81,9 @@ class Context:
         "event_id",
         "handler",
         "kind",
+        "state_event",
+        "state_handle",
+        "state_source",
     )
 
     def __init__(
@@ -104,6 +110,30 @@ class Context:
         self.event_id = event_id
         self.handler = ""
         self._state: dict[ContextKey[Any], Any] = {}
+        self.state_source: StateOverlay | None = None
+        self.state_event: StoredEvent | None = None
+        self.state_handle: ConversationState | None = None
+
+    @property
+    def state(self) -> ConversationState:
+        """The conversation's state (``await ctx.state.get()``, ``set``, ``data``, ``update``,
+        ``clear``, ``load``, ``save``); changes commit with the event's acknowledgement and
+        are dropped if the handler raises. See docs/state.md.
+
+        Raises:
+            ConfigurationError: the inbox keeps no conversation state, or this context was
+                not built by the dispatcher.
+        """
+        handle = self.state_handle
+        if handle is None:
+            source, stored = self.state_source, self.state_event
+            if source is None or stored is None:
+                raise ConfigurationError(
+                    "ctx.state works in handlers the dispatcher runs; this context was built "
+                    "by hand"
+                )
+            handle = self.state_handle = source.handle(stored)
+        return handle
 
     @property
     def client(self) -> WhizardClient:

@@ -56,3 +56,5 @@ DEV_SHUTDOWN_GRACE = 2.0
 DEFAULT_SEND_URL = "http://127.0.0.1:8080/webhook"
 #: The customer WhatsApp id test callbacks come from (``whizrouter send``, the test kit).
 DEFAULT_TEST_WA_ID = "15551230001"
+#: Seconds a conversation's state lives after its last write (``WHIZROUTER_STATE_TTL``).
+DEFAULT_STATE_TTL = 30 * 24 * 3600.0

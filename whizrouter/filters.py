@@ -16,6 +16,7 @@ from typing import Any
 
 from whizrouter.numbers import number_of
 from whizrouter.registration_checks import MESSAGE_TYPE_NAMES, STATUS_NAMES, check_choices
+from whizrouter.state import UNROUTED, StateMatch, matching_state, state_names
 
 Predicate = Callable[[Any], bool]
 #: What ``text=`` compares a text body with: an exact string, or a regex searched in it.
@@ -23,13 +24,21 @@ TextChoice = str | re.Pattern[str]
 
 
 class Filter:
-    """A named predicate over an event that composes with ``&``, ``|`` and ``~``."""
+    """A named predicate over an event that composes with ``&``, ``|`` and ``~``.
 
-    __slots__ = ("_description", "_predicate")
+    Attributes:
+        reads_state: the filter looks at the conversation's state (``F.state``), so the
+            dispatcher loads it before routing; composed filters inherit it.
+    """
 
-    def __init__(self, predicate: Predicate, description: str = "") -> None:
+    __slots__ = ("_description", "_predicate", "reads_state")
+
+    def __init__(
+        self, predicate: Predicate, description: str = "", *, reads_state: bool = False
+    ) -> None:
         self._predicate = predicate
         self._description = description or getattr(predicate, "__name__", "predicate")
+        self.reads_state = reads_state
 
     def __call__(self, event: Any) -> bool:
         """Whether ``event`` passes; a predicate that raises counts as no match."""
@@ -40,11 +49,13 @@ class Filter:
 
     def __and__(self, other: Predicate) -> Filter:
         right = as_filter(other)
-        return Filter(lambda e: self(e) and right(e), f"({self} & {right})")
+        reads = self.reads_state or right.reads_state
+        return Filter(lambda e: self(e) and right(e), f"({self} & {right})", reads_state=reads)
 
     def __or__(self, other: Predicate) -> Filter:
         right = as_filter(other)
-        return Filter(lambda e: self(e) or right(e), f"({self} | {right})")
+        reads = self.reads_state or right.reads_state
+        return Filter(lambda e: self(e) or right(e), f"({self} | {right})", reads_state=reads)
 
     def __rand__(self, other: Predicate) -> Filter:
         # ``callable & F.type(...)``: a plain function on the left composes too.
@@ -54,7 +65,7 @@ class Filter:
         return as_filter(other) | self
 
     def __invert__(self) -> Filter:
-        return Filter(lambda e: not self(e), f"~{self}")
+        return Filter(lambda e: not self(e), f"~{self}", reads_state=self.reads_state)
 
     def __str__(self) -> str:
         return self._description
@@ -141,3 +152,20 @@ class F:
         parts = [f"text == {text!r}" for text in sorted(exact)]
         parts += [f"text ~ {p.pattern!r}" for p in patterns]
         return Filter(matches, " | ".join(parts) or "text in []")
+
+    @staticmethod
+    def state(value: StateMatch) -> Filter:
+        """Events of conversations in a state: a ``State``, a ``StateGroup`` (any of its
+        states), a state name, ``"*"`` (any state), None (no state), or a list of those."""
+        names, any_state, no_state = state_names(value)
+
+        def matches(_: Any) -> bool:
+            current = matching_state.get()
+            if current is UNROUTED:
+                return False  # not resolving through the dispatcher: no state to match
+            if current is None:
+                return no_state
+            return any_state or current in names
+
+        shown = sorted(names) + (["*"] if any_state else []) + (["None"] if no_state else [])
+        return Filter(matches, f"state in {shown}", reads_state=True)

@@ -17,6 +17,7 @@ from whizrouter.registration_checks import (
     check_message_annotation,
     check_status_annotation,
 )
+from whizrouter.state import NO_FILTER, NoFilter, StateMatch
 
 if TYPE_CHECKING:
     from whizrouter.backoff import RetryPolicy
@@ -116,6 +117,7 @@ class Router:
         from_: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
         number: str | Iterable[str] | None = None,
+        state: StateMatch | NoFilter = NO_FILTER,
     ) -> MessageDecorator:
         """Register a handler for incoming messages.
 
@@ -127,6 +129,8 @@ class Router:
             from_: sender ``wa_id``(s) to accept.
             retry: this handler's retry policy on failure (default: the app's).
             number: our receiving number(s) to accept, by their names in ``numbers=``.
+            state: the conversation's state(s) to accept (``F.state``): a ``State``, a
+                ``StateGroup``, ``"*"`` (any), None (none), or a list; left out, any.
 
         Raises:
             ValueError: a ``type=`` value the provider never sends (a misspelling).
@@ -134,6 +138,8 @@ class Router:
                 annotation is a class ``type=`` never delivers.
         """
         filters = list(predicates)
+        if not isinstance(state, NoFilter):
+            filters.append(F.state(state))
         types = [type] if isinstance(type, str) else list(type) if type is not None else None
         if types is not None:
             filters.insert(0, F.type(types))
@@ -159,6 +165,7 @@ class Router:
         status: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
         number: str | Iterable[str] | None = None,
+        state: StateMatch | NoFilter = NO_FILTER,
     ) -> StatusDecorator:
         """Register a handler for status updates of messages the bot sent.
 
@@ -167,6 +174,7 @@ class Router:
             status: status value(s) to accept (``"failed"``, ``["delivered", "read"]``).
             retry: this handler's retry policy on failure (default: the app's).
             number: our sending number(s) to accept, by their names in ``numbers=``.
+            state: the conversation's state(s) to accept; see ``on_message``.
 
         Raises:
             ValueError: a ``status=`` value the provider never sends (a misspelling).
@@ -174,6 +182,8 @@ class Router:
                 annotated with a message class.
         """
         filters = list(predicates)
+        if not isinstance(state, NoFilter):
+            filters.append(F.state(state))
         if status is not None:
             filters.insert(0, F.status(status))
         if number is not None:
@@ -268,3 +278,7 @@ class Router:
     def handled_kinds(self) -> frozenset[HandlerKind]:
         """The kinds of event some handler reachable from this router takes."""
         return frozenset(spec.kind for spec in self.handlers())
+
+    def reads_state(self) -> bool:
+        """Whether some handler's filter looks at the conversation's state (``state=``)."""
+        return any(spec.filter is not None and spec.filter.reads_state for spec in self.handlers())

@@ -28,6 +28,7 @@ from whizrouter.defaults import (
     DEFAULT_READ_TIMEOUT,
     DEFAULT_SHAPE,
     DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_STATE_TTL,
     ApiShape,
 )
 from whizrouter.errors import ConfigurationError
@@ -122,6 +123,13 @@ def inbox_url_from_env(env: Mapping[str, str] | None = None) -> str | None:
     return (os.environ if env is None else env).get(INBOX_ENV) or None
 
 
+def state_ttl_from_env(env: Mapping[str, str] | None = None) -> float:
+    """Seconds of ``WHIZROUTER_STATE_TTL`` (a conversation's state lives that long after its
+    last write), else the default of 30 days."""
+    env = os.environ if env is None else env
+    return float(_env_int(env, "WHIZROUTER_STATE_TTL", DEFAULT_STATE_TTL))
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a ``WhizRouter`` is configured with, resolved and validated.
@@ -144,6 +152,8 @@ class Settings:
             (``WHIZROUTER_SHUTDOWN_GRACE``).
         numbers: each receiving number and its own key, as given to ``numbers=`` or read
             from ``WHIZARD_NUMBERS`` (checked by ``whizrouter.numbers``); None for one key.
+        state_ttl: seconds a conversation's state lives after its last write
+            (``WHIZROUTER_STATE_TTL``).
     """
 
     api_key: SecretStr | None = None
@@ -160,6 +170,7 @@ class Settings:
     read_timeout: float = DEFAULT_READ_TIMEOUT
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     numbers: Mapping[str, object] | None = field(default=None, repr=False)
+    state_ttl: float = DEFAULT_STATE_TTL
 
     @classmethod
     def resolve(
@@ -179,6 +190,7 @@ class Settings:
         read_timeout: float | None = None,
         shutdown_grace: float | None = None,
         numbers: Mapping[str, object] | None = None,
+        state_ttl: float | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Settings:
         """Resolve each setting from its argument, else its environment variable, else default.
@@ -231,7 +243,10 @@ class Settings:
                 _env_int(env, "WHIZROUTER_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE, minimum=0)
             ),
             numbers=numbers if numbers is not None else numbers_from_env(env),
+            state_ttl=state_ttl if state_ttl is not None else state_ttl_from_env(env),
         )
+        if settings.state_ttl <= 0:
+            raise ConfigurationError("state_ttl must be a positive number of seconds")
         if settings.concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
         if settings.webhook_url is not None:

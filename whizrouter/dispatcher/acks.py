@@ -5,6 +5,11 @@ room for the claim loop), and a handled or unwanted one joins the next ack batch
 task acks a batch in one inbox call at a time, so a busy dispatcher pays one task switch per
 batch, not an inbox call per event. With a durable inbox, ``ReplaySlots`` bounds the events
 started whose ack is not committed yet: those are what a crash replays.
+
+An event whose handler changed its conversation's state settles with that write
+(``settle_with_state``): the flusher commits a batch's writes in the same inbox call as its
+acks (``Inbox.ack_with_state``), and ``StateOverlay`` shows the writes to later events of the
+conversation until then.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from whizrouter.dispatcher.state import STOPPED, Lifecycle
+from whizrouter.dispatcher.state_overlay import StateOverlay
 from whizrouter.inbox.base import Inbox
+from whizrouter.inbox.stored_state import StateWrite
 
 log = logging.getLogger("whizrouter.dispatcher")
 
@@ -78,10 +85,21 @@ class Acks:
         inbox: where the acks go.
         life: the dispatcher's state; the flusher ends once the workers have.
         slots: the replay slots of a durable inbox, released as acks commit; None otherwise.
+        overlay: where settled state writes wait for their commit (a fresh one if None).
     """
 
-    def __init__(self, inbox: Inbox, life: Lifecycle, slots: ReplaySlots | None) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        life: Lifecycle,
+        slots: ReplaySlots | None,
+        overlay: StateOverlay | None = None,
+    ) -> None:
         self._inbox = inbox
+        self.overlay = overlay or StateOverlay(inbox)
+        self._pending_writes = self.overlay.pending_writes
+        # State writes of the events in ``_batch``, in settlement order.
+        self._writes: list[StateWrite] = []
         self._life = life
         self._slots = slots
         #: Events claimed from the inbox and not yet settled.
@@ -130,6 +148,13 @@ class Acks:
             self._slots.release()
         self._check_idle()
 
+    def settle_with_state(self, seq: int, write: StateWrite) -> None:
+        """``settle(seq, ack=True)`` for an event whose handler changed its conversation's
+        state: the write commits with the ack, and later events see it meanwhile."""
+        self._pending_writes[write.conversation] = write  # later events read it from there
+        self._writes.append(write)
+        self.settle(seq, ack=True)
+
     def workers_ended(self) -> None:
         """Let the flusher ack what is left and end."""
         self._wakeup.set()
@@ -156,12 +181,25 @@ class Acks:
                 await self._wakeup.wait()
                 continue
             batch, self._batch = self._batch, []
+            # Taken only when there are some: ``_writes`` itself goes on collecting the next
+            # batch's while this one is acked.
+            writes: Sequence[StateWrite] = ()
+            if self._writes:
+                writes, self._writes = self._writes, []
             try:
-                await self._inbox.ack(batch)
+                if writes:
+                    await self._inbox.ack_with_state(batch, writes)
+                else:
+                    await self._inbox.ack(batch)
             except Exception:
-                # Unsettled means replayed after a restart: a duplicate, never a loss.
+                # Unsettled means replayed after a restart: a duplicate, never a loss (and
+                # the replay starts from the state the inbox still holds).
                 log.exception("could not settle %d handled events in the inbox", len(batch))
+                for write in writes:
+                    write.failed = True
             finally:
+                if writes:
+                    self.overlay.committed(writes)
                 if self._slots is not None:
                     self._slots.release(len(batch))
             self._check_idle()

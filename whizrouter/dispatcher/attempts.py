@@ -9,6 +9,9 @@ leaves, the event left in the inbox with every attempt it recorded.
 Crash accounting: the next run of an event a crashed process held (``maybe_ran``) is counted
 before it starts (``_count_alone``), and an event whose counted runs exceed the budget is
 dead-lettered without running, so a crash loop ends.
+
+Conversation state: each run gets a fresh ``ctx.state`` (loaded on first use); a success
+settles with what it changed, a failure drops it, so a retry starts from the state as it was.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ import anyio
 
 from whizrouter.backoff import RetryPolicy
 from whizrouter.context import Context
+from whizrouter.conversation_state import ConversationState
 from whizrouter.defaults import DEFAULT_INBOX_URL
 from whizrouter.dispatcher.acks import Acks, ReplaySlots
 from whizrouter.dispatcher.state import LEAVING, Lifecycle
+from whizrouter.dispatcher.state_overlay import StateOverlay
 from whizrouter.errors import (
     ConfigurationError,
     InboxUnavailableError,
@@ -33,6 +38,7 @@ from whizrouter.errors import (
     WhizrouterError,
 )
 from whizrouter.inbox.base import Inbox, StoredEvent
+from whizrouter.inbox.stored_state import StateWrite
 from whizrouter.plugins import call_hook, call_hooks, hooks_of
 from whizrouter.routing import HandlerSpec
 
@@ -81,6 +87,7 @@ class Attempts:
         self._inbox = inbox
         self._life = life
         self._acks = acks
+        self._overlay: StateOverlay = acks.overlay
         self._slots = slots
         self._make_context = make_context
         self._plugins = plugins
@@ -118,8 +125,19 @@ class Attempts:
         began, and those left at the stop before a run or a retry."""
         return sorted(self._counted) + self._left
 
-    async def run(self, stored: StoredEvent, spec: HandlerSpec, event: Any, contact: Any) -> None:
-        """Run ``spec``'s handler on the event until it succeeds, is dead, or is left."""
+    async def run(
+        self,
+        stored: StoredEvent,
+        spec: HandlerSpec,
+        event: Any,
+        contact: Any,
+        state: ConversationState | None = None,
+    ) -> None:
+        """Run ``spec``'s handler on the event until it succeeds, is dead, or is left.
+
+        ``state``: the conversation's state as routing loaded it, for the first run's
+        ``ctx.state``.
+        """
         failures = stored.attempts
         counting = stored.maybe_ran
         if failures or counting:
@@ -145,6 +163,9 @@ class Attempts:
         self._running[stored.seq] = (stored.key, spec.name)
         ctx = self._make_context(stored, event, contact, attempt)
         ctx.handler = spec.name
+        ctx.state_source = self._overlay
+        ctx.state_event = stored
+        ctx.state_handle = state
         waited = 0.0
         try:
             while True:
@@ -161,6 +182,12 @@ class Attempts:
                     if counting:  # a hook failed: the next counted event need not wait on it
                         counting = False
                         self._release_counting(stored.seq)
+                    handle = ctx.state_handle
+                    if handle is not None:
+                        if handle.stale:  # settled before a crash: nothing left to do
+                            self._settle(stored.seq, ack=True)
+                            return
+                        ctx.state_handle = None  # the retry starts from the state as it was
                     failures += 1
                     pause = await self._retry_or_end(
                         stored, spec, event, ctx, exc, attempt, failures, waited
@@ -174,7 +201,9 @@ class Attempts:
                     if self._after_hooks:
                         await call_hooks(self._after_hooks, "after_handle", event, ctx)
                     self.handled += 1
-                    self._settle(stored.seq, ack=True)
+                    handle = ctx.state_handle
+                    write = None if handle is None else handle.write()
+                    self._settle(stored.seq, ack=True, write=write)
                     return
         finally:
             if counting:  # the stop came before the handler started
@@ -310,9 +339,13 @@ class Attempts:
             )
         self._settle(stored.seq, ack=False)
 
-    def _settle(self, seq: int, *, ack: bool) -> None:
-        """The one settlement of a run: it is no longer under way, nor counted."""
+    def _settle(self, seq: int, *, ack: bool, write: StateWrite | None = None) -> None:
+        """The one settlement of a run: it is no longer under way, nor counted; ``write``
+        is the conversation state it left, committed with its ack."""
         self._running.pop(seq, None)
         if self._counted:
             self._counted.discard(seq)
-        self._acks.settle(seq, ack=ack)
+        if write is None:
+            self._acks.settle(seq, ack=ack)
+        else:
+            self._acks.settle_with_state(seq, write)

@@ -3,7 +3,9 @@
 One anyio task group holds the claim loop (here), the workers (``lanes``) and the ack
 flusher (``acks``). A claimed event waits in its conversation's lane; a worker takes it,
 ``_handle`` settles it at once if no handler wants it (or it cannot be decoded), else
-``attempts`` runs its handler until it is acked, dead or left. ``drain`` moves the one
+``attempts`` runs its handler until it is acked, dead or left. When a handler filters on the
+conversation's state (``state=``), the state is loaded before routing (``_route_by_state``),
+and that handler's ``ctx.state`` starts from it. ``drain`` moves the one
 state (``state``) from RUNNING to DRAINING or LEAVING; the workers' end makes it STOPPED.
 """
 
@@ -17,13 +19,20 @@ import anyio
 from anyio.abc import TaskStatus
 
 from whizrouter.backoff import HANDLER_RETRY, RetryPolicy
+from whizrouter.conversation_state import StateAlreadySettled
 from whizrouter.dispatcher.acks import Acks, ReplaySlots
 from whizrouter.dispatcher.attempts import Attempts, ContextFactory
 from whizrouter.dispatcher.lanes import Lanes
 from whizrouter.dispatcher.state import Lifecycle, State
-from whizrouter.errors import InboxError, InboxUnavailableError, UnknownNumberError
+from whizrouter.errors import (
+    ConfigurationError,
+    InboxError,
+    InboxUnavailableError,
+    UnknownNumberError,
+)
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.routing import Router
+from whizrouter.state import matching_state
 
 log = logging.getLogger("whizrouter.dispatcher")
 
@@ -68,6 +77,13 @@ class Dispatcher:
         # settled without building its typed event (a bot without status handlers skips
         # three events in four of a busy number's callbacks).
         self._kinds_handled = router.handled_kinds()
+        # Only a bot that routes on state reads it before routing; others never do.
+        self._routes_by_state = router.reads_state()
+        if self._routes_by_state and not inbox.keeps_state:
+            raise ConfigurationError(
+                f"handlers filter on conversation state (state=), which the inbox "
+                f"{inbox.description} does not keep; use 'memory', 'sqlite:///...' or 'nats://...'"
+            )
         self._max_claimed = max_claimed or max(1024, concurrency * 16)
         self._life = Lifecycle()
         slots = ReplaySlots(concurrency) if inbox.durable else None
@@ -218,10 +234,41 @@ class Dispatcher:
             return self._attempts.dead(
                 stored, "<decode>", stored.attempts + 1, f"could not decode event: {reason}"
             )
+        if self._routes_by_state:
+            return self._route_by_state(stored, event, contact)
         spec = self._router.resolve(stored.kind, event)
         if spec is None:
             return self._unwanted(stored)
         return self._run(stored, spec, event, contact)
+
+    async def _route_by_state(self, stored: StoredEvent, event: Any, contact: Any) -> None:
+        """Load the conversation's state, route on it, run the handler with it."""
+        handle = self._acks.overlay.handle(stored)
+        while True:
+            try:
+                current = await handle.get()
+                break
+            except StateAlreadySettled:
+                self._acks.settle(stored.seq, ack=True)  # settled before a crash
+                return
+            except InboxUnavailableError as exc:
+                # The conversation waits (order is kept) until the storage works again.
+                await self._life.wait_out(exc, "read a conversation's state")
+            except Exception as exc:
+                log.exception("the state of conversation %s could not be read", stored.conversation)
+                await self._attempts.dead(
+                    stored, "<state>", stored.attempts + 1, f"could not read its state: {exc}"
+                )
+                return
+        token = matching_state.set(current)
+        try:
+            spec = self._router.resolve(stored.kind, event)
+        finally:
+            matching_state.reset(token)
+        if spec is None:
+            await self._unwanted(stored)
+            return
+        await self._run(stored, spec, event, contact, handle)
 
     def _unwanted(self, stored: StoredEvent) -> Awaitable[None]:
         self.unhandled += 1

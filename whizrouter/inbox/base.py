@@ -9,22 +9,25 @@ Beside those, the protocol declares the capabilities a durable backend adds, eac
 documented no-op default that a backend inherits by subclassing ``Inbox``: ``count_run``
 (before the dispatcher starts a ``maybe_ran`` event), ``release`` (at a clean stop),
 ``take_consumer_lock`` (at startup), ``health`` (fields for ``GET /healthz``), ``on_lost``
-(set by the app: called when the storage is gone for good), and the send journal's
-``journal_entries`` and ``journal_record`` (``whizrouter.send_journal``). The app and the
-dispatcher call them on every inbox; nothing probes an inbox for what it has. Everything the
-app, the receiver, the dispatcher and the CLI do with an inbox goes through this protocol,
-except two settings of concrete backends that only the inspection commands use (a
-``SqliteInbox``'s ``path`` must exist, a ``NatsInbox`` with ``create_streams`` False creates
-no stream).
+(set by the app: called when the storage is gone for good), the send journal's
+``journal_entries`` and ``journal_record`` (``whizrouter.send_journal``), and conversation
+state (``keeps_state``, ``state_ttl``, ``load_state``, ``ack_with_state``, ``put_state``). The
+app and the dispatcher call them on every inbox; nothing probes an inbox for what it has.
+Everything the app, the receiver, the dispatcher and the CLI do with an inbox goes through
+this protocol, except two settings of concrete backends that only the inspection commands use
+(a ``SqliteInbox``'s ``path`` must exist, a ``NatsInbox`` with ``create_streams`` False
+creates no stream).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, cast, runtime_checkable
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
+from whizrouter.defaults import DEFAULT_STATE_TTL
 from whizrouter.errors import InboxError
+from whizrouter.inbox.stored_state import StateWrite, StoredState
 
 EventKind = Literal["message", "status", "raw"]
 
@@ -289,3 +292,46 @@ class Inbox(Protocol):
         letter keeps them for its replay. Default: nothing kept.
         """
         return None  # a body of its own: a default, not a method to implement
+
+    # Conversation state (``ctx.state``): a backend that keeps it sets ``keeps_state`` and
+    # implements the three methods; the defaults keep none, and ``ctx.state`` then refuses.
+
+    #: Whether ``load_state``, ``ack_with_state`` and ``put_state`` work.
+    keeps_state: bool = False
+    #: Seconds a conversation's state lives after its last write; the app sets it before
+    #: ``open`` (``WhizRouter(state_ttl=...)``).
+    state_ttl: float = DEFAULT_STATE_TTL
+
+    async def load_state(self, conversation: str) -> StoredState | None:
+        """The conversation's committed state, or None (none, or expired).
+
+        Default: None, for a backend that keeps no state.
+        """
+        return None  # a body of its own: a default, not a method to implement
+
+    async def ack_with_state(self, seqs: Sequence[int], writes: Sequence[StateWrite]) -> None:
+        """``ack`` the events and commit the state their handlers left, together: both or
+        neither (sqlite: one transaction; NATS: each write checked against the revision its
+        handler read, before the ack). ``writes`` are in settlement order, several per
+        conversation possible; the backend sets each one's ``revision``, or ``failed`` when
+        it refused it (the record changed meanwhile: that event is handed out again instead
+        of acknowledged).
+
+        Default: refuses, for a backend that keeps no state (``keeps_state`` False; the
+        dispatcher never calls it then).
+
+        Raises:
+            InboxError: nothing was committed; the events stay unsettled.
+        """
+        raise InboxError(f"the inbox {self.description} keeps no conversation state")
+
+    async def put_state(self, conversation: str, state: str | None, data: dict[str, Any]) -> None:
+        """Write a conversation's state outside any event (the CLI, a test's preset); None
+        and no data delete it.
+
+        Default: refuses, for a backend that keeps no state.
+
+        Raises:
+            InboxError: the backend keeps no state, or the write failed.
+        """
+        raise InboxError(f"the inbox {self.description} keeps no conversation state")

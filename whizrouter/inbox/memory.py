@@ -11,6 +11,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
 from whizrouter.errors import InboxFullError
@@ -22,6 +23,7 @@ from whizrouter.inbox.base import (
     StoredEvent,
     build_stored_event,
 )
+from whizrouter.inbox.stored_state import StateWrite, StoredState, without_orphans
 
 
 class MemoryInbox(Inbox):
@@ -34,6 +36,7 @@ class MemoryInbox(Inbox):
 
     description = "memory"
     durable = False
+    keeps_state = True
 
     def __init__(
         self,
@@ -54,6 +57,9 @@ class MemoryInbox(Inbox):
         self._wakeup = asyncio.Event()
         # The send journal: entries by event key, then by slot (``whizrouter.send_journal``).
         self._journal: dict[str, dict[str, JournalEntry]] = {}
+        # Conversation state: committed at settlement (``ack_with_state``).
+        self._states: dict[str, StoredState] = {}
+        self._next_expiry = time.time() + 300.0
 
     async def open(self) -> None:
         """Nothing to prepare in memory."""
@@ -198,3 +204,38 @@ class MemoryInbox(Inbox):
     async def journal_record(self, event_key: str, slot: str, entry: JournalEntry) -> None:
         """Keep a journaled send until the event is acknowledged or its dead letter dropped."""
         self._journal.setdefault(event_key, {})[slot] = entry
+
+    # -- conversation state ----------------------------------------------------------------
+
+    async def load_state(self, conversation: str) -> StoredState | None:
+        """The conversation's state, unless it expired (``state_ttl`` after its last write)."""
+        stored = self._states.get(conversation)
+        if stored is not None and stored.updated_at < time.time() - self.state_ttl:
+            del self._states[conversation]
+            return None
+        return stored
+
+    async def ack_with_state(self, seqs: Sequence[int], writes: Sequence[StateWrite]) -> None:
+        """Apply the state writes, then forget the settled events (nothing can fail between)."""
+        seqs, writes = without_orphans(seqs, writes)
+        states = self._states
+        now = time.time()
+        if now >= self._next_expiry:  # forget expired states now and then, not only on reads
+            self._next_expiry = now + 300.0
+            horizon = now - self.state_ttl
+            for conversation in [c for c, s in states.items() if s.updated_at < horizon]:
+                del states[conversation]
+        for write in writes:
+            if write.state is None and not write.data:
+                states.pop(write.conversation, None)
+            else:
+                write.updated_at = now
+                states[write.conversation] = write  # a write is the record it leaves
+        await self.ack(seqs)
+
+    async def put_state(self, conversation: str, state: str | None, data: dict[str, Any]) -> None:
+        """Set (or, with None and no data, delete) a conversation's state."""
+        if state is None and not data:
+            self._states.pop(conversation, None)
+        else:
+            self._states[conversation] = StoredState(state, dict(data), 0, time.time())

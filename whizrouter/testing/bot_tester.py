@@ -32,6 +32,7 @@ from whizrouter.inbox.base import DeadLetter
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.plugins import call_hook
 from whizrouter.routing import HandlerSpec
+from whizrouter.state import State
 from whizrouter.testing.callbacks import (
     DEFAULT_WA_ID,
     PHONE_NUMBER_ID,
@@ -249,6 +250,28 @@ class BotTester:
     async def dead_letters(self) -> list[DeadLetter]:
         """The events whose handler kept failing (or could not run), oldest first."""
         return await self.app.inbox.dead_letters()
+
+    async def state(self, wa_id: str = DEFAULT_WA_ID) -> str | None:
+        """The committed state of ``wa_id``'s conversation (its full name), or None."""
+        stored = await self.app.inbox.load_state(wa_id)
+        return None if stored is None else stored.state
+
+    async def state_data(self, wa_id: str = DEFAULT_WA_ID) -> dict[str, Any]:
+        """The committed data of ``wa_id``'s conversation state (empty without one)."""
+        stored = await self.app.inbox.load_state(wa_id)
+        return {} if stored is None else dict(stored.data)
+
+    async def set_state(
+        self,
+        state: State | str | None,
+        data: Mapping[str, Any] | None = None,
+        *,
+        wa_id: str = DEFAULT_WA_ID,
+    ) -> None:
+        """Put ``wa_id``'s conversation in ``state`` with ``data``, as if earlier messages had
+        (None and no data: no state)."""
+        name = state.name if isinstance(state, State) else state
+        await self.app.inbox.put_state(wa_id, name, dict(data or {}))
 
     async def text(
         self,

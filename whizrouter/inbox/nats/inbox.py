@@ -43,6 +43,7 @@ from whizrouter.inbox.nats.messages import stored_event
 from whizrouter.inbox.nats.partitions import PartitionWorker
 from whizrouter.inbox.nats.settling import Settler
 from whizrouter.inbox.nats.spared import add_one, with_counted_runs
+from whizrouter.inbox.nats.state import NatsStates
 from whizrouter.inbox.nats.streams import (
     Buckets,
     StreamLayout,
@@ -50,6 +51,7 @@ from whizrouter.inbox.nats.streams import (
     open_buckets,
 )
 from whizrouter.inbox.nats.url import check_settings, parse_nats_url, redact
+from whizrouter.inbox.stored_state import StateWrite, StoredState
 
 
 class NatsInbox(Inbox):
@@ -80,6 +82,7 @@ class NatsInbox(Inbox):
     """
 
     durable = True
+    keeps_state = True  # in a KV bucket beside the stream (``whizrouter.inbox.nats.state``)
 
     def __init__(
         self,
@@ -149,6 +152,7 @@ class NatsInbox(Inbox):
         )
         self._buckets: Buckets | None = None
         self._journal = NatsJournal()
+        self._states = NatsStates(stream, replicas)
         self._reset_runtime()
 
     def _reset_runtime(self) -> None:
@@ -248,6 +252,7 @@ class NatsInbox(Inbox):
             await self._dead.ensure(self._layout.replicas)
             self._buckets = await open_buckets(js, self._layout)
             await self._journal.open(js, self._layout)
+            await self._states.open(js, self.state_ttl)
         except (nats.errors.Error, OSError) as exc:
             await self._connection.abandon()
             raise InboxError(f"cannot open the NATS inbox {self.description}: {exc}") from exc
@@ -391,6 +396,23 @@ class NatsInbox(Inbox):
     def _held_keys(self, seqs: Sequence[int]) -> list[str]:
         held = self._fetcher.held
         return [h.event.key for h in (held.get(seq) for seq in seqs) if h is not None]
+
+    async def ack_with_state(self, seqs: Sequence[int], writes: Sequence[StateWrite]) -> None:
+        """Write the state records (each checked against the revision read), then ack; an
+        event whose write was refused is handed back to run again instead."""
+        await self._states.apply(writes)
+        refused = {write.seq for write in writes if write.failed}
+        await self.ack([seq for seq in seqs if seq not in refused] if refused else seqs)
+        if refused:
+            await self._settler.hand_back(sorted(refused))
+
+    async def load_state(self, conversation: str) -> StoredState | None:
+        """The conversation's record from the state bucket."""
+        return await self._states.load(conversation)
+
+    async def put_state(self, conversation: str, state: str | None, data: dict[str, Any]) -> None:
+        """Write a conversation's record outside any event (the CLI, a test)."""
+        await self._states.put(conversation, state, data)
 
     async def record_attempt(self, seq: int, attempts: int, error: str) -> None:
         """Count the failed runs, and tell JetStream the event is still being worked on, so

@@ -71,6 +71,14 @@ class Settler:
         """Settle events, and return once JetStream confirmed it (they never come back)."""
         await self._settle(seqs, Msg.Ack.Ack)
 
+    async def hand_back(self, seqs: Sequence[int]) -> None:
+        """Give events back to JetStream to be delivered again now (a refused state write)."""
+        for seq in seqs:
+            held = self._worker.held.pop(seq, None)
+            if held is not None:
+                with contextlib.suppress(nats.errors.Error):
+                    await held.msg.nak()
+
     async def record_attempt(self, seq: int, attempts: int) -> None:
         """Count the failed runs, and tell JetStream the event is still being worked on."""
         held = self._worker.held.get(seq)

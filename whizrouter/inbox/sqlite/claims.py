@@ -17,7 +17,7 @@ import asyncio
 import functools
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -65,6 +65,10 @@ class FileCounts:
     writes: int = 0
 
 
+def _nothing() -> None:
+    """``Claims``' ``changed_elsewhere`` when nobody asks."""
+
+
 class Claims:
     """The consumer's side of one open inbox file; see the module docstring.
 
@@ -75,6 +79,7 @@ class Claims:
         description: the inbox URL, for logs and errors.
         poll_interval: seconds between checks, while ``claim`` waits, for events another
             process put back (``whizrouter dead replay``).
+        changed_elsewhere: called when a claim finds that another process changed the file.
 
     Attributes:
         data_version: the file's ``PRAGMA data_version`` at the last look; the inbox sets the
@@ -90,6 +95,7 @@ class Claims:
         *,
         description: str,
         poll_interval: float,
+        changed_elsewhere: Callable[[], None] = _nothing,
     ) -> None:
         self._writer = writer
         self._counts = counts
@@ -106,6 +112,8 @@ class Claims:
         self._maybe_ran_through = 0
         self._claim_mark = 0  # ``counts.writes`` when the last claim looked
         self.data_version = 0
+        # Called when a claim finds the file changed by another process.
+        self._changed_elsewhere = changed_elsewhere
 
     def wake(self) -> None:
         """Wake a waiting ``claim`` (at close: it then sees the writer stopping and fails)."""
@@ -196,6 +204,7 @@ class Claims:
             self._cursor = events[-1].seq
         if backlog is not None:
             self._counts.backlog = backlog
+            self._changed_elsewhere()
 
     def _stash_back(self, result: _Claimed) -> None:
         # The claimer was cancelled after the writer took these events: keep them for the

@@ -50,8 +50,10 @@ from whizrouter.inbox.sqlite.schema import (
     scalar,
 )
 from whizrouter.inbox.sqlite.seen import SeenKeys
+from whizrouter.inbox.sqlite.state import SqliteStates
 from whizrouter.inbox.sqlite.url import Synchronous, parse_sqlite_url
 from whizrouter.inbox.sqlite.writer import Writer
+from whizrouter.inbox.stored_state import StateWrite, StoredState, without_orphans
 
 # The package's name: one logger for everything the sqlite inbox reports.
 logger = logging.getLogger("whizrouter.inbox.sqlite")
@@ -86,6 +88,7 @@ class SqliteInbox(Inbox):
     """
 
     durable: bool = True
+    keeps_state: bool = True  # in the same file (``whizrouter.inbox.sqlite.state``)
 
     def __init__(
         self,
@@ -137,6 +140,7 @@ class SqliteInbox(Inbox):
         self._last_now = 0.0  # writer thread only
         self._seen = SeenKeys(dedupe_seconds, merge_at=recent_keys)  # writer thread only
         self._journal = SqliteJournal()  # its keys: loaded at open, then loop thread only
+        self._states = SqliteStates(self.state_ttl)
 
     @classmethod
     def from_url(
@@ -195,6 +199,7 @@ class SqliteInbox(Inbox):
             return
         self._counts = FileCounts()
         self._seen = SeenKeys(self._dedupe_seconds, merge_at=self.recent_keys)
+        self._states = SqliteStates(self.state_ttl)
         self._writer = Writer(
             self.description,
             self.path,
@@ -214,6 +219,7 @@ class SqliteInbox(Inbox):
             self._consumer,
             description=self.description,
             poll_interval=self._poll_interval,
+            changed_elsewhere=self._states.forget,
         )
         await self._writer.start()
 
@@ -227,6 +233,7 @@ class SqliteInbox(Inbox):
             return
         if self._claims is not None:
             self._claims.wake()  # a waiting claim sees the writer stopping and fails
+        await self._states.stop()
         await writer.stop()
         if self._consumer.held:
             await anyio.to_thread.run_sync(self._consumer.release)
@@ -357,7 +364,10 @@ class SqliteInbox(Inbox):
             raise ValueError(f"claim(limit={limit}) needs a positive limit")
         if self._claims is None:
             raise InboxError(f"the sqlite inbox {self.description} is not open")
-        return await self._claims.claim(limit)
+        events = await self._claims.claim(limit)
+        if self._states.in_use:  # read the states their handlers will want, in one job
+            self._states.prefetch([event.conversation for event in events], self._submit)
+        return events
 
     async def release(self, unstarted: Sequence[int]) -> None:
         """The consumer stops cleanly: claimed events in ``unstarted`` never reached a handler.
@@ -386,6 +396,28 @@ class SqliteInbox(Inbox):
         elif seqs:
             params = (json_array(seqs),)
             await self._submit(rowcount(DELETE_PENDING, params), self._settled)
+
+    async def ack_with_state(self, seqs: Sequence[int], writes: Sequence[StateWrite]) -> None:
+        """``ack``, with the handlers' state writes in the same transaction."""
+        seqs, writes = without_orphans(seqs, writes)
+        if seqs and self._journal.keys:  # their send journal goes in the same transaction
+            ack = self._journal.deleting_job(DELETE_OF_PENDING, DELETE_PENDING, json_array(seqs))
+            job = self._states.ack_job(writes, ack)
+            _, keys = await self._submit(job, lambda done: self._settled(done[0]))
+            self._journal.forget(keys)
+        else:
+            plain = rowcount(DELETE_PENDING, (json_array(seqs),))
+            await self._submit(self._states.ack_job(writes, plain), self._settled)
+        self._states.committed(writes)
+
+    async def load_state(self, conversation: str) -> StoredState | None:
+        """The conversation's committed state, unless expired (from memory when known)."""
+        return await self._states.load(conversation, self._submit)
+
+    async def put_state(self, conversation: str, state: str | None, data: dict[str, Any]) -> None:
+        """Write a conversation's state outside any event (the CLI, a test)."""
+        await self._submit(self._states.put_job(conversation, state, data))
+        self._states.forget()
 
     def _settled(self, count: int) -> None:
         self._counts.backlog -= count

@@ -9,6 +9,8 @@ Schema (``PRAGMA user_version`` 2)::
     meta(name TEXT PRIMARY KEY, value INTEGER)  -- 'claimed_through' (see claims),
                                                 -- 'seen_generation' (see seen)
     send_journal(event_key, slot, request_hash, message_id)  -- see journal
+    conversation_state(conversation TEXT PRIMARY KEY, state, data, seq, updated_at)
+        WITHOUT ROWID                           -- see state; added within version 2
 
 Settled events are deleted; the dedupe window lives in the two ``seen`` tables
 (``whizrouter.inbox.sqlite.seen``, which owns their statements; version 1 had only ``seen``
@@ -32,6 +34,7 @@ from whizrouter.inbox.sqlite.journal import SCHEMA as JOURNAL_SCHEMA
 from whizrouter.inbox.sqlite.seen import COUNT as COUNT_SEEN
 from whizrouter.inbox.sqlite.seen import IN_JSON
 from whizrouter.inbox.sqlite.seen import SCHEMA as SEEN_SCHEMA
+from whizrouter.inbox.sqlite.state import SCHEMA as STATE_SCHEMA
 
 SCHEMA_VERSION = 2
 SCHEMA = f"""
@@ -54,6 +57,7 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) 
 INSERT OR IGNORE INTO meta(name, value) VALUES ('claimed_through', 0);
 {SEEN_SCHEMA}
 {JOURNAL_SCHEMA}
+{STATE_SCHEMA}
 PRAGMA user_version = {SCHEMA_VERSION};
 COMMIT;
 """
