@@ -27,7 +27,7 @@ from whizrouter.defaults import API_SHAPES, MEDIA_SIZE_LIMITS, ApiShape
 from whizrouter.numbers import Number
 from whizrouter.testing.error_bodies import meta_error_body
 from whizrouter.testing.fake_media import FakeMedia, FakeMediaFile, MediaDownload
-from whizrouter.testing.injections import FakeBody, Injection, encode_body, take
+from whizrouter.testing.injections import FailureInjection, Injection, take
 from whizrouter.testing.provider_api import (
     answer_mark_read,
     answer_send,
@@ -43,7 +43,7 @@ TEST_RETRY: Final = RetryPolicy(
 )
 
 
-class FakeProvider:
+class FakeProvider(FailureInjection):
     """A fake Whizard API: a real aiohttp server on 127.0.0.1 that records every request.
 
     It serves the routes of one API shape, as the real provider does
@@ -321,63 +321,6 @@ class FakeProvider:
         self._failures.clear()
         self._delays.clear()
         self._drops.clear()
-
-    # ---------------------------------------------------------------- failure injection
-
-    def fail_next(
-        self,
-        status: int,
-        body: FakeBody | None = None,
-        *,
-        times: int = 1,
-        path: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Answer the next ``times`` matching requests with an error instead of serving them.
-
-        Injections queue up: the oldest one that matches a request answers it.
-
-        Args:
-            status: the HTTP status to answer with, such as 503, 429 or 555.
-            body: the body; default :func:`meta_error_body` for ``status``. A dict or list is
-                sent as JSON, a str as HTML (when it starts with ``<``) or plain text, bytes as
-                they are (``b""`` for an empty body).
-            times: how many requests to fail.
-            path: fail only requests to this exact path (such as ``"/v1/messages"``).
-            headers: extra answer headers, such as ``{"Retry-After": "1"}``.
-        """
-        if body is None:
-            body = meta_error_body(status, f"injected failure {status}")
-        raw, answer_headers = encode_body(body)
-        answer_headers.update(headers or {})
-        self._failures.append(
-            Injection(path=path, times=times, status=status, body=raw, headers=answer_headers)
-        )
-
-    def delay_next(self, seconds: float, *, times: int = 1, path: str | None = None) -> None:
-        """Hold back the answer to the next ``times`` matching requests, to provoke timeouts.
-
-        The request is still recorded and served (the provider got it); only the answer waits.
-        :meth:`close` releases pending answers at once.
-
-        Args:
-            seconds: how long to hold each answer.
-            times: how many requests to delay.
-            path: delay only requests to this exact path.
-        """
-        self._delays.append(Injection(path=path, times=times, seconds=seconds))
-
-    def drop_next(self, *, times: int = 1, path: str | None = None) -> None:
-        """Close the connection of the next ``times`` matching requests without answering.
-
-        The request is recorded (and a send is counted as accepted by the provider), so this
-        models a connection reset after the provider took the request.
-
-        Args:
-            times: how many requests to drop.
-            path: drop only requests to this exact path.
-        """
-        self._drops.append(Injection(path=path, times=times))
 
     # ---------------------------------------------------------------- serving
 
