@@ -44,9 +44,11 @@ from whizrouter.lifecycle import (
     log_webhook_auth,
     why_dispatcher_ended,
 )
+from whizrouter.metrics import METRICS_PATH, Metrics
 from whizrouter.parts import Parts
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, check_plugins, load_plugin, plugin_name
+from whizrouter.readiness import READY_PATH, Readiness
 from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH, Receiver
 from whizrouter.routing import MessageDecorator, RawHandlerT, Router, StatusDecorator
 from whizrouter.settings import Settings
@@ -80,6 +82,8 @@ class WhizRouter:
         body_limit: largest callback body in bytes (10 MiB).
         read_timeout: seconds to receive a body before answering 408 (10).
         shutdown_grace: seconds running handlers get at shutdown (25).
+        handler_timeout: seconds a handler run may take before it is cancelled and counted
+            as failed (``WHIZROUTER_HANDLER_TIMEOUT``, 300); a handler's ``timeout=`` wins.
         retry: the default retry policy of failing handlers (5 retries, 12 to 23 s in all).
         client: a ready ``WhizardClient`` to use instead of building one.
         role: ``"all"`` (default), ``"receiver"`` (accept and store only) or ``"worker"``
@@ -102,6 +106,7 @@ class WhizRouter:
         body_limit: int | None = None,
         read_timeout: float | None = None,
         shutdown_grace: float | None = None,
+        handler_timeout: float | None = None,
         retry: RetryPolicy | None = None,
         client: WhizardClient | None = None,
         role: Role = "all",
@@ -126,6 +131,7 @@ class WhizRouter:
             body_limit=body_limit,
             read_timeout=read_timeout,
             shutdown_grace=shutdown_grace,
+            handler_timeout=handler_timeout,
         )
         self.router = Router(name="app")
         self.retry = retry or HANDLER_RETRY
@@ -149,6 +155,9 @@ class WhizRouter:
             health=self.health,
             max_backlog=self.settings.max_backlog,
         )
+        #: ``GET /metrics`` (see ``whizrouter.metrics``) and ``GET /readyz``.
+        self.metrics = Metrics(self)
+        self.readiness = Readiness(self)
 
     # Registration -----------------------------------------------------------------------
 
@@ -159,24 +168,28 @@ class WhizRouter:
         text: TextChoice | Iterable[TextChoice] | None = None,
         from_: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
+        timeout: float | None = None,
     ) -> MessageDecorator:
         """Register a message handler on the app's own router; see ``Router.on_message``."""
-        return self.router.on_message(*predicates, type=type, text=text, from_=from_, retry=retry)
+        return self.router.on_message(
+            *predicates, type=type, text=text, from_=from_, retry=retry, timeout=timeout
+        )
 
     def on_status(
         self,
         *predicates: Predicate,
         status: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
+        timeout: float | None = None,
     ) -> StatusDecorator:
         """Register a status handler on the app's own router; see ``Router.on_status``."""
-        return self.router.on_status(*predicates, status=status, retry=retry)
+        return self.router.on_status(*predicates, status=status, retry=retry, timeout=timeout)
 
     def on_raw(
-        self, *predicates: Predicate, retry: RetryPolicy | None = None
+        self, *predicates: Predicate, retry: RetryPolicy | None = None, timeout: float | None = None
     ) -> Callable[[RawHandlerT], RawHandlerT]:
         """Register a handler for raw callbacks; see ``Router.on_raw``."""
-        return self.router.on_raw(*predicates, retry=retry)
+        return self.router.on_raw(*predicates, retry=retry, timeout=timeout)
 
     def include_router(self, router: Router) -> Router:
         """Add a router's handlers after the app's own; see ``Router.include_router``."""
@@ -315,10 +328,12 @@ class WhizRouter:
                     plugins=self._plugins,
                     concurrency=self.settings.concurrency,
                     retry=self.retry,
+                    handler_timeout=self.settings.handler_timeout,
                 )
                 self._dispatch_task = asyncio.create_task(self._dispatcher.run())
                 self._dispatch_task.add_done_callback(self._dispatcher_ended)
                 log.info("dispatcher: up to %d conversations at once", self.settings.concurrency)
+            await self.metrics.open()
         except BaseException:
             await self._close_resources()
             raise
@@ -369,6 +384,7 @@ class WhizRouter:
         log.info("stopped")
 
     async def _close_resources(self) -> None:
+        await self.metrics.close()
         self.router.thaw()  # stopped: handlers may be added before the next start
         self._dispatcher = None
         self._dispatch_task = None
@@ -413,8 +429,9 @@ class WhizRouter:
     ) -> None:
         """Serve the webhook from an existing aiohttp app and tie the lifecycles together.
 
-        The app starts when ``web_app`` starts and drains when it shuts down. In the
-        ``worker`` role only the health check is served.
+        The app starts when ``web_app`` starts and drains when it shuts down. ``GET /readyz``
+        and ``GET /metrics`` (unless ``WHIZROUTER_METRICS_PORT`` gives it a port of its own)
+        are served too. In the ``worker`` role no webhook is served.
         """
         if self.role != "worker":
             web_app.router.add_post(
@@ -422,6 +439,9 @@ class WhizRouter:
             )
         if health_path:
             web_app.router.add_get(health_path, self.receiver.healthz)
+        web_app.router.add_get(READY_PATH, self.readiness.handle)
+        if not self.metrics.on_own_port:
+            web_app.router.add_get(METRICS_PATH, self.metrics.handle)
 
         async def lifespan(_: web.Application) -> Any:
             await self.start()

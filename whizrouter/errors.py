@@ -10,6 +10,7 @@ Every exception whizrouter raises on purpose derives from ``WhizrouterError``::
     │   ├── InboxFullError        the backlog passed its bound; retry later
     │   └── InboxUnavailableError the storage fails for now (a full disk); retried
     ├── BootstrapError            the webhook could not be registered at startup
+    ├── HandlerTimeoutError       a handler ran past its timeout and was cancelled (seconds)
     ├── MessageValidationError    a message would be refused by the provider; nothing was sent
     └── ProviderError             the provider API answered with an error
                                   (http_code, developer_message, details, code)
@@ -58,6 +59,18 @@ class InboxFullError(InboxError):
 
 class BootstrapError(WhizrouterError):
     """The webhook URL could not be registered with the provider at startup."""
+
+
+class HandlerTimeoutError(WhizrouterError):
+    """A handler ran past its timeout and was cancelled; the attempt counts as failed.
+
+    Attributes:
+        seconds: the timeout it ran past.
+    """
+
+    def __init__(self, message: str, *, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
 
 
 class MessageValidationError(WhizrouterError, ValueError):

@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from time import monotonic
 
 import orjson
 from aiohttp import web, web_urldispatcher
@@ -21,6 +22,7 @@ from whizrouter.errors import InboxError, InboxFullError
 from whizrouter.inbox.base import RawEvent
 from whizrouter.log_throttle import LogThrottle
 from whizrouter.payloads import MAX_NESTING, nested_deeper_than, split_callback
+from whizrouter.tallies import ACK_BUCKETS, Timings
 
 log = logging.getLogger("whizrouter.receiver")
 
@@ -180,6 +182,18 @@ class Receiver:
         #: Callbacks refused, by HTTP status (400, 401, 408, 413, 503; 503 includes
         #: ``refused_full``).
         self.refused: dict[int, int] = {}
+        #: Events handed to the inbox by kind, new and redelivered alike; ``duplicates``
+        #: holds the redelivered ones (the metrics' ``stored`` is the difference).
+        self.appended: dict[str, int] = {}
+        #: Redelivered events the inbox dropped, by kind.
+        self.duplicates: dict[str, int] = {}
+        #: ``unwanted`` by kind.
+        self.unwanted_kinds: dict[str, int] = {}
+        #: Seconds from a callback's arrival at the handler to its 200, commit included.
+        self.ack_timings = Timings(ACK_BUCKETS)
+        #: The last failure to store a callback: (monotonic time, ``acknowledged`` then,
+        #: what failed), or None; readiness reads it.
+        self.last_store_failure: tuple[float, int, str] | None = None
         # A line per refused request would flood the log (and, when full, slow the drain).
         self._warnings = LogThrottle()
         self._auth = auth_header.encode() if auth_header else None
@@ -245,6 +259,7 @@ class Receiver:
 
     async def webhook(self, request: web.BaseRequest) -> web.Response:
         """Handle ``POST /webhook``."""
+        started = monotonic()
         refusal = self._refusal(request)
         if refusal is not None:
             return refusal
@@ -285,11 +300,12 @@ class Receiver:
         kinds = self._kinds
         if kinds is not None:
             wanted = [event for event in events if event.kind in kinds]
-            self.unwanted += len(events) - len(wanted)
+            if len(wanted) != len(events):
+                self._count_unwanted(events, kinds)
             events = wanted
         if events:
             try:
-                await self._append(events)
+                new = await self._append(events)
             except InboxFullError as exc:
                 return self._refuse_full(str(exc))
             except Exception as exc:
@@ -301,8 +317,27 @@ class Receiver:
                     "could not store the callback; retry later",
                     **{"Retry-After": str(RETRY_AFTER_SECONDS)},
                 )
+            appended = self.appended
+            for event in events:
+                appended[event.kind] = appended.get(event.kind, 0) + 1
+            if new != len(events):
+                self._count_duplicates(events, len(events) - new)
         self.acknowledged += 1
+        self.ack_timings.observe(monotonic() - started)
         return web.Response(body=b'{"ok":true}', content_type=_JSON)
+
+    def _count_unwanted(self, events: Sequence[RawEvent], kinds: frozenset[str]) -> None:
+        for event in events:
+            if event.kind not in kinds:
+                self.unwanted += 1
+                self.unwanted_kinds[event.kind] = self.unwanted_kinds.get(event.kind, 0) + 1
+
+    def _count_duplicates(self, events: Sequence[RawEvent], dropped: int) -> None:
+        # The inbox says how many were new, not which: the provider resends whole callbacks,
+        # so the dropped ones are taken from the end (exact unless one callback mixes kinds
+        # and is only partly new, which the provider does not send).
+        for event in events[len(events) - dropped :]:
+            self.duplicates[event.kind] = self.duplicates.get(event.kind, 0) + 1
 
     def _refuse(
         self, request: web.BaseRequest, status: int, reason: str, **headers: str
@@ -331,6 +366,7 @@ class Receiver:
         down (a NATS server restarting) every callback fails the same way. An ``InboxError``
         explains itself; anything else gets its traceback."""
         self.store_failures += 1
+        self.last_store_failure = (monotonic(), self.acknowledged, str(exc))
         if not self._warnings.due("store"):
             log.debug("could not store a callback of %d events: %s", events, exc)
             return
@@ -357,6 +393,11 @@ class Receiver:
                 "raise concurrency or max_backlog, or scale out",
             )
         return _answer(503, "inbox full; retry later", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @property
+    def max_backlog(self) -> int:
+        """Unsettled events at which callbacks are refused (503) without being read."""
+        return self._max_backlog
 
     async def healthz(self, request: web.BaseRequest) -> web.Response:
         """Handle ``GET /healthz``: 200 while accepting callbacks, 503 otherwise."""

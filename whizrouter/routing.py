@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-from whizrouter.errors import RegistrationClosedError
+from whizrouter.errors import ConfigurationError, RegistrationClosedError
 from whizrouter.filters import F, Filter, Predicate, TextChoice, as_filter
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ class HandlerSpec:
     filter: Filter | None
     name: str
     retry: RetryPolicy | None = None
+    #: Seconds a run may take before it is cancelled (None: the app's ``handler_timeout``).
+    timeout: float | None = None
 
     def matches(self, event: Any) -> bool:
         """Whether this handler wants ``event``."""
@@ -97,10 +99,16 @@ class Router:
         predicates: Iterable[Predicate],
         retry: RetryPolicy | None,
         callback: Handler,
+        timeout: float | None = None,
     ) -> None:
-        self._check_open(f"registering {kind} handler {_handler_name(callback)!r}")
+        name = _handler_name(callback)
+        self._check_open(f"registering {kind} handler {name!r}")
+        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+            raise ConfigurationError(
+                f"timeout={timeout!r} of handler {name!r} must be a positive number of seconds"
+            )
         self._handlers.append(
-            HandlerSpec(kind, callback, _combine(predicates), _handler_name(callback), retry)
+            HandlerSpec(kind, callback, _combine(predicates), name, retry, timeout)
         )
 
     def on_message(
@@ -110,6 +118,7 @@ class Router:
         text: TextChoice | Iterable[TextChoice] | None = None,
         from_: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
+        timeout: float | None = None,
     ) -> MessageDecorator:
         """Register a handler for incoming messages.
 
@@ -120,6 +129,8 @@ class Router:
                 those (any may match).
             from_: sender ``wa_id``(s) to accept.
             retry: this handler's retry policy on failure (default: the app's).
+            timeout: seconds a run may take before it is cancelled and counted as failed
+                (default: the app's ``handler_timeout``).
         """
         filters = list(predicates)
         if type is not None:
@@ -132,7 +143,7 @@ class Router:
         def decorator(
             handler: Callable[[M, Context], Awaitable[None]],
         ) -> Callable[[M, Context], Awaitable[None]]:
-            self._register("message", filters, retry, handler)
+            self._register("message", filters, retry, handler, timeout)
             return handler
 
         return decorator
@@ -142,6 +153,7 @@ class Router:
         *predicates: Predicate,
         status: str | Iterable[str] | None = None,
         retry: RetryPolicy | None = None,
+        timeout: float | None = None,
     ) -> StatusDecorator:
         """Register a handler for status updates of messages the bot sent.
 
@@ -149,6 +161,7 @@ class Router:
             *predicates: extra conditions: ``Filter`` objects or callables taking the status.
             status: status value(s) to accept (``"failed"``, ``["delivered", "read"]``).
             retry: this handler's retry policy on failure (default: the app's).
+            timeout: seconds a run may take before it is cancelled (default: the app's).
         """
         filters = list(predicates)
         if status is not None:
@@ -157,23 +170,27 @@ class Router:
         def decorator(
             handler: Callable[[S, Context], Awaitable[None]],
         ) -> Callable[[S, Context], Awaitable[None]]:
-            self._register("status", filters, retry, handler)
+            self._register("status", filters, retry, handler, timeout)
             return handler
 
         return decorator
 
     def on_raw(
-        self, *predicates: Predicate, retry: RetryPolicy | None = None
+        self,
+        *predicates: Predicate,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
     ) -> Callable[[RawHandlerT], RawHandlerT]:
         """Register a handler for everything that is neither a message nor a status.
 
         It receives the raw JSON object: an out-of-band ``{"errors": [...]}`` callback, a Cloud
         change whose ``field`` is not ``messages`` (as a one-change Cloud envelope), or a piece
-        of a callback whose fields had unexpected types.
+        of a callback whose fields had unexpected types. ``retry`` and ``timeout`` as for
+        ``on_message``.
         """
 
         def decorator(handler: RawHandlerT) -> RawHandlerT:
-            self._register("raw", predicates, retry, handler)
+            self._register("raw", predicates, retry, handler, timeout)
             return handler
 
         return decorator

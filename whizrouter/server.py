@@ -20,6 +20,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from whizrouter.errors import WhizrouterError
 from whizrouter.log_throttle import LogThrottle
+from whizrouter.metrics import METRICS_PATH, Metrics
+from whizrouter.readiness import READY_PATH, Readiness
 from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH, Receiver
 from whizrouter.runtime import describe_running_loop, gc_threshold_from_env, tune_gc
 from whizrouter.settings import Settings
@@ -39,6 +41,10 @@ class ServedApp(Protocol):
     def settings(self) -> Settings: ...
     @property
     def failure(self) -> BaseException | None: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def readiness(self) -> Readiness: ...
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def wait_failed(self) -> BaseException: ...
@@ -50,14 +56,18 @@ RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 def request_handler(app: ServedApp) -> RequestHandler:
     """What ``whizrouter run`` answers: ``POST /webhook`` (not in the worker role) and
-    ``GET``/``HEAD /healthz``, as ``app.make_web_app()`` would; 405 with ``Allow`` for another
-    method on those paths, 404 for any other path.
+    ``GET``/``HEAD /healthz``, ``/readyz`` and ``/metrics`` (unless it has a port of its own),
+    as ``app.make_web_app()`` would; 405 with ``Allow`` for another method on those paths, 404
+    for any other path.
 
     For aiohttp's low-level server (``web.Server``); the app's lifecycle is the caller's.
     """
     receiver = app.receiver
     webhook = receiver.webhook if app.role != "worker" else None
     healthz = receiver.healthz
+    others = {READY_PATH: app.readiness.handle}
+    if not app.metrics.on_own_port:
+        others[METRICS_PATH] = app.metrics.handle
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
@@ -75,6 +85,9 @@ def request_handler(app: ServedApp) -> RequestHandler:
             if method not in (hdrs.METH_GET, hdrs.METH_HEAD):
                 raise web.HTTPMethodNotAllowed(method, [hdrs.METH_GET, hdrs.METH_HEAD])
             return await healthz(request)
+        other = others.get(path)
+        if other is not None:
+            return await other(request)
         raise web.HTTPNotFound()
 
     return handle

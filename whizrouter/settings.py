@@ -22,7 +22,11 @@ from whizrouter.defaults import (
     API_SHAPES,
     DEFAULT_BODY_LIMIT,
     DEFAULT_CONCURRENCY,
+    DEFAULT_HANDLER_TIMEOUT,
+    DEFAULT_HEAD_TIMEOUT,
+    DEFAULT_HEADER_LIMIT,
     DEFAULT_INBOX_URL,
+    DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_MAX_BACKLOG,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_SHAPE,
@@ -39,6 +43,10 @@ BASE_URL_ENV: Final = "WHIZARD_BASE_URL"
 SHAPE_ENV: Final = "WHIZARD_API_SHAPE"
 #: Environment variable naming the inbox (``memory``, ``sqlite:///...``, ``nats://...``).
 INBOX_ENV: Final = "WHIZROUTER_INBOX"
+#: Environment variable choosing the log format of ``whizrouter run``: ``text`` or ``json``.
+LOG_FORMAT_ENV: Final = "WHIZROUTER_LOG_FORMAT"
+#: The log formats ``whizrouter run`` writes.
+LOG_FORMATS: Final = ("text", "json")
 
 _Default = TypeVar("_Default", int, float)
 
@@ -55,6 +63,40 @@ def _env_int(
         raise ConfigurationError(f"{name}={raw!r} is not a whole number") from None
     if value < minimum:
         raise ConfigurationError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _env_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise ConfigurationError(f"{name}={raw!r} must be a positive number of seconds")
+    return value
+
+
+def _env_port(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigurationError(f"{name}={raw!r} is not a TCP port; choose one from 1 to 65535")
+    return int(raw)
+
+
+def log_format_from_env(env: Mapping[str, str] | None = None) -> str:
+    """The log format ``WHIZROUTER_LOG_FORMAT`` names (``text`` when unset).
+
+    Raises:
+        ConfigurationError: it names neither ``text`` nor ``json``.
+    """
+    value = ((os.environ if env is None else env).get(LOG_FORMAT_ENV) or "text").strip().lower()
+    if value not in LOG_FORMATS:
+        raise ConfigurationError(f"{LOG_FORMAT_ENV}={value!r} is not known; use text or json")
     return value
 
 
@@ -97,6 +139,15 @@ class Settings:
         read_timeout: seconds to receive a whole body before answering 408.
         shutdown_grace: seconds in-flight handlers get to finish at shutdown
             (``WHIZROUTER_SHUTDOWN_GRACE``).
+        handler_timeout: seconds a handler run may take before it is cancelled
+            (``WHIZROUTER_HANDLER_TIMEOUT``).
+        metrics_port: a port of its own for ``GET /metrics``, without auth
+            (``WHIZROUTER_METRICS_PORT``); None: served on the bot's port.
+        header_limit: largest request head in bytes, 431 past it (``WHIZROUTER_HEADER_LIMIT``).
+        head_timeout: seconds a client has to send a complete request head
+            (``WHIZROUTER_HEAD_TIMEOUT``).
+        keepalive_timeout: seconds an idle kept-alive connection stays open
+            (``WHIZROUTER_KEEPALIVE_TIMEOUT``).
     """
 
     api_key: SecretStr | None = None
@@ -112,6 +163,11 @@ class Settings:
     body_limit: int = DEFAULT_BODY_LIMIT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    handler_timeout: float = DEFAULT_HANDLER_TIMEOUT
+    metrics_port: int | None = None
+    header_limit: int = DEFAULT_HEADER_LIMIT
+    head_timeout: float = DEFAULT_HEAD_TIMEOUT
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
 
     @classmethod
     def resolve(
@@ -130,6 +186,7 @@ class Settings:
         body_limit: int | None = None,
         read_timeout: float | None = None,
         shutdown_grace: float | None = None,
+        handler_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Settings:
         """Resolve each setting from its argument, else its environment variable, else default.
@@ -181,7 +238,18 @@ class Settings:
             else float(
                 _env_int(env, "WHIZROUTER_SHUTDOWN_GRACE", DEFAULT_SHUTDOWN_GRACE, minimum=0)
             ),
+            handler_timeout=handler_timeout
+            if handler_timeout is not None
+            else _env_seconds(env, "WHIZROUTER_HANDLER_TIMEOUT", DEFAULT_HANDLER_TIMEOUT),
+            metrics_port=_env_port(env, "WHIZROUTER_METRICS_PORT"),
+            header_limit=_env_int(env, "WHIZROUTER_HEADER_LIMIT", DEFAULT_HEADER_LIMIT),
+            head_timeout=_env_seconds(env, "WHIZROUTER_HEAD_TIMEOUT", DEFAULT_HEAD_TIMEOUT),
+            keepalive_timeout=_env_seconds(
+                env, "WHIZROUTER_KEEPALIVE_TIMEOUT", DEFAULT_KEEPALIVE_TIMEOUT
+            ),
         )
+        if not settings.handler_timeout > 0:
+            raise ConfigurationError("handler_timeout must be a positive number of seconds")
         if settings.concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
         if settings.webhook_url is not None:

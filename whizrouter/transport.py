@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from time import monotonic
 from typing import Any, Final, NamedTuple
 
 import aiohttp
@@ -27,6 +28,7 @@ from whizrouter.client_errors import (
 )
 from whizrouter.errors import ConfigurationError, MessageValidationError
 from whizrouter.settings import API_KEY_ENV, BASE_URL_ENV, check_base_url
+from whizrouter.tallies import ProviderCalls, endpoint_of
 
 # The client's logger: one name to configure for everything the client reports.
 logger = logging.getLogger("whizrouter.client")
@@ -71,6 +73,8 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self._resolved: tuple[str, dict[str, str], str] | None = None
+        #: Every HTTP attempt, by endpoint and answer, for the metrics.
+        self.calls = ProviderCalls()
 
     async def close(self) -> None:
         """Close the session this transport opened; a session passed in is left open.
@@ -183,10 +187,14 @@ class Transport:
         policy = self._retry
         retry = 0
         waited = 0.0
+        endpoint = endpoint_of(method, path, payload)
         while True:
+            started = monotonic()
             outcome = await self._attempt(method, url, data, headers, hidden)
             if isinstance(outcome, Answer):
+                self.calls.count(endpoint, outcome.status, monotonic() - started)
                 return outcome
+            self.calls.count(endpoint, outcome.http_code, monotonic() - started)
             if outcome.retryable:
                 retry += 1
                 pause = policy.delay(retry, outcome.retry_after)

@@ -16,17 +16,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from time import monotonic
 from typing import Any
 
 import anyio
 
 from whizrouter.backoff import RetryPolicy
 from whizrouter.context import Context
-from whizrouter.defaults import DEFAULT_INBOX_URL
+from whizrouter.defaults import DEFAULT_HANDLER_TIMEOUT, DEFAULT_INBOX_URL
 from whizrouter.dispatcher.acks import Acks, ReplaySlots
 from whizrouter.dispatcher.state import LEAVING, Lifecycle
 from whizrouter.errors import (
     ConfigurationError,
+    HandlerTimeoutError,
     InboxUnavailableError,
     MessageValidationError,
     ProviderError,
@@ -35,6 +37,7 @@ from whizrouter.errors import (
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.plugins import call_hook, call_hooks, hooks_of
 from whizrouter.routing import HandlerSpec
+from whizrouter.tallies import HANDLER_BUCKETS, Timings
 
 log = logging.getLogger("whizrouter.dispatcher")
 
@@ -65,6 +68,7 @@ class Attempts:
         make_context: builds the ``Context`` of a run.
         plugins: objects with optional hooks (see ``whizrouter.plugins``).
         retry: the policy of handlers without their own.
+        handler_timeout: seconds a run of a handler without its own ``timeout`` may take.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class Attempts:
         make_context: ContextFactory,
         plugins: list[object],
         retry: RetryPolicy,
+        handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
     ) -> None:
         self._inbox = inbox
         self._life = life
@@ -108,6 +113,16 @@ class Attempts:
         self.handled = 0
         self.failed_attempts = 0
         self.dead_lettered = 0
+        self._timeout = handler_timeout
+        # Runs under way by seq: (when they are due, their task), for ``cancel_overdue``;
+        # and the seqs it cancelled, to tell its cancellation from a stop's.
+        self._deadlines: dict[int, tuple[float, asyncio.Task[Any]]] = {}
+        self._timed_out: set[int] = set()
+        #: Runs by (handler, outcome): ``ok``; ``retry``, a failure retried; ``timeout``, a
+        #: run cancelled at its timeout; ``dead``, an event dead-lettered. For the metrics.
+        self.outcomes: dict[tuple[str, str], int] = {}
+        #: Seconds each run took, by handler, for the metrics.
+        self.timings: dict[str, Timings] = {}
 
     def running_handlers(self) -> list[str]:
         """The handler runs under way, as ``"<event key> in <handler>"``."""
@@ -146,8 +161,14 @@ class Attempts:
         ctx = self._make_context(stored, event, contact, attempt)
         ctx.handler = spec.name
         waited = 0.0
+        seq = stored.seq
+        timeout = spec.timeout or self._timeout
+        task = asyncio.current_task()
+        assert task is not None
         try:
             while True:
+                started = monotonic()
+                self._deadlines[seq] = (started + timeout, task)
                 try:
                     if self._before_hooks:
                         await call_hooks(self._before_hooks, "before_handle", event, ctx)
@@ -157,7 +178,20 @@ class Attempts:
                         counting = False
                         asyncio.get_running_loop().call_soon(self._release_counting, stored.seq)
                     await spec.callback(event, ctx)
-                except Exception as exc:
+                except (Exception, asyncio.CancelledError) as caught:
+                    del self._deadlines[seq]
+                    self._timed(spec.name, started)
+                    if isinstance(caught, asyncio.CancelledError):
+                        if not self._cut_at_timeout(seq, task):
+                            raise
+                        exc: Exception = HandlerTimeoutError(
+                            f"handler {spec.name} did not finish within {timeout:g} s "
+                            "(its timeout) and was cancelled",
+                            seconds=timeout,
+                        )
+                        self._count(spec.name, "timeout")
+                    else:
+                        exc = caught
                     if counting:  # a hook failed: the next counted event need not wait on it
                         counting = False
                         self._release_counting(stored.seq)
@@ -173,12 +207,44 @@ class Attempts:
                 else:
                     if self._after_hooks:
                         await call_hooks(self._after_hooks, "after_handle", event, ctx)
+                    del self._deadlines[seq]
+                    if self._timed_out:  # cancelled as it finished, and it did not notice
+                        self._cut_at_timeout(seq, task)
+                    self._timed(spec.name, started)
+                    self._count(spec.name, "ok")
                     self.handled += 1
                     self._settle(stored.seq, ack=True)
                     return
         finally:
+            self._deadlines.pop(seq, None)
             if counting:  # the stop came before the handler started
                 self._release_counting(stored.seq)
+
+    def _timed(self, handler: str, started: float) -> None:
+        timings = self.timings.get(handler)
+        if timings is None:
+            timings = self.timings[handler] = Timings(HANDLER_BUCKETS)
+        timings.observe(monotonic() - started)
+
+    def _count(self, handler: str, outcome: str) -> None:
+        key = (handler, outcome)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+
+    def _cut_at_timeout(self, seq: int, task: asyncio.Task[Any]) -> bool:
+        """Whether the run of ``seq`` was cancelled by ``cancel_overdue`` alone (then its
+        cancellation is taken back); False for any other cancellation, such as a stop's."""
+        if seq not in self._timed_out:
+            return False
+        self._timed_out.discard(seq)
+        return task.uncancel() == 0
+
+    def cancel_overdue(self) -> None:
+        """Cancel every run past its timeout; the dispatcher calls it about once a second."""
+        now = monotonic()
+        for seq, (due, task) in self._deadlines.items():
+            if due <= now and seq not in self._timed_out:
+                self._timed_out.add(seq)
+                task.cancel()
 
     async def _retry_or_end(
         self,
@@ -220,6 +286,8 @@ class Attempts:
                 log.debug("where handler %s failed", spec.name, exc_info=exc)
             await self.dead(stored, spec.name, attempt, error)
             return None
+        if not isinstance(exc, HandlerTimeoutError):
+            self._count(spec.name, "retry")
         log.warning(
             "handler %s failed on event %s (attempt %d), retrying in %.1f s: %s",
             spec.name,
@@ -294,6 +362,7 @@ class Attempts:
             log.exception("could not dead-letter event %s; it stays pending", stored.key)
         else:
             self.dead_lettered += 1
+            self._count(handler, "dead")
             log.error(
                 "event %s of conversation %s is dead after %d attempt%s in %s: %s; %s",
                 stored.key,
