@@ -35,7 +35,7 @@ def value(
 
 
 async def test_every_counter_matches_a_known_mix_of_traffic(
-    provider: FakeProvider, make_app: MakeApp, serve: Serve, recorder: Recorder
+    provider: FakeProvider, make_app: MakeApp, serve_both: Serve, recorder: Recorder
 ) -> None:
     client = provider.client()
     app = make_app(client=client, retry=FAST)
@@ -49,7 +49,7 @@ async def test_every_counter_matches_a_known_mix_of_traffic(
         await ctx.reply("ok")
         await recorder.add(message)
 
-    http = await serve(app)
+    http = await serve_both(app)
     provider.fail_next(500, path="/v1/messages")  # the first reply is retried once
     new = [
         text_callback(f"hi {n}", wa_id=f"3160000000{n}", message_id=f"wamid.{n}") for n in range(3)

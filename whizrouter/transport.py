@@ -27,6 +27,7 @@ from whizrouter.client_errors import (
     error_without_answer,
 )
 from whizrouter.errors import ConfigurationError, MessageValidationError
+from whizrouter.log_throttle import LogThrottle
 from whizrouter.settings import API_KEY_ENV, BASE_URL_ENV, check_base_url
 from whizrouter.tallies import ProviderCalls, endpoint_of
 
@@ -75,6 +76,7 @@ class Transport:
         self._resolved: tuple[str, dict[str, str], str] | None = None
         #: Every HTTP attempt, by endpoint and answer, for the metrics.
         self.calls = ProviderCalls()
+        self._retry_log = LogThrottle()
 
     async def close(self) -> None:
         """Close the session this transport opened; a session passed in is left open.
@@ -202,7 +204,11 @@ class Transport:
                     outcome.retry_after is not None and outcome.retry_after > policy.max_delay
                 )
                 if not too_long and policy.allows(retry, waited, pause):
-                    logger.warning(
+                    # While the provider is down every send retries: a line per endpoint
+                    # every 10 s, the rest at debug.
+                    due = self._retry_log.due(endpoint)
+                    logger.log(
+                        logging.WARNING if due else logging.DEBUG,
                         "%s %s failed (%s); retry %d of %d in %.2f s",
                         method,
                         path,

@@ -29,12 +29,14 @@ from whizrouter.dispatcher.state import LEAVING, Lifecycle
 from whizrouter.errors import (
     ConfigurationError,
     HandlerTimeoutError,
+    InboxError,
     InboxUnavailableError,
     MessageValidationError,
     ProviderError,
     WhizrouterError,
 )
 from whizrouter.inbox.base import Inbox, StoredEvent
+from whizrouter.log_throttle import LogThrottle
 from whizrouter.plugins import call_hook, call_hooks, hooks_of
 from whizrouter.routing import HandlerSpec
 from whizrouter.tallies import HANDLER_BUCKETS, Timings
@@ -118,6 +120,7 @@ class Attempts:
         # and the seqs it cancelled, to tell its cancellation from a stop's.
         self._deadlines: dict[int, tuple[float, asyncio.Task[Any]]] = {}
         self._timed_out: set[int] = set()
+        self._storage_log = LogThrottle()
         #: Runs by (handler, outcome): ``ok``; ``retry``, a failure retried; ``timeout``, a
         #: run cancelled at its timeout; ``dead``, an event dead-lettered. For the metrics.
         self.outcomes: dict[tuple[str, str], int] = {}
@@ -298,8 +301,8 @@ class Attempts:
         )
         try:
             await self._inbox.record_attempt(stored.seq, failures, error)
-        except Exception:
-            log.exception("could not record the failed attempt of event %s", stored.key)
+        except Exception as exc:
+            self._storage_failed("record the failed attempt of", stored.key, exc)
         if self._inbox.durable:
             await self._life.pause(policy.wait_for(pause))
         else:
@@ -358,8 +361,8 @@ class Attempts:
         """Move the event to the dead letters after ``attempts`` runs of ``handler``."""
         try:
             await self._inbox.dead(stored.seq, handler=handler, attempts=attempts, error=error)
-        except Exception:
-            log.exception("could not dead-letter event %s; it stays pending", stored.key)
+        except Exception as exc:
+            self._storage_failed("dead-letter (it stays pending)", stored.key, exc)
         else:
             self.dead_lettered += 1
             self._count(handler, "dead")
@@ -378,6 +381,19 @@ class Attempts:
                 "runs (app.inbox.dead_letters(), app.inbox.replay([...]))",
             )
         self._settle(stored.seq, ack=False)
+
+    def _storage_failed(self, doing: str, key: str, exc: Exception) -> None:
+        """The inbox failed to ``doing`` event ``key``: said once every 10 s per kind."""
+        if not self._storage_log.due(doing):
+            log.debug("could not %s event %s: %s", doing, key, exc)
+            return
+        log.error(
+            "could not %s event %s: %s",
+            doing,
+            key,
+            exc,
+            exc_info=None if isinstance(exc, InboxError) else exc,
+        )
 
     def _settle(self, seq: int, *, ack: bool) -> None:
         """The one settlement of a run: it is no longer under way, nor counted."""
