@@ -19,6 +19,7 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from whizrouter.errors import WhizrouterError
+from whizrouter.intake import IntakeServer
 from whizrouter.log_throttle import LogThrottle
 from whizrouter.metrics import METRICS_PATH, Metrics
 from whizrouter.readiness import READY_PATH, Readiness
@@ -93,6 +94,30 @@ def request_handler(app: ServedApp) -> RequestHandler:
     return handle
 
 
+def intake_server(app: ServedApp) -> IntakeServer:
+    """The low-level server of ``whizrouter run``: :func:`request_handler` behind the intake's
+    limits (see ``whizrouter.intake``), which it logs once."""
+    settings = app.settings
+    log.info(
+        "intake: request heads up to %d bytes, sent within %g s; idle connections closed "
+        "after %g s",
+        settings.header_limit,
+        settings.head_timeout,
+        settings.keepalive_timeout,
+    )
+    return IntakeServer(
+        request_handler(app),
+        access_log=None,
+        header_limit=settings.header_limit,
+        head_timeout=settings.head_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
+        # One header line may use the whole head: past it, the 431 of the head's limit
+        # rather than aiohttp's 400 for a long line.
+        max_line_size=max(settings.header_limit, 8190),
+        max_field_size=max(settings.header_limit, 8190),
+    )
+
+
 async def serve_forever(app: ServedApp, *, host: str, port: int) -> None:
     """Serve ``app`` on ``host:port`` until SIGTERM or SIGINT, then shut down cleanly.
 
@@ -110,9 +135,7 @@ async def serve_forever(app: ServedApp, *, host: str, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     gc_threshold = gc_threshold_from_env()  # a bad value fails before anything starts
-    runner = web.ServerRunner(
-        web.Server(request_handler(app), access_log=None), handle_signals=False
-    )
+    runner = web.ServerRunner(intake_server(app), handle_signals=False)
     aiohttp_server_log = logging.getLogger("aiohttp.server")
     # aiohttp logs a first request that is not HTTP at all (a TLS handshake, say) at debug:
     # let its records through to the filter, which passes the rest only at the usual level.

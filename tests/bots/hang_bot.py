@@ -1,4 +1,5 @@
-"""A bot for process tests: a handler that never ends on "hang", a quick one otherwise."""
+"""A bot for process tests: a handler that never ends on "hang", one that always fails on
+"fail" (retried once, then dead), a quick one otherwise."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ async def hang(message: TextMessage, ctx: Context) -> None:
     """Reply 'started hang', then wait for ever."""
     await ctx.reply("started hang")
     await asyncio.Event().wait()
+
+
+@app.on_message(text="fail")
+async def fail(message: TextMessage, ctx: Context) -> None:
+    """Fail, every time."""
+    raise RuntimeError("this handler always fails")
 
 
 @app.on_message(type="text")

@@ -36,6 +36,7 @@ from whizrouter.errors import (
     WhizrouterError,
 )
 from whizrouter.inbox.base import Inbox, StoredEvent
+from whizrouter.json_logs import EVENT_FIELDS
 from whizrouter.log_throttle import LogThrottle
 from whizrouter.plugins import call_hook, call_hooks, hooks_of
 from whizrouter.routing import HandlerSpec
@@ -168,6 +169,8 @@ class Attempts:
         timeout = spec.timeout or self._timeout
         task = asyncio.current_task()
         assert task is not None
+        # Every line logged during the run carries the event (JSON logs).
+        fields = EVENT_FIELDS.set((stored.key, stored.conversation, spec.name, attempt))
         try:
             while True:
                 started = monotonic()
@@ -207,6 +210,7 @@ class Attempts:
                     waited += pause
                     attempt += 1
                     ctx.attempt = attempt
+                    EVENT_FIELDS.set((stored.key, stored.conversation, spec.name, attempt))
                 else:
                     if self._after_hooks:
                         await call_hooks(self._after_hooks, "after_handle", event, ctx)
@@ -219,6 +223,7 @@ class Attempts:
                     self._settle(stored.seq, ack=True)
                     return
         finally:
+            EVENT_FIELDS.reset(fields)
             self._deadlines.pop(seq, None)
             if counting:  # the stop came before the handler started
                 self._release_counting(stored.seq)
@@ -379,6 +384,11 @@ class Attempts:
                 if self._inbox.durable
                 else f"the memory inbox keeps it as dead letter {stored.seq} while the process "
                 "runs (app.inbox.dead_letters(), app.inbox.replay([...]))",
+                extra={
+                    "event": stored.key,
+                    "conversation": stored.conversation,
+                    "handler": handler,
+                },
             )
         self._settle(stored.seq, ack=False)
 
