@@ -17,6 +17,7 @@ EXPECTED = {
     "DocumentMessage",
     "F",
     "Filter",
+    "HandlerTimeoutError",
     "ImageMessage",
     "Inbox",
     "InboxError",

@@ -12,6 +12,7 @@ from whizrouter.context import Context, ContextKey
 from whizrouter.errors import (
     BootstrapError,
     ConfigurationError,
+    HandlerTimeoutError,
     InboxError,
     InboxFullError,
     InboxUnavailableError,
@@ -64,6 +65,7 @@ __all__ = [
     "DocumentMessage",
     "F",
     "Filter",
+    "HandlerTimeoutError",
     "ImageMessage",
     "Inbox",
     "InboxError",
