@@ -93,6 +93,21 @@ def test_a_timeout_must_be_positive(make_app: MakeApp) -> None:
         async def never(message: TextMessage, ctx: Context) -> None: ...
 
 
+async def first_refusal(url: str) -> float:
+    """Seconds until a new callback is refused: answered 503, or its connection refused."""
+    began = time.monotonic()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+        for n in range(1000):
+            callback = text_callback(f"late {n}", wa_id="31699999999", message_id=f"wamid.l{n}")
+            try:
+                async with session.post(url + "/webhook", json=callback) as response:
+                    if response.status == 503:
+                        return time.monotonic() - began
+            except aiohttp.ClientConnectionError:
+                return time.monotonic() - began
+    raise AssertionError("new callbacks were never refused")
+
+
 @pytest.mark.slow
 async def test_sigterm_during_a_hanging_handler_exits_within_the_grace(tmp_path: Path) -> None:
     async with FakeProvider() as provider:
@@ -129,6 +144,8 @@ async def test_sigterm_during_a_hanging_handler_exits_within_the_grace(tmp_path:
                 )
             signalled = time.monotonic()
             bot.signal()
+            refused_after = await first_refusal(bot.url)
+            assert refused_after < 0.1, f"new callbacks still taken {refused_after:.3f} s after"
             assert await bot.wait() == 0
             assert time.monotonic() - signalled < 1 + 1
         finally:
