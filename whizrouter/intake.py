@@ -33,6 +33,10 @@ from whizrouter.log_throttle import LogThrottle
 log = logging.getLogger("whizrouter.intake")
 
 
+# aiohttp's own, called without super()'s lookup: this runs for every read.
+_parse = RequestHandler.data_received
+
+
 class HeaderBlockTooLargeError(BadHttpMessage):
     """The request head passed the header limit: answered 431, then the connection closes."""
 
@@ -84,12 +88,12 @@ class IntakeProtocol(RequestHandler):
         body = self._body
         if body is not None:
             if not body.is_eof():
-                super().data_received(data)
+                _parse(self, data)
                 return
             self._body = None
         before = self._request_count
         self._head_bytes += len(data)
-        super().data_received(data)
+        _parse(self, data)
         if self._request_count != before:  # one head or more completed
             if self._head_bytes > self._header_limit:
                 # Head and body in one read: measure the heads themselves (rare, large reads).

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Sequence
 from time import monotonic
 
@@ -323,7 +324,11 @@ class Receiver:
             if new != len(events):
                 self._count_duplicates(events, len(events) - new)
         self.acknowledged += 1
-        self.ack_timings.observe(monotonic() - started)
+        # Timings.observe, inlined: a call for every callback would cost more than its body.
+        timings = self.ack_timings
+        elapsed = monotonic() - started
+        timings.counts[bisect_left(timings.bounds, elapsed)] += 1
+        timings.total += elapsed
         return web.Response(body=b'{"ok":true}', content_type=_JSON)
 
     def _count_unwanted(self, events: Sequence[RawEvent], kinds: frozenset[str]) -> None:

@@ -121,7 +121,8 @@ class Dispatcher:
     @property
     def handler_outcomes(self) -> dict[tuple[str, str], int]:
         """Handler runs by (handler, outcome): ``ok``, ``retry``, ``timeout``, ``dead``."""
-        return self._attempts.outcomes
+        attempts = self._attempts
+        return {**{(name, "ok"): n for name, n in attempts.succeeded.items()}, **attempts.outcomes}
 
     @property
     def handler_timings(self) -> dict[str, Timings]:
