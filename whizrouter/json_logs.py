@@ -26,10 +26,18 @@ EVENT_FIELDS: ContextVar[tuple[str, str, str, int] | None] = ContextVar(
     "whizrouter_event_fields", default=None
 )
 _NAMES: Final = ("event", "conversation", "handler", "attempt")
+#: Whether a :class:`JsonFormatter` exists: only then does the dispatcher set
+#: :data:`EVENT_FIELDS` for each run (a context variable set per event is not free).
+in_use = False
 
 
 class JsonFormatter(logging.Formatter):
     """Formats a record as one line of JSON (see the module's docstring for its fields)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        global in_use
+        in_use = True
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as a JSON object on one line."""

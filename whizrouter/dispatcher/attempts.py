@@ -17,11 +17,13 @@ import asyncio
 import logging
 from bisect import bisect_left
 from collections.abc import Callable
+from contextvars import ContextVar
 from time import monotonic
 from typing import Any
 
 import anyio
 
+from whizrouter import json_logs
 from whizrouter.backoff import RetryPolicy
 from whizrouter.context import Context
 from whizrouter.defaults import DEFAULT_HANDLER_TIMEOUT, DEFAULT_INBOX_URL
@@ -47,6 +49,21 @@ log = logging.getLogger("whizrouter.dispatcher")
 
 #: Builds the ``Context`` for an event, its contact and the attempt number.
 ContextFactory = Callable[[StoredEvent, Any, Any, int], Context]
+
+
+#: The task of the worker running the current handler: found once per worker, since
+#: ``asyncio.current_task`` is a Python function call (before 3.12) and a run needs it only
+#: in case it must be cancelled at its timeout. Each worker task has its own context: this
+#: holds as long as runs are awaited by the lanes' workers themselves, not by tasks they start
+#: (which would inherit the worker's value).
+_WORKER: ContextVar[asyncio.Task[Any] | None] = ContextVar("whizrouter_worker", default=None)
+
+
+def _remember_worker() -> asyncio.Task[Any]:
+    task = asyncio.current_task()
+    assert task is not None  # runs are awaited in a task
+    _WORKER.set(task)
+    return task
 
 
 def worth_retrying(exc: BaseException) -> bool:
@@ -170,10 +187,13 @@ class Attempts:
         waited = 0.0
         seq = stored.seq
         timeout = spec.timeout or self._timeout
-        task = asyncio.current_task()
-        assert task is not None
-        # Every line logged during the run carries the event (JSON logs).
-        fields = EVENT_FIELDS.set((stored.key, stored.conversation, spec.name, attempt))
+        task = _WORKER.get() or _remember_worker()
+        # With JSON logs, every line logged during the run carries the event.
+        fields = (
+            EVENT_FIELDS.set((stored.key, stored.conversation, spec.name, attempt))
+            if json_logs.in_use
+            else None
+        )
         try:
             while True:
                 started = monotonic()
@@ -213,7 +233,8 @@ class Attempts:
                     waited += pause
                     attempt += 1
                     ctx.attempt = attempt
-                    EVENT_FIELDS.set((stored.key, stored.conversation, spec.name, attempt))
+                    if fields is not None:
+                        EVENT_FIELDS.set((stored.key, stored.conversation, spec.name, attempt))
                 else:
                     if self._after_hooks:
                         await call_hooks(self._after_hooks, "after_handle", event, ctx)
@@ -233,7 +254,8 @@ class Attempts:
                     self._settle(stored.seq, ack=True)
                     return
         finally:
-            EVENT_FIELDS.reset(fields)
+            if fields is not None:
+                EVENT_FIELDS.reset(fields)
             self._deadlines.pop(seq, None)
             if counting:  # the stop came before the handler started
                 self._release_counting(stored.seq)
