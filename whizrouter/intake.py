@@ -87,28 +87,58 @@ class IntakeProtocol(RequestHandler):
     def data_received(self, data: bytes) -> None:
         body = self._body
         if body is not None:
-            if not body.is_eof():
+            if not body._eof:  # the attribute: is_eof() would be a call for every read
                 _parse(self, data)
                 return
             self._body = None
+        if self._head_bytes or len(data) > self._header_limit:
+            self._read_carefully(data)
+            return
+        # The usual read: a whole head (and its body) in fewer bytes than the limit.
+        before = self._request_count
+        _parse(self, data)
+        if self._request_count == before:  # a head begun, not finished
+            self._head_bytes = len(data)
+            self._arm_head_timer()
+            return
+        if self._head_timer is not None:
+            self._head_done()
+            return
+        messages = self._messages
+        if messages:
+            payload = messages[-1][1]
+            if payload is not EMPTY_PAYLOAD and not payload._eof:
+                self._body = payload
+
+    def _read_carefully(self, data: bytes) -> None:
+        """A read that continues a head, or is larger than the whole head may be."""
         before = self._request_count
         self._head_bytes += len(data)
         _parse(self, data)
         if self._request_count != before:  # one head or more completed
             if self._head_bytes > self._header_limit:
-                # Head and body in one read: measure the heads themselves (rare, large reads).
+                # Head and body in one read: measure the heads themselves.
                 self._check_heads(self._request_count - before)
-            self._head_bytes = 0
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
-            if self._messages:
-                payload = self._messages[-1][1]
-                if payload is not EMPTY_PAYLOAD and not payload.is_eof():
-                    self._body = payload
+            self._head_done()
         elif self._head_bytes > self._header_limit:
             self._refuse_head()
-        elif self._head_timer is None and self._head_bytes and not self._force_close:
+        else:
+            self._arm_head_timer()
+
+    def _head_done(self) -> None:
+        """A head completed: no deadline until the next begins; its body may follow."""
+        self._head_bytes = 0
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        messages = self._messages
+        if messages:
+            payload = messages[-1][1]
+            if payload is not EMPTY_PAYLOAD and not payload._eof:
+                self._body = payload
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None and self._head_bytes and not self._force_close:
             self._head_timer = self._loop.call_later(self._head_timeout, self._head_overdue)
 
     def _check_heads(self, count: int) -> None:
