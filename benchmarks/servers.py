@@ -70,7 +70,7 @@ from aiohttp import web
 from whizrouter import Context, Message, Status, WhizRouter
 from whizrouter.inbox.base import Inbox
 from whizrouter.inbox.sqlite import SqliteInbox
-from whizrouter.intake import IntakeServer
+from whizrouter.http_limits import IntakeServer
 from whizrouter.payloads import split_callback
 from whizrouter.runtime import (
     DEFAULT_GC_THRESHOLD,

@@ -19,7 +19,7 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from whizrouter.errors import WhizrouterError
-from whizrouter.intake import IntakeServer
+from whizrouter.http_limits import IntakeServer
 from whizrouter.log_throttle import LogThrottle
 from whizrouter.metrics import METRICS_PATH, Metrics
 from whizrouter.readiness import READY_PATH, Readiness
@@ -96,7 +96,7 @@ def request_handler(app: ServedApp) -> RequestHandler:
 
 def intake_server(app: ServedApp) -> IntakeServer:
     """The low-level server of ``whizrouter run``: :func:`request_handler` behind the intake's
-    limits (see ``whizrouter.intake``), which it logs once."""
+    limits (see ``whizrouter.http_limits``), which it logs once."""
     settings = app.settings
     log.info(
         "intake: request heads up to %d bytes, sent within %g s; idle connections closed "

@@ -30,7 +30,7 @@ from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from whizrouter.log_throttle import LogThrottle
 
-log = logging.getLogger("whizrouter.intake")
+log = logging.getLogger("whizrouter.http_limits")
 
 
 # aiohttp's own, called without super()'s lookup: this runs for every read.
