@@ -68,6 +68,7 @@ import orjson
 from aiohttp import web
 
 from whizrouter import Context, Message, Status, WhizRouter
+from whizrouter.http_limits import IntakeServer
 from whizrouter.inbox.base import Inbox
 from whizrouter.inbox.sqlite import SqliteInbox
 from whizrouter.payloads import split_callback
@@ -269,7 +270,18 @@ def whizrouter_server(
         # Not a coroutine: the stats route costs each callback one call and one comparison.
         return stats(request) if request.path == "/bench/stats" else handle(request)
 
-    return web.Server(route, access_log=None), bot
+    settings = bot.settings
+    # Behind the intake's limits, as ``whizrouter run`` serves it (``intake_server``).
+    server = IntakeServer(
+        route,
+        access_log=None,
+        header_limit=settings.header_limit,
+        head_timeout=settings.head_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
+        max_line_size=max(settings.header_limit, 8190),
+        max_field_size=max(settings.header_limit, 8190),
+    )
+    return server, bot
 
 
 @dataclass

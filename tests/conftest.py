@@ -10,10 +10,11 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import RawTestServer, TestClient
 
 from whizrouter import WhizRouter
 from whizrouter.runtime import loop_factory
+from whizrouter.server import request_handler
 from whizrouter.testing import FakeProvider
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -119,6 +120,26 @@ def serve(
         return await aiohttp_client(app.make_web_app())
 
     return start
+
+
+@pytest.fixture(params=["attached", "standalone"])
+async def serve_both(
+    request: pytest.FixtureRequest, aiohttp_client: AiohttpClient
+) -> AsyncIterator[Callable[[WhizRouter], Awaitable[BotClient]]]:
+    """Like ``serve``, once attached to an aiohttp app and once on the hand-routed low-level
+    server of ``whizrouter run`` (whose app this fixture starts and stops)."""
+    started: list[WhizRouter] = []
+
+    async def start(app: WhizRouter) -> BotClient:
+        if request.param == "attached":
+            return await aiohttp_client(app.make_web_app())
+        await app.start()
+        started.append(app)
+        return await aiohttp_client(RawTestServer(request_handler(app)))  # type: ignore[arg-type]
+
+    yield start
+    for app in started:
+        await app.stop()
 
 
 async def raw_http(host: str, port: int, request: bytes) -> bytes:

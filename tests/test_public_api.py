@@ -18,6 +18,7 @@ EXPECTED = {
     "DocumentMessage",
     "F",
     "Filter",
+    "HandlerTimeoutError",
     "ImageMessage",
     "Inbox",
     "InboxError",

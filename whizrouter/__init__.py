@@ -13,6 +13,7 @@ from whizrouter.conversation_state import ConversationState
 from whizrouter.errors import (
     BootstrapError,
     ConfigurationError,
+    HandlerTimeoutError,
     InboxError,
     InboxFullError,
     InboxUnavailableError,
@@ -75,6 +76,7 @@ __all__ = [
     "DocumentMessage",
     "F",
     "Filter",
+    "HandlerTimeoutError",
     "ImageMessage",
     "Inbox",
     "InboxError",

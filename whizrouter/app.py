@@ -44,11 +44,13 @@ from whizrouter.lifecycle import (
     log_webhook_auth,
     why_dispatcher_ended,
 )
+from whizrouter.metrics import Metrics
 from whizrouter.mount import mount
 from whizrouter.numbers import ContextFactory, Decoder, Number, Numbers
 from whizrouter.parts import Parts
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, check_plugins, load_plugin, plugin_name
+from whizrouter.readiness import Readiness
 from whizrouter.receiver import WEBHOOK_PATH, Receiver
 from whizrouter.routing import MessageDecorator, RawHandlerT, Router, StatusDecorator
 from whizrouter.send_journal import SendJournals
@@ -84,6 +86,8 @@ class WhizRouter:
         body_limit: largest callback body in bytes (10 MiB).
         read_timeout: seconds to receive a body before answering 408 (10).
         shutdown_grace: seconds running handlers get at shutdown (25).
+        handler_timeout: seconds a handler run may take before it is cancelled and counted
+            as failed (``WHIZROUTER_HANDLER_TIMEOUT``, 300); a handler's ``timeout=`` wins.
         retry: the default retry policy of failing handlers (5 retries, 12 to 23 s in all).
         client: a ready ``WhizardClient`` to use instead of building one.
         role: ``"all"`` (default), ``"receiver"`` (accept and store only) or ``"worker"``
@@ -113,6 +117,7 @@ class WhizRouter:
         body_limit: int | None = None,
         read_timeout: float | None = None,
         shutdown_grace: float | None = None,
+        handler_timeout: float | None = None,
         retry: RetryPolicy | None = None,
         client: WhizardClient | None = None,
         role: Role = "all",
@@ -142,6 +147,7 @@ class WhizRouter:
             shutdown_grace=shutdown_grace,
             numbers=numbers,
             state_ttl=state_ttl,
+            handler_timeout=handler_timeout,
         )
         configured = self.settings.numbers
         self._numbers = Numbers(configured, self.settings) if configured else None
@@ -169,6 +175,9 @@ class WhizRouter:
             health=self.health,
             max_backlog=self.settings.max_backlog,
         )
+        #: ``GET /metrics`` (see ``whizrouter.metrics``) and ``GET /readyz``.
+        self.metrics = Metrics(self)
+        self.readiness = Readiness(self)
 
     # Registration -----------------------------------------------------------------------
 
@@ -181,6 +190,7 @@ class WhizRouter:
         retry: RetryPolicy | None = None,
         number: str | Iterable[str] | None = None,
         state: StateMatch | NoFilter = NO_FILTER,
+        timeout: float | None = None,
     ) -> MessageDecorator:
         """Register a message handler on the app's own router; see ``Router.on_message``."""
         return self.router.on_message(
@@ -191,6 +201,7 @@ class WhizRouter:
             retry=retry,
             number=number,
             state=state,
+            timeout=timeout,
         )
 
     def on_status(
@@ -200,17 +211,18 @@ class WhizRouter:
         retry: RetryPolicy | None = None,
         number: str | Iterable[str] | None = None,
         state: StateMatch | NoFilter = NO_FILTER,
+        timeout: float | None = None,
     ) -> StatusDecorator:
         """Register a status handler on the app's own router; see ``Router.on_status``."""
         return self.router.on_status(
-            *predicates, status=status, retry=retry, number=number, state=state
+            *predicates, status=status, retry=retry, number=number, state=state, timeout=timeout
         )
 
     def on_raw(
-        self, *predicates: Predicate, retry: RetryPolicy | None = None
+        self, *predicates: Predicate, retry: RetryPolicy | None = None, timeout: float | None = None
     ) -> Callable[[RawHandlerT], RawHandlerT]:
         """Register a handler for raw callbacks; see ``Router.on_raw``."""
-        return self.router.on_raw(*predicates, retry=retry)
+        return self.router.on_raw(*predicates, retry=retry, timeout=timeout)
 
     def include_router(self, router: Router) -> Router:
         """Add a router's handlers after the app's own; see ``Router.include_router``."""
@@ -365,10 +377,12 @@ class WhizRouter:
                     plugins=self._plugins,
                     concurrency=self.settings.concurrency,
                     retry=self.retry,
+                    handler_timeout=self.settings.handler_timeout,
                 )
                 self._dispatch_task = asyncio.create_task(self._dispatcher.run())
                 self._dispatch_task.add_done_callback(self._dispatcher_ended)
                 log.info("dispatcher: up to %d conversations at once", self.settings.concurrency)
+            await self.metrics.open()
         except BaseException:
             await self._close_resources()
             raise
@@ -419,6 +433,7 @@ class WhizRouter:
         log.info("stopped")
 
     async def _close_resources(self) -> None:
+        await self.metrics.close()
         self.router.thaw()  # stopped: handlers may be added before the next start
         self._dispatcher = None
         self._dispatch_task = None
@@ -467,11 +482,15 @@ class WhizRouter:
         """Serve the webhook from an existing aiohttp app and tie the lifecycles together.
 
         The health check is served beside the webhook (``/wa/webhook``: ``/wa/healthz``), or
-        at ``health_path`` (``""``: not at all); a path ``web_app`` already routes raises
-        ``ConfigurationError``. The app starts when ``web_app`` starts and drains when it
-        shuts down. In the ``worker`` role only the health check is served.
+        at ``health_path`` (``""``: not at all), and so are ``readyz`` and ``metrics`` (unless
+        ``WHIZROUTER_METRICS_PORT`` gives the metrics a port of their own); a path ``web_app``
+        already routes raises ``ConfigurationError``. The app starts when ``web_app`` starts
+        and drains when it shuts down. In the ``worker`` role no webhook is served.
         """
-        mount(web_app, self.receiver, self.role != "worker", path, health_path)
+        beside = {"readyz": self.readiness.handle}
+        if not self.metrics.on_own_port:
+            beside["metrics"] = self.metrics.handle
+        mount(web_app, self.receiver, self.role != "worker", path, health_path, beside)
         if self._numbers is not None and self.role != "worker":
             self._numbers.serve(web_app, path, self.receiver)
 

@@ -18,6 +18,7 @@ import logging
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager
+from time import monotonic
 from typing import Any
 
 from whizrouter.app import WhizRouter
@@ -172,6 +173,7 @@ class _WebhookApp:
     async def _webhook(
         self, scope: Scope, receive: Receive, send: Send, path: str, number: str | None
     ) -> None:
+        started = monotonic()
         intake = self._intake
         request = _Request(scope, path)
         headers = request.headers
@@ -211,7 +213,7 @@ class _WebhookApp:
             except ValueError as exc:
                 await _refuse(send, intake.undecodable(request, exc))
                 return
-        refusal = await intake.store(request, body, number)
+        refusal = await intake.store(request, body, number, started)
         if refusal is not None:
             await _refuse(send, refusal)
             return

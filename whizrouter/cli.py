@@ -20,13 +20,14 @@ from whizrouter.app import WhizRouter
 from whizrouter.cli_state import add_state_commands
 from whizrouter.client_errors import scrub
 from whizrouter.defaults import DEFAULT_INBOX_URL
-from whizrouter.errors import WhizrouterError
+from whizrouter.errors import ConfigurationError, WhizrouterError
 from whizrouter.inbox.base import Inbox
 from whizrouter.inbox.factory import inbox_from_url
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.inbox.sqlite import SqliteInbox
+from whizrouter.json_logs import use_json_logs
 from whizrouter.lifecycle import ROLES
-from whizrouter.settings import INBOX_ENV, inbox_url_from_env
+from whizrouter.settings import INBOX_ENV, LOG_FORMATS, inbox_url_from_env, log_format_from_env
 
 log = logging.getLogger("whizrouter.cli")
 T = TypeVar("T")
@@ -36,8 +37,10 @@ environment: WHIZARD_API_KEY, WHIZARD_BASE_URL, WHIZARD_API_SHAPE, WHIZARD_NUMBE
 WHIZROUTER_WEBHOOK_URL,
 WHIZROUTER_WEBHOOK_USER, WHIZROUTER_WEBHOOK_PASSWORD, WHIZROUTER_INBOX, WHIZROUTER_PLUGINS,
 WHIZROUTER_CONCURRENCY, WHIZROUTER_MAX_BACKLOG, WHIZROUTER_BODY_LIMIT, WHIZROUTER_SHUTDOWN_GRACE,
-WHIZROUTER_STATE_TTL, WHIZROUTER_LOOP, WHIZROUTER_GC_THRESHOLD, WHIZROUTER_LOG_LEVEL (see
-docs/configuration.md in the project's repository)."""
+WHIZROUTER_STATE_TTL, WHIZROUTER_HANDLER_TIMEOUT, WHIZROUTER_METRICS_PORT,
+WHIZROUTER_HEADER_LIMIT, WHIZROUTER_HEAD_TIMEOUT, WHIZROUTER_KEEPALIVE_TIMEOUT, WHIZROUTER_LOOP,
+WHIZROUTER_GC_THRESHOLD, WHIZROUTER_LOG_LEVEL, WHIZROUTER_LOG_FORMAT (see docs/configuration.md
+in the project's repository)."""
 
 
 class UsageError(Exception):
@@ -331,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="all: receive and handle (default); receiver: only accept and store; "
         "worker: only handle (needs a shared inbox such as nats://)",
     )
+    run.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=None,
+        help="text (default) or json: one JSON object per line (also WHIZROUTER_LOG_FORMAT)",
+    )
     run.set_defaults(func=_cmd_run)
 
     inbox_help = "inbox URL (default: WHIZROUTER_INBOX, else " + DEFAULT_INBOX_URL + ")"
@@ -411,7 +420,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if serving
         else "whizrouter: %(levelname)s: %(message)s"
     )
-    logging.basicConfig(level=level, format=log_format)
+    try:
+        json_logs = args.command == "run" and (args.log_format or log_format_from_env()) == "json"
+    except ConfigurationError as exc:
+        parser.error(str(exc))
+    if json_logs:
+        use_json_logs(level)
+    else:
+        logging.basicConfig(level=level, format=log_format)
     try:
         code: int = args.func(args)
     except (UsageError, WhizrouterError) as exc:

@@ -35,6 +35,7 @@ from whizrouter.media_client import MediaCalls
 from whizrouter.outgoing import invalid
 from whizrouter.sending import MessageSending
 from whizrouter.settings import API_KEY_ENV, BASE_URL_ENV, SHAPE_ENV, ClientSettings
+from whizrouter.tallies import ProviderCalls
 from whizrouter.transport import KEY_HEADER, Transport
 from whizrouter.typing_indicator import TypingCalls
 from whizrouter.webhook_config import WebhookConfig
@@ -134,6 +135,11 @@ class WhizardClient(MessageSending, InteractiveSending, MediaCalls, TypingCalls,
     def base_url(self) -> str | None:
         """The API base URL without a trailing slash, or ``None`` when none is configured."""
         return self._base_url
+
+    @property
+    def calls(self) -> ProviderCalls:
+        """This client's requests by endpoint and answer, and their times (for metrics)."""
+        return self._transport.calls
 
     def __repr__(self) -> str:
         key = "'**********'" if self._api_key is not None else "None"

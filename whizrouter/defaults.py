@@ -58,3 +58,13 @@ DEFAULT_SEND_URL = "http://127.0.0.1:8080/webhook"
 DEFAULT_TEST_WA_ID = "15551230001"
 #: Seconds a conversation's state lives after its last write (``WHIZROUTER_STATE_TTL``).
 DEFAULT_STATE_TTL = 30 * 24 * 3600.0
+#: Seconds a handler run may take before it is cancelled and counted as failed
+#: (``WhizRouter(handler_timeout=)``, ``WHIZROUTER_HANDLER_TIMEOUT``).
+DEFAULT_HANDLER_TIMEOUT = 300.0
+#: Largest request head (request line and headers) in bytes; past it the answer is 431
+#: (``WHIZROUTER_HEADER_LIMIT``).
+DEFAULT_HEADER_LIMIT = 16 * 1024
+#: Seconds a client has to send a complete request head before it is disconnected.
+DEFAULT_HEAD_TIMEOUT = 10.0
+#: Seconds an idle kept-alive connection stays open (``WHIZROUTER_KEEPALIVE_TIMEOUT``).
+DEFAULT_KEEPALIVE_TIMEOUT = 75.0

@@ -11,6 +11,7 @@ Every exception whizrouter raises on purpose derives from ``WhizrouterError``::
     │   ├── InboxFullError        the backlog passed its bound; retry later
     │   └── InboxUnavailableError the storage fails for now (a full disk); retried
     ├── BootstrapError            the webhook could not be registered at startup
+    ├── HandlerTimeoutError       a handler ran past its timeout and was cancelled (seconds)
     ├── MessageValidationError    a message would be refused by the provider; nothing was sent
     ├── MediaTooLargeError        a media download passed its size cap; it was stopped
     ├── MediaIntegrityError       downloaded media does not match the sha256 it came with
@@ -77,6 +78,18 @@ class InboxFullError(InboxError):
 
 class BootstrapError(WhizrouterError):
     """The webhook URL could not be registered with the provider at startup."""
+
+
+class HandlerTimeoutError(WhizrouterError):
+    """A handler ran past its timeout and was cancelled; the attempt counts as failed.
+
+    Attributes:
+        seconds: the timeout it ran past.
+    """
+
+    def __init__(self, message: str, *, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
 
 
 class MessageValidationError(WhizrouterError, ValueError):

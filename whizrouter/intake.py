@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from time import monotonic
 from typing import NamedTuple, Protocol
 
 import orjson
@@ -20,6 +22,7 @@ from whizrouter.errors import InboxError, InboxFullError
 from whizrouter.inbox.base import RawEvent
 from whizrouter.log_throttle import LogThrottle
 from whizrouter.payloads import MAX_NESTING, nested_deeper_than, split_callback
+from whizrouter.tallies import ACK_BUCKETS, Timings
 
 log = logging.getLogger("whizrouter.receiver")
 
@@ -138,6 +141,18 @@ class Intake:
         #: Callbacks refused, by HTTP status (400, 401, 408, 413, 503; 503 includes
         #: ``refused_full``).
         self.refused: dict[int, int] = {}
+        #: Events handed to the inbox by kind, new and redelivered alike; ``duplicates``
+        #: holds the redelivered ones (the metrics' ``stored`` is the difference).
+        self.appended: dict[str, int] = {}
+        #: Redelivered events the inbox dropped, by kind.
+        self.duplicates: dict[str, int] = {}
+        #: ``unwanted`` by kind.
+        self.unwanted_kinds: dict[str, int] = {}
+        #: Seconds from a callback's arrival at the server to its 200, commit included.
+        self.ack_timings = Timings(ACK_BUCKETS)
+        #: The last failure to store a callback: (monotonic time, ``acknowledged`` then,
+        #: what failed), or None; readiness reads it.
+        self.last_store_failure: tuple[float, int, str] | None = None
         # A line per refused request would flood the log (and, when full, slow the drain).
         self._warnings = LogThrottle()
         self._auth = auth_header.encode() if auth_header else None
@@ -214,9 +229,17 @@ class Intake:
         )
 
     async def store(
-        self, request: CallbackRequest, body: bytes, number: str | None = None
+        self,
+        request: CallbackRequest,
+        body: bytes,
+        number: str | None = None,
+        started: float | None = None,
     ) -> Refusal | None:
         """Parse ``body``, split it into events and store those of wanted kinds.
+
+        ``number`` is the receiving number the path named (several numbers, on-premises);
+        ``started``, the ``time.monotonic()`` of the request's arrival, times the answer for
+        ``whizrouter_ack_seconds``.
 
         Returns:
             None once the events are stored (the callback is to be answered 200 with
@@ -239,11 +262,12 @@ class Intake:
         kinds = self._kinds
         if kinds is not None:
             wanted = [event for event in events if event.kind in kinds]
-            self.unwanted += len(events) - len(wanted)
+            if len(wanted) != len(events):
+                self._count_unwanted(events, kinds)
             events = wanted
         if events:
             try:
-                await self._append(events)
+                new = await self._append(events)
             except InboxFullError as exc:
                 return self.refuse_full(str(exc))
             except Exception as exc:
@@ -252,8 +276,32 @@ class Intake:
                 return self.refuse(
                     request, 503, "could not store the callback; retry later", _RETRY_LATER
                 )
+            appended = self.appended
+            for event in events:
+                appended[event.kind] = appended.get(event.kind, 0) + 1
+            if new != len(events):
+                self._count_duplicates(events, len(events) - new)
         self.acknowledged += 1
+        if started is not None:
+            # Timings.observe, inlined: a call for every callback would cost more than its body.
+            timings = self.ack_timings
+            elapsed = monotonic() - started
+            timings.counts[bisect_left(timings.bounds, elapsed)] += 1
+            timings.total += elapsed
         return None
+
+    def _count_unwanted(self, events: Sequence[RawEvent], kinds: frozenset[str]) -> None:
+        for event in events:
+            if event.kind not in kinds:
+                self.unwanted += 1
+                self.unwanted_kinds[event.kind] = self.unwanted_kinds.get(event.kind, 0) + 1
+
+    def _count_duplicates(self, events: Sequence[RawEvent], dropped: int) -> None:
+        # The inbox says how many were new, not which: the provider resends whole callbacks,
+        # so the dropped ones are taken from the end (exact unless one callback mixes kinds
+        # and is only partly new, which the provider does not send).
+        for event in events[len(events) - dropped :]:
+            self.duplicates[event.kind] = self.duplicates.get(event.kind, 0) + 1
 
     def refuse(
         self,
@@ -286,6 +334,7 @@ class Intake:
         down (a NATS server restarting) every callback fails the same way. An ``InboxError``
         explains itself; anything else gets its traceback."""
         self.store_failures += 1
+        self.last_store_failure = (monotonic(), self.acknowledged, str(exc))
         if not self._warnings.due("store"):
             log.debug("could not store a callback of %d events: %s", events, exc)
             return
@@ -312,6 +361,11 @@ class Intake:
                 "raise concurrency or max_backlog, or scale out",
             )
         return Refusal(503, "inbox full; retry later", _RETRY_LATER)
+
+    @property
+    def max_backlog(self) -> int:
+        """Unsettled events at which callbacks are refused (503) without being read."""
+        return self._max_backlog
 
     def health_answer(self) -> tuple[int, bytes]:
         """``GET /healthz``'s status (200 while accepting callbacks, 503 otherwise) and body."""

@@ -1,23 +1,33 @@
 """Adding the webhook and the health check to an aiohttp app of your own (``app.attach``).
 
 The health check goes beside the webhook (``/bots/wa/webhook`` → ``/bots/wa/healthz``) unless
-a path is given, and a path the host app already routes is refused: its route and the bot's
+a path is given, and so do the readiness check and the metrics (``/bots/wa/readyz``,
+``/bots/wa/metrics``). A path the host app already routes is refused: its route and the bot's
 would shadow each other, and callbacks would silently go to the wrong one.
 """
 
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web, web_urldispatcher
 
 from whizrouter.errors import ConfigurationError
 from whizrouter.receiver import Receiver
 
+#: A GET route's handler.
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def path_beside(webhook_path: str, name: str) -> str:
+    """``name`` in the folder of ``webhook_path`` (``/wa/webhook``: ``/wa/<name>``)."""
+    return posixpath.join(posixpath.dirname(webhook_path) or "/", name)
+
 
 def health_path_beside(webhook_path: str) -> str:
     """``/healthz`` in the folder of ``webhook_path``."""
-    return posixpath.join(posixpath.dirname(webhook_path) or "/", "healthz")
+    return path_beside(webhook_path, "healthz")
 
 
 def _routed(web_app: web.Application, path: str) -> str | None:
@@ -42,17 +52,22 @@ def mount(
     takes_callbacks: bool,
     path: str,
     health_path: str | None,
+    beside: Mapping[str, Handler] | None = None,
 ) -> None:
     """Route ``POST path`` (when ``takes_callbacks``) and ``GET health_path`` (beside the
-    webhook when None; not at all when empty) to ``receiver``.
+    webhook when None; not at all when empty) to ``receiver``, and each of ``beside``
+    (``{"readyz": handler}``) to ``GET`` at its name beside the webhook.
 
     Raises:
         ConfigurationError: ``web_app`` already routes one of the paths.
     """
     if health_path is None:
         health_path = health_path_beside(path)
-    wanted = ([("webhook", path)] if takes_callbacks else []) + (
-        [("health check", health_path)] if health_path else []
+    others = {path_beside(path, name): handler for name, handler in (beside or {}).items()}
+    wanted = (
+        ([("webhook", path)] if takes_callbacks else [])
+        + ([("health check", health_path)] if health_path else [])
+        + [(f"{posixpath.basename(other)} route", other) for other in others]
     )
     for what, wanted_path in wanted:
         existing = _routed(web_app, wanted_path)
@@ -60,9 +75,11 @@ def mount(
             raise ConfigurationError(
                 f"cannot serve the bot's {what} at {wanted_path}: the aiohttp app already routes "
                 f"{existing} there; pass another path to attach() "
-                f"({'path' if what == 'webhook' else 'health_path'}=...)"
+                f"({'health_path' if what == 'health check' else 'path'}=...)"
             )
     if takes_callbacks:
         web_app.router.add_post(path, receiver.webhook, expect_handler=receiver.expect_continue)
     if health_path:
         web_app.router.add_get(health_path, receiver.healthz)
+    for other, handler in others.items():
+        web_app.router.add_get(other, handler)

@@ -11,6 +11,7 @@ module reads aiohttp's requests and writes its responses.
 from __future__ import annotations
 
 import asyncio
+from time import monotonic
 
 from aiohttp import web, web_urldispatcher
 from aiohttp.http_exceptions import PayloadEncodingError
@@ -130,6 +131,7 @@ class Receiver(Intake):
 
     async def webhook(self, request: web.BaseRequest, number: str | None = None) -> web.Response:
         """Handle ``POST /webhook``; ``number``: the receiving number the path named."""
+        started = monotonic()
         refusal = self.refusal(request)
         if refusal is not None:
             return _answer(refusal)
@@ -150,7 +152,7 @@ class Receiver(Intake):
             answer = _answer(self.undecodable(request, exc))
             answer.force_close()  # the rest of the stream cannot be read past the error
             return answer
-        refusal = await self.store(request, body, number)
+        refusal = await self.store(request, body, number, started)
         if refusal is not None:
             return _answer(refusal)
         return web.Response(body=ACKNOWLEDGED, content_type=_JSON)
@@ -159,6 +161,11 @@ class Receiver(Intake):
         """Handle ``POST /webhook/{number}``: a callback of one receiving number (on-premises
         callbacks name none, so each number has its own path; see ``whizrouter.numbers``)."""
         return await self.webhook(request, request.match_info["number"])
+
+    @property
+    def max_backlog(self) -> int:
+        """Unsettled events at which callbacks are refused (503) without being read."""
+        return self._max_backlog
 
     async def healthz(self, request: web.BaseRequest) -> web.Response:
         """Handle ``GET /healthz``: 200 while accepting callbacks, 503 otherwise."""

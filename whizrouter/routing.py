@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-from whizrouter.errors import RegistrationClosedError
+from whizrouter.errors import ConfigurationError, RegistrationClosedError
 from whizrouter.filters import F, Filter, Predicate, TextChoice, as_filter
 from whizrouter.registration_checks import (
     check_coroutine,
@@ -57,6 +57,8 @@ class HandlerSpec:
     filter: Filter | None
     name: str
     retry: RetryPolicy | None = None
+    #: Seconds a run may take before it is cancelled (None: the app's ``handler_timeout``).
+    timeout: float | None = None
 
     def matches(self, event: Any) -> bool:
         """Whether this handler wants ``event``."""
@@ -103,11 +105,18 @@ class Router:
         predicates: Iterable[Predicate],
         retry: RetryPolicy | None,
         callback: Handler,
+        timeout: float | None = None,
     ) -> None:
         name = _handler_name(callback)
         self._check_open(f"registering {kind} handler {name!r}")
         check_coroutine(callback, name)
-        self._handlers.append(HandlerSpec(kind, callback, _combine(predicates), name, retry))
+        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+            raise ConfigurationError(
+                f"timeout={timeout!r} of handler {name!r} must be a positive number of seconds"
+            )
+        self._handlers.append(
+            HandlerSpec(kind, callback, _combine(predicates), name, retry, timeout)
+        )
 
     def on_message(
         self,
@@ -118,6 +127,7 @@ class Router:
         retry: RetryPolicy | None = None,
         number: str | Iterable[str] | None = None,
         state: StateMatch | NoFilter = NO_FILTER,
+        timeout: float | None = None,
     ) -> MessageDecorator:
         """Register a handler for incoming messages.
 
@@ -131,6 +141,8 @@ class Router:
             number: our receiving number(s) to accept, by their names in ``numbers=``.
             state: the conversation's state(s) to accept (``F.state``): a ``State``, a
                 ``StateGroup``, ``"*"`` (any), None (none), or a list; left out, any.
+            timeout: seconds a run may take before it is cancelled and counted as failed
+                (default: the app's ``handler_timeout``).
 
         Raises:
             ValueError: a ``type=`` value the provider never sends (a misspelling).
@@ -154,7 +166,7 @@ class Router:
             handler: Callable[[M, Context], Awaitable[None]],
         ) -> Callable[[M, Context], Awaitable[None]]:
             check_message_annotation(handler, _handler_name(handler), types)
-            self._register("message", filters, retry, handler)
+            self._register("message", filters, retry, handler, timeout)
             return handler
 
         return decorator
@@ -166,6 +178,7 @@ class Router:
         retry: RetryPolicy | None = None,
         number: str | Iterable[str] | None = None,
         state: StateMatch | NoFilter = NO_FILTER,
+        timeout: float | None = None,
     ) -> StatusDecorator:
         """Register a handler for status updates of messages the bot sent.
 
@@ -175,6 +188,7 @@ class Router:
             retry: this handler's retry policy on failure (default: the app's).
             number: our sending number(s) to accept, by their names in ``numbers=``.
             state: the conversation's state(s) to accept; see ``on_message``.
+            timeout: seconds a run may take before it is cancelled (default: the app's).
 
         Raises:
             ValueError: a ``status=`` value the provider never sends (a misspelling).
@@ -193,23 +207,27 @@ class Router:
             handler: Callable[[S, Context], Awaitable[None]],
         ) -> Callable[[S, Context], Awaitable[None]]:
             check_status_annotation(handler, _handler_name(handler))
-            self._register("status", filters, retry, handler)
+            self._register("status", filters, retry, handler, timeout)
             return handler
 
         return decorator
 
     def on_raw(
-        self, *predicates: Predicate, retry: RetryPolicy | None = None
+        self,
+        *predicates: Predicate,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
     ) -> Callable[[RawHandlerT], RawHandlerT]:
         """Register a handler for everything that is neither a message nor a status.
 
         It receives the raw JSON object: an out-of-band ``{"errors": [...]}`` callback, a Cloud
         change whose ``field`` is not ``messages`` (as a one-change Cloud envelope), or a piece
-        of a callback whose fields had unexpected types.
+        of a callback whose fields had unexpected types. ``retry`` and ``timeout`` as for
+        ``on_message``.
         """
 
         def decorator(handler: RawHandlerT) -> RawHandlerT:
-            self._register("raw", predicates, retry, handler)
+            self._register("raw", predicates, retry, handler, timeout)
             return handler
 
         return decorator

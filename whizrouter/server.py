@@ -19,8 +19,11 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from whizrouter.errors import WhizrouterError
+from whizrouter.http_limits import IntakeServer
 from whizrouter.log_throttle import LogThrottle
+from whizrouter.metrics import METRICS_PATH, Metrics
 from whizrouter.numbers import Numbers, number_in_path
+from whizrouter.readiness import READY_PATH, Readiness
 from whizrouter.receiver import HEALTH_PATH, WEBHOOK_PATH, Receiver
 from whizrouter.runtime import describe_running_loop, gc_threshold_from_env, tune_gc
 from whizrouter.settings import Settings
@@ -42,6 +45,10 @@ class ServedApp(Protocol):
     def failure(self) -> BaseException | None: ...
     @property
     def numbers(self) -> Numbers | None: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def readiness(self) -> Readiness: ...
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
     async def wait_failed(self) -> BaseException: ...
@@ -53,8 +60,9 @@ RequestHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 def request_handler(app: ServedApp) -> RequestHandler:
     """What ``whizrouter run`` answers: ``POST /webhook`` (not in the worker role) and
-    ``GET``/``HEAD /healthz``, as ``app.make_web_app()`` would; 405 with ``Allow`` for another
-    method on those paths, 404 for any other path.
+    ``GET``/``HEAD /healthz``, ``/readyz`` and ``/metrics`` (unless it has a port of its own),
+    as ``app.make_web_app()`` would; 405 with ``Allow`` for another method on those paths, 404
+    for any other path.
 
     For aiohttp's low-level server (``web.Server``); the app's lifecycle is the caller's.
     """
@@ -63,6 +71,9 @@ def request_handler(app: ServedApp) -> RequestHandler:
     healthz = receiver.healthz
     # Several numbers: an on-premises number's callbacks come to ``/webhook/<name>``.
     numbered = app.numbers is not None
+    others = {READY_PATH: app.readiness.handle}
+    if not app.metrics.on_own_port:
+        others[METRICS_PATH] = app.metrics.handle
 
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         path = request.path
@@ -84,9 +95,36 @@ def request_handler(app: ServedApp) -> RequestHandler:
             if method not in (hdrs.METH_GET, hdrs.METH_HEAD):
                 raise web.HTTPMethodNotAllowed(method, [hdrs.METH_GET, hdrs.METH_HEAD])
             return await healthz(request)
+        other = others.get(path)
+        if other is not None:
+            return await other(request)
         raise web.HTTPNotFound()
 
     return handle
+
+
+def intake_server(app: ServedApp) -> IntakeServer:
+    """The low-level server of ``whizrouter run``: :func:`request_handler` behind the intake's
+    limits (see ``whizrouter.http_limits``), which it logs once."""
+    settings = app.settings
+    log.info(
+        "intake: request heads up to %d bytes, sent within %g s; idle connections closed "
+        "after %g s",
+        settings.header_limit,
+        settings.head_timeout,
+        settings.keepalive_timeout,
+    )
+    return IntakeServer(
+        request_handler(app),
+        access_log=None,
+        header_limit=settings.header_limit,
+        head_timeout=settings.head_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
+        # One header line may use the whole head: past it, the 431 of the head's limit
+        # rather than aiohttp's 400 for a long line.
+        max_line_size=max(settings.header_limit, 8190),
+        max_field_size=max(settings.header_limit, 8190),
+    )
 
 
 async def serve_forever(app: ServedApp, *, host: str, port: int) -> None:
@@ -106,9 +144,7 @@ async def serve_forever(app: ServedApp, *, host: str, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     gc_threshold = gc_threshold_from_env()  # a bad value fails before anything starts
-    runner = web.ServerRunner(
-        web.Server(request_handler(app), access_log=None), handle_signals=False
-    )
+    runner = web.ServerRunner(intake_server(app), handle_signals=False)
     aiohttp_server_log = logging.getLogger("aiohttp.server")
     # aiohttp logs a first request that is not HTTP at all (a TLS handshake, say) at debug:
     # let its records through to the filter, which passes the rest only at the usual level.

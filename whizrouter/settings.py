@@ -23,7 +23,11 @@ from whizrouter.defaults import (
     API_SHAPES,
     DEFAULT_BODY_LIMIT,
     DEFAULT_CONCURRENCY,
+    DEFAULT_HANDLER_TIMEOUT,
+    DEFAULT_HEAD_TIMEOUT,
+    DEFAULT_HEADER_LIMIT,
     DEFAULT_INBOX_URL,
+    DEFAULT_KEEPALIVE_TIMEOUT,
     DEFAULT_MAX_BACKLOG,
     DEFAULT_READ_TIMEOUT,
     DEFAULT_SHAPE,
@@ -44,6 +48,10 @@ SHAPE_ENV: Final = "WHIZARD_API_SHAPE"
 NUMBERS_ENV: Final = "WHIZARD_NUMBERS"
 #: Environment variable naming the inbox (``memory``, ``sqlite:///...``, ``nats://...``).
 INBOX_ENV: Final = "WHIZROUTER_INBOX"
+#: Environment variable choosing the log format of ``whizrouter run``: ``text`` or ``json``.
+LOG_FORMAT_ENV: Final = "WHIZROUTER_LOG_FORMAT"
+#: The log formats ``whizrouter run`` writes.
+LOG_FORMATS: Final = ("text", "json")
 
 _Default = TypeVar("_Default", int, float)
 
@@ -60,6 +68,40 @@ def _env_int(
         raise ConfigurationError(f"{name}={raw!r} is not a whole number") from None
     if value < minimum:
         raise ConfigurationError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _env_seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise ConfigurationError(f"{name}={raw!r} must be a positive number of seconds")
+    return value
+
+
+def _env_port(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigurationError(f"{name}={raw!r} is not a TCP port; choose one from 1 to 65535")
+    return int(raw)
+
+
+def log_format_from_env(env: Mapping[str, str] | None = None) -> str:
+    """The log format ``WHIZROUTER_LOG_FORMAT`` names (``text`` when unset).
+
+    Raises:
+        ConfigurationError: it names neither ``text`` nor ``json``.
+    """
+    value = ((os.environ if env is None else env).get(LOG_FORMAT_ENV) or "text").strip().lower()
+    if value not in LOG_FORMATS:
+        raise ConfigurationError(f"{LOG_FORMAT_ENV}={value!r} is not known; use text or json")
     return value
 
 
@@ -154,6 +196,15 @@ class Settings:
             from ``WHIZARD_NUMBERS`` (checked by ``whizrouter.numbers``); None for one key.
         state_ttl: seconds a conversation's state lives after its last write
             (``WHIZROUTER_STATE_TTL``).
+        handler_timeout: seconds a handler run may take before it is cancelled
+            (``WHIZROUTER_HANDLER_TIMEOUT``).
+        metrics_port: a port of its own for ``GET /metrics``, without auth
+            (``WHIZROUTER_METRICS_PORT``); None: served on the bot's port.
+        header_limit: largest request head in bytes, 431 past it (``WHIZROUTER_HEADER_LIMIT``).
+        head_timeout: seconds a client has to send a complete request head
+            (``WHIZROUTER_HEAD_TIMEOUT``).
+        keepalive_timeout: seconds an idle kept-alive connection stays open
+            (``WHIZROUTER_KEEPALIVE_TIMEOUT``).
     """
 
     api_key: SecretStr | None = None
@@ -171,6 +222,11 @@ class Settings:
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     numbers: Mapping[str, object] | None = field(default=None, repr=False)
     state_ttl: float = DEFAULT_STATE_TTL
+    handler_timeout: float = DEFAULT_HANDLER_TIMEOUT
+    metrics_port: int | None = None
+    header_limit: int = DEFAULT_HEADER_LIMIT
+    head_timeout: float = DEFAULT_HEAD_TIMEOUT
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
 
     @classmethod
     def resolve(
@@ -191,6 +247,7 @@ class Settings:
         shutdown_grace: float | None = None,
         numbers: Mapping[str, object] | None = None,
         state_ttl: float | None = None,
+        handler_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Settings:
         """Resolve each setting from its argument, else its environment variable, else default.
@@ -244,9 +301,20 @@ class Settings:
             ),
             numbers=numbers if numbers is not None else numbers_from_env(env),
             state_ttl=state_ttl if state_ttl is not None else state_ttl_from_env(env),
+            handler_timeout=handler_timeout
+            if handler_timeout is not None
+            else _env_seconds(env, "WHIZROUTER_HANDLER_TIMEOUT", DEFAULT_HANDLER_TIMEOUT),
+            metrics_port=_env_port(env, "WHIZROUTER_METRICS_PORT"),
+            header_limit=_env_int(env, "WHIZROUTER_HEADER_LIMIT", DEFAULT_HEADER_LIMIT),
+            head_timeout=_env_seconds(env, "WHIZROUTER_HEAD_TIMEOUT", DEFAULT_HEAD_TIMEOUT),
+            keepalive_timeout=_env_seconds(
+                env, "WHIZROUTER_KEEPALIVE_TIMEOUT", DEFAULT_KEEPALIVE_TIMEOUT
+            ),
         )
         if settings.state_ttl <= 0:
             raise ConfigurationError("state_ttl must be a positive number of seconds")
+        if not settings.handler_timeout > 0:
+            raise ConfigurationError("handler_timeout must be a positive number of seconds")
         if settings.concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
         if settings.webhook_url is not None:

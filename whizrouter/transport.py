@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
+from time import monotonic
 from typing import Any, Final, NamedTuple
 
 import aiohttp
@@ -27,7 +28,9 @@ from whizrouter.client_errors import (
     error_without_answer,
 )
 from whizrouter.errors import ConfigurationError, MessageValidationError
+from whizrouter.log_throttle import LogThrottle
 from whizrouter.settings import API_KEY_ENV, BASE_URL_ENV, check_base_url
+from whizrouter.tallies import ProviderCalls, endpoint_of
 
 # The client's logger: one name to configure for everything the client reports.
 logger = logging.getLogger("whizrouter.client")
@@ -72,6 +75,9 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self._resolved: tuple[str, dict[str, str], str] | None = None
+        #: Every HTTP attempt, by endpoint and answer, for the metrics.
+        self.calls = ProviderCalls()
+        self._retry_log = LogThrottle()
 
     async def close(self) -> None:
         """Close the session this transport opened; a session passed in is left open.
@@ -215,19 +221,31 @@ class Transport:
         policy = retry if retry is not None else self._retry
         attempt = 0
         waited = 0.0
+        endpoint = endpoint_of(method, path, payload)
         while True:
             sent = body() if body is not None else data
+            started = monotonic()
             outcome = await self._attempt(method, url, sent, headers, hidden)
             if isinstance(outcome, Answer):
+                self.calls.count(endpoint, outcome.status, monotonic() - started)
                 return outcome
+            self.calls.count(endpoint, outcome.http_code, monotonic() - started)
             attempt += 1
-            pause = await self._pause(policy, outcome, attempt, waited, f"{method} {path}")
+            pause = await self._pause(
+                policy, outcome, attempt, waited, f"{method} {path}", endpoint
+            )
             if pause is None:
                 raise outcome.to_exception() from outcome.cause
             waited += pause
 
     async def _pause(
-        self, policy: RetryPolicy, outcome: ErrorInfo, retry: int, waited: float, what: str
+        self,
+        policy: RetryPolicy,
+        outcome: ErrorInfo,
+        retry: int,
+        waited: float,
+        what: str,
+        endpoint: str,
     ) -> float | None:
         """Wait before retry number ``retry`` and return the delay, or None: give up."""
         if not outcome.retryable:
@@ -236,7 +254,10 @@ class Transport:
         too_long = outcome.retry_after is not None and outcome.retry_after > policy.max_delay
         if too_long or not policy.allows(retry, waited, pause):
             return None
-        logger.warning(
+        # While the provider is down every send retries: a line per endpoint every 10 s, the
+        # rest at debug.
+        logger.log(
+            logging.WARNING if self._retry_log.due(endpoint) else logging.DEBUG,
             "%s failed (%s); retry %d of %d in %.2f s",
             what,
             _describe(outcome),
@@ -269,6 +290,7 @@ class Transport:
         attempt = 0
         waited = 0.0
         while True:
+            started = monotonic()
             try:
                 response = await self._http().request(
                     "GET", url, headers=headers, timeout=timeout, allow_redirects=False
@@ -277,6 +299,7 @@ class Transport:
                 outcome = self._failure(exc)
             else:
                 if 200 <= response.status < 300:
+                    self.calls.count("media", response.status, monotonic() - started)
                     try:
                         yield response
                     finally:
@@ -291,8 +314,9 @@ class Transport:
                     outcome = self._failure(exc)
                 finally:
                     response.release()
+            self.calls.count("media", outcome.http_code, monotonic() - started)
             attempt += 1
-            pause = await self._pause(self._retry, outcome, attempt, waited, what)
+            pause = await self._pause(self._retry, outcome, attempt, waited, what, "media")
             if pause is None:
                 raise outcome.to_exception() from outcome.cause
             waited += pause

@@ -21,8 +21,10 @@ from collections.abc import Callable, Sequence
 
 from whizrouter.dispatcher.state import STOPPED, Lifecycle
 from whizrouter.dispatcher.state_overlay import StateOverlay
+from whizrouter.errors import InboxError
 from whizrouter.inbox.base import Inbox
 from whizrouter.inbox.stored_state import StateWrite
+from whizrouter.log_throttle import LogThrottle
 
 log = logging.getLogger("whizrouter.dispatcher")
 
@@ -104,6 +106,9 @@ class Acks:
         self._slots = slots
         #: Events claimed from the inbox and not yet settled.
         self.unsettled = 0
+        #: Ack batches the inbox failed to settle.
+        self.settle_failures = 0
+        self._failure_log = LogThrottle()
         # Plain flags beside the events, read for every settled event: an Event's is_set is
         # a Python call (two through anyio's), several per event on the hot path. asyncio
         # events, one made per wait: an anyio.Event costs about 3 us to build (a backend
@@ -191,10 +196,10 @@ class Acks:
                     await self._inbox.ack_with_state(batch, writes)
                 else:
                     await self._inbox.ack(batch)
-            except Exception:
+            except Exception as exc:
                 # Unsettled means replayed after a restart: a duplicate, never a loss (and
                 # the replay starts from the state the inbox still holds).
-                log.exception("could not settle %d handled events in the inbox", len(batch))
+                self._log_settle_failure(exc, len(batch))
                 for write in writes:
                     write.failed = True
             finally:
@@ -203,6 +208,22 @@ class Acks:
                 if self._slots is not None:
                     self._slots.release(len(batch))
             self._check_idle()
+
+    def _log_settle_failure(self, exc: Exception, events: int) -> None:
+        """Say a settle failed: once every 10 s (while the disk is full, every batch fails
+        alike), the traceback only for what is not an inbox error, which explains itself."""
+        self.settle_failures += 1
+        if not self._failure_log.due():
+            log.debug("could not settle %d handled events in the inbox: %s", events, exc)
+            return
+        log.error(
+            "could not settle %d handled events in the inbox (%d failed settles so far); they "
+            "are handled again after a restart: %s",
+            events,
+            self.settle_failures,
+            exc,
+            exc_info=None if isinstance(exc, InboxError) else exc,
+        )
 
     async def wait_idle(self) -> None:
         """Wait until every event stored so far has been settled."""

@@ -18,20 +18,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left
 from collections.abc import Callable
+from contextvars import ContextVar
+from time import monotonic
 from typing import Any
 
 import anyio
 
+from whizrouter import json_logs
 from whizrouter.backoff import RetryPolicy
 from whizrouter.context import Context
 from whizrouter.conversation_state import ConversationState
-from whizrouter.defaults import DEFAULT_INBOX_URL
+from whizrouter.defaults import DEFAULT_HANDLER_TIMEOUT, DEFAULT_INBOX_URL
 from whizrouter.dispatcher.acks import Acks, ReplaySlots
 from whizrouter.dispatcher.state import LEAVING, Lifecycle
 from whizrouter.dispatcher.state_overlay import StateOverlay
 from whizrouter.errors import (
     ConfigurationError,
+    HandlerTimeoutError,
+    InboxError,
     InboxUnavailableError,
     MessageValidationError,
     ProviderError,
@@ -39,13 +45,31 @@ from whizrouter.errors import (
 )
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.inbox.stored_state import StateWrite
+from whizrouter.json_logs import EVENT_FIELDS
+from whizrouter.log_throttle import LogThrottle
 from whizrouter.plugins import call_hook, call_hooks, hooks_of
 from whizrouter.routing import HandlerSpec
+from whizrouter.tallies import HANDLER_BUCKETS, Timings
 
 log = logging.getLogger("whizrouter.dispatcher")
 
 #: Builds the ``Context`` for an event, its contact and the attempt number.
 ContextFactory = Callable[[StoredEvent, Any, Any, int], Context]
+
+
+#: The task of the worker running the current handler: found once per worker, since
+#: ``asyncio.current_task`` is a Python function call (before 3.12) and a run needs it only
+#: in case it must be cancelled at its timeout. Each worker task has its own context: this
+#: holds as long as runs are awaited by the lanes' workers themselves, not by tasks they start
+#: (which would inherit the worker's value).
+_WORKER: ContextVar[asyncio.Task[Any] | None] = ContextVar("whizrouter_worker", default=None)
+
+
+def _remember_worker() -> asyncio.Task[Any]:
+    task = asyncio.current_task()
+    assert task is not None  # runs are awaited in a task
+    _WORKER.set(task)
+    return task
 
 
 def worth_retrying(exc: BaseException) -> bool:
@@ -71,6 +95,7 @@ class Attempts:
         make_context: builds the ``Context`` of a run.
         plugins: objects with optional hooks (see ``whizrouter.plugins``).
         retry: the policy of handlers without their own.
+        handler_timeout: seconds a run of a handler without its own ``timeout`` may take.
     """
 
     def __init__(
@@ -83,6 +108,7 @@ class Attempts:
         make_context: ContextFactory,
         plugins: list[object],
         retry: RetryPolicy,
+        handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
     ) -> None:
         self._inbox = inbox
         self._life = life
@@ -115,6 +141,19 @@ class Attempts:
         self.handled = 0
         self.failed_attempts = 0
         self.dead_lettered = 0
+        self._timeout = handler_timeout
+        # Runs under way by seq: (when they are due, their task), for ``cancel_overdue``;
+        # and the seqs it cancelled, to tell its cancellation from a stop's.
+        self._deadlines: dict[int, tuple[float, asyncio.Task[Any]]] = {}
+        self._timed_out: set[int] = set()
+        self._storage_log = LogThrottle()
+        #: Runs by (handler, outcome), for the metrics: ``retry``, a failure retried;
+        #: ``timeout``, a run cancelled at its timeout; ``dead``, an event dead-lettered.
+        #: Successful runs are counted apart, by handler, in ``succeeded`` (no tuple per run).
+        self.outcomes: dict[tuple[str, str], int] = {}
+        self.succeeded: dict[str, int] = {}
+        #: Seconds each run took, by handler, for the metrics.
+        self.timings: dict[str, Timings] = {}
 
     def running_handlers(self) -> list[str]:
         """The handler runs under way, as ``"<event key> in <handler>"``."""
@@ -167,8 +206,19 @@ class Attempts:
         ctx.state_event = stored
         ctx.state_handle = state
         waited = 0.0
+        seq = stored.seq
+        timeout = spec.timeout or self._timeout
+        task = _WORKER.get() or _remember_worker()
+        # With JSON logs, every line logged during the run carries the event.
+        fields = (
+            EVENT_FIELDS.set((stored.key, stored.conversation, spec.name, attempt))
+            if json_logs.in_use
+            else None
+        )
         try:
             while True:
+                started = monotonic()
+                self._deadlines[seq] = (started + timeout, task)
                 try:
                     if self._before_hooks:
                         await call_hooks(self._before_hooks, "before_handle", event, ctx)
@@ -178,7 +228,20 @@ class Attempts:
                         counting = False
                         asyncio.get_running_loop().call_soon(self._release_counting, stored.seq)
                     await spec.callback(event, ctx)
-                except Exception as exc:
+                except (Exception, asyncio.CancelledError) as caught:
+                    del self._deadlines[seq]
+                    self._timed(spec.name, started)
+                    if isinstance(caught, asyncio.CancelledError):
+                        if not self._cut_at_timeout(seq, task):
+                            raise
+                        exc: Exception = HandlerTimeoutError(
+                            f"handler {spec.name} did not finish within {timeout:g} s "
+                            "(its timeout) and was cancelled",
+                            seconds=timeout,
+                        )
+                        self._count(spec.name, "timeout")
+                    else:
+                        exc = caught
                     if counting:  # a hook failed: the next counted event need not wait on it
                         counting = False
                         self._release_counting(stored.seq)
@@ -197,17 +260,61 @@ class Attempts:
                     waited += pause
                     attempt += 1
                     ctx.attempt = attempt
+                    if fields is not None:
+                        EVENT_FIELDS.set((stored.key, stored.conversation, spec.name, attempt))
                 else:
                     if self._after_hooks:
                         await call_hooks(self._after_hooks, "after_handle", event, ctx)
+                    del self._deadlines[seq]
+                    if self._timed_out:  # cancelled as it finished, and it did not notice
+                        self._cut_at_timeout(seq, task)
+                    # Timings.observe and the count, inlined: a call each for every event
+                    # would cost more than their bodies.
+                    elapsed = monotonic() - started
+                    name = spec.name
+                    timings = self.timings.get(name) or self._new_timings(name)
+                    timings.counts[bisect_left(timings.bounds, elapsed)] += 1
+                    timings.total += elapsed
+                    succeeded = self.succeeded
+                    succeeded[name] = succeeded.get(name, 0) + 1
                     self.handled += 1
                     handle = ctx.state_handle
                     write = None if handle is None else handle.write()
                     self._settle(stored.seq, ack=True, write=write)
                     return
         finally:
+            if fields is not None:
+                EVENT_FIELDS.reset(fields)
+            self._deadlines.pop(seq, None)
             if counting:  # the stop came before the handler started
                 self._release_counting(stored.seq)
+
+    def _new_timings(self, handler: str) -> Timings:
+        timings = self.timings[handler] = Timings(HANDLER_BUCKETS)
+        return timings
+
+    def _timed(self, handler: str, started: float) -> None:
+        (self.timings.get(handler) or self._new_timings(handler)).observe(monotonic() - started)
+
+    def _count(self, handler: str, outcome: str) -> None:
+        key = (handler, outcome)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+
+    def _cut_at_timeout(self, seq: int, task: asyncio.Task[Any]) -> bool:
+        """Whether the run of ``seq`` was cancelled by ``cancel_overdue`` alone (then its
+        cancellation is taken back); False for any other cancellation, such as a stop's."""
+        if seq not in self._timed_out:
+            return False
+        self._timed_out.discard(seq)
+        return task.uncancel() == 0
+
+    def cancel_overdue(self) -> None:
+        """Cancel every run past its timeout; the dispatcher calls it about once a second."""
+        now = monotonic()
+        for seq, (due, task) in self._deadlines.items():
+            if due <= now and seq not in self._timed_out:
+                self._timed_out.add(seq)
+                task.cancel()
 
     async def _retry_or_end(
         self,
@@ -249,6 +356,8 @@ class Attempts:
                 log.debug("where handler %s failed", spec.name, exc_info=exc)
             await self.dead(stored, spec.name, attempt, error)
             return None
+        if not isinstance(exc, HandlerTimeoutError):
+            self._count(spec.name, "retry")
         log.warning(
             "handler %s failed on event %s (attempt %d), retrying in %.1f s: %s",
             spec.name,
@@ -259,8 +368,8 @@ class Attempts:
         )
         try:
             await self._inbox.record_attempt(stored.seq, failures, error)
-        except Exception:
-            log.exception("could not record the failed attempt of event %s", stored.key)
+        except Exception as exc:
+            self._storage_failed("record the failed attempt of", stored.key, exc)
         if self._inbox.durable:
             await self._life.pause(policy.wait_for(pause))
         else:
@@ -319,10 +428,11 @@ class Attempts:
         """Move the event to the dead letters after ``attempts`` runs of ``handler``."""
         try:
             await self._inbox.dead(stored.seq, handler=handler, attempts=attempts, error=error)
-        except Exception:
-            log.exception("could not dead-letter event %s; it stays pending", stored.key)
+        except Exception as exc:
+            self._storage_failed("dead-letter (it stays pending)", stored.key, exc)
         else:
             self.dead_lettered += 1
+            self._count(handler, "dead")
             log.error(
                 "event %s of conversation %s is dead after %d attempt%s in %s: %s; %s",
                 stored.key,
@@ -336,8 +446,26 @@ class Attempts:
                 if self._inbox.durable
                 else f"the memory inbox keeps it as dead letter {stored.seq} while the process "
                 "runs (app.inbox.dead_letters(), app.inbox.replay([...]))",
+                extra={
+                    "event": stored.key,
+                    "conversation": stored.conversation,
+                    "handler": handler,
+                },
             )
         self._settle(stored.seq, ack=False)
+
+    def _storage_failed(self, doing: str, key: str, exc: Exception) -> None:
+        """The inbox failed to ``doing`` event ``key``: said once every 10 s per kind."""
+        if not self._storage_log.due(doing):
+            log.debug("could not %s event %s: %s", doing, key, exc)
+            return
+        log.error(
+            "could not %s event %s: %s",
+            doing,
+            key,
+            exc,
+            exc_info=None if isinstance(exc, InboxError) else exc,
+        )
 
     def _settle(self, seq: int, *, ack: bool, write: StateWrite | None = None) -> None:
         """The one settlement of a run: it is no longer under way, nor counted; ``write``

@@ -20,6 +20,7 @@ from anyio.abc import TaskStatus
 
 from whizrouter.backoff import HANDLER_RETRY, RetryPolicy
 from whizrouter.conversation_state import StateAlreadySettled
+from whizrouter.defaults import DEFAULT_HANDLER_TIMEOUT
 from whizrouter.dispatcher.acks import Acks, ReplaySlots
 from whizrouter.dispatcher.attempts import Attempts, ContextFactory
 from whizrouter.dispatcher.lanes import Lanes
@@ -33,6 +34,7 @@ from whizrouter.errors import (
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.routing import Router
 from whizrouter.state import matching_state
+from whizrouter.tallies import Timings
 
 log = logging.getLogger("whizrouter.dispatcher")
 
@@ -56,6 +58,7 @@ class Dispatcher:
         concurrency: how many conversations are handled at once.
         retry: the default retry policy for failing handlers.
         max_claimed: most events held in memory (claimed, not yet settled) at once.
+        handler_timeout: seconds a handler run may take (a handler's own ``timeout`` first).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class Dispatcher:
         concurrency: int = 64,
         retry: RetryPolicy = HANDLER_RETRY,
         max_claimed: int | None = None,
+        handler_timeout: float = DEFAULT_HANDLER_TIMEOUT,
     ) -> None:
         self._inbox = inbox
         self._router = router
@@ -96,11 +100,17 @@ class Dispatcher:
             make_context=make_context,
             plugins=plugins,
             retry=retry,
+            handler_timeout=handler_timeout,
         )
+        # Overdue runs are looked for about ten times per shortest timeout, at most once a
+        # second: no timer per run on the hot path, a run cancelled at most that much late.
+        shortest = min([handler_timeout, *(h.timeout for h in router.handlers() if h.timeout)])
+        self._timeout_sweep = min(1.0, shortest / 10)
         self._run = self._attempts.run  # looked up once: called for every event
         self._lanes = Lanes(concurrency, self._handle, self._life, slots)
         self._intake_scope = anyio.CancelScope()
         self._worker_scope = anyio.CancelScope()
+        self._sweep_scope = anyio.CancelScope()
         #: Events no handler wanted (settled without a run), for logs and tests.
         self.unhandled = 0
 
@@ -125,6 +135,17 @@ class Dispatcher:
         return self._attempts.failed_attempts
 
     @property
+    def handler_outcomes(self) -> dict[tuple[str, str], int]:
+        """Handler runs by (handler, outcome): ``ok``, ``retry``, ``timeout``, ``dead``."""
+        attempts = self._attempts
+        return {**{(name, "ok"): n for name, n in attempts.succeeded.items()}, **attempts.outcomes}
+
+    @property
+    def handler_timings(self) -> dict[str, Timings]:
+        """Seconds each handler's runs took, by handler."""
+        return self._attempts.timings
+
+    @property
     def dead_lettered(self) -> int:
         """Events moved to the dead letters."""
         return self._attempts.dead_lettered
@@ -135,7 +156,14 @@ class Dispatcher:
             group.start_soon(self._claim_loop)
             group.start_soon(self._run_workers)
             group.start_soon(self._acks.run_flusher)
+            group.start_soon(self._cancel_overdue)
             task_status.started()
+
+    async def _cancel_overdue(self) -> None:
+        with self._sweep_scope:  # cancelled once the workers have ended
+            while True:
+                await anyio.sleep(self._timeout_sweep)
+                self._attempts.cancel_overdue()
 
     async def _claim_loop(self) -> None:
         acks = self._acks
@@ -166,6 +194,7 @@ class Dispatcher:
         finally:
             # Also when the claim loop failed and cancelled us: ``drain`` waits on this.
             self._life.workers_ended()
+            self._sweep_scope.cancel()
             self._lanes.state_changed()
             self._acks.workers_ended()
 

@@ -267,6 +267,12 @@ class Inbox(Protocol):
         """
         return None  # a body of its own: a default, not a method to implement
 
+    async def oldest_waiting(self) -> float | None:
+        """When (Unix time) the oldest unsettled event was stored, or None when none waits
+        or the backend cannot tell cheaply; the metrics' ``oldest_event_age_seconds``.
+        Default: None, for a backend that cannot tell."""
+        return None  # a body of its own: a default, not a method to implement
+
     def health(self) -> dict[str, object]:
         """Fields for ``GET /healthz`` that only this backend knows (default: none).
 

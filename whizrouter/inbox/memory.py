@@ -164,6 +164,13 @@ class MemoryInbox(Inbox):
         """Events appended and not yet settled."""
         return len(self._ready) + len(self._claimed)
 
+    async def oldest_waiting(self) -> float | None:
+        """When the oldest unsettled event was stored; see ``Inbox.oldest_waiting``."""
+        # Claimed events stay in claim order, which is seq order: the first is the oldest.
+        firsts = [next(iter(self._claimed.values()), None), self._ready[0] if self._ready else None]
+        times = [event.received_at for event in firsts if event is not None]
+        return min(times) if times else None
+
     async def stats(self) -> dict[str, int]:
         """Counts by state."""
         return {

@@ -14,6 +14,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from whizrouter.log_throttle import LogThrottle
+
 # The inbox's own logger: one name to configure for everything the sqlite inbox reports.
 logger = logging.getLogger("whizrouter.inbox.sqlite")
 
@@ -44,6 +46,9 @@ class Checkpointer:
         self._due = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Checkpoints that failed (a full disk fails one after every commit).
+        self.failures = 0
+        self._failure_log = LogThrottle()
 
     def start(self) -> None:
         """Start the thread; it waits for ``request``."""
@@ -66,6 +71,19 @@ class Checkpointer:
         if thread is not None:
             thread.join()
 
+    def _failed(self, exc: sqlite3.Error) -> None:
+        # While the disk is full every commit asks for a checkpoint that fails: a line
+        # every 10 s, with how many failed meanwhile.
+        self.failures += 1
+        if self._failure_log.due():
+            logger.warning(
+                "sqlite inbox %s: checkpoint failed (%d so far): %s; the WAL file grows until "
+                "one succeeds, free disk space",
+                self._description,
+                self.failures,
+                exc,
+            )
+
     def _main(self) -> None:
         try:
             conn = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
@@ -81,7 +99,7 @@ class Checkpointer:
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error as exc:
-                    logger.warning("sqlite inbox %s: checkpoint failed: %s", self._description, exc)
+                    self._failed(exc)
                 self._stop.wait(CHECKPOINT_PAUSE)
         finally:
             conn.close()

@@ -38,6 +38,7 @@ from whizrouter.inbox.sqlite.schema import (
     DELETE_PENDING,
     KILL,
     MAX_ROWS,
+    OLDEST_PENDING,
     RECORD_ATTEMPT,
     REPLAY_ALL,
     REPLAY_SOME,
@@ -445,6 +446,13 @@ class SqliteInbox(Inbox):
         """Counts by state: ``pending``, ``dead``, ``seen`` (remembered dedupe keys)."""
         row = await self._submit(lambda conn: conn.execute(STATS).fetchone(), readonly=True)
         return {"pending": row[0], "dead": row[1], "seen": row[2]}
+
+    async def oldest_waiting(self) -> float | None:
+        """When the oldest pending event was stored; see ``Inbox.oldest_waiting``."""
+        row = await self._submit(
+            lambda conn: conn.execute(OLDEST_PENDING).fetchone(), readonly=True
+        )
+        return float(row[0]) if row else None
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The oldest dead letters (by seq), up to ``limit``."""

@@ -104,6 +104,8 @@ KILL = (
     "UPDATE events SET state = 2, handler = ?, attempts = ?, error = ?, died_at = ? "
     "WHERE seq = ? AND state = 0"
 )
+#: When the oldest pending event was stored (seq order is arrival order).
+OLDEST_PENDING = "SELECT received_at FROM events WHERE state = 0 ORDER BY seq LIMIT 1"
 STATS = (
     "SELECT (SELECT count(*) FROM events WHERE state = 0), "
     f"(SELECT count(*) FROM events WHERE state = 2), {COUNT_SEEN}"
