@@ -40,7 +40,9 @@ async def test_health_path_puts_it_elsewhere_or_nowhere(
     client = await aiohttp_client(web_app)
     assert (await client.get("/status/wa")).status == 200
     assert (await client.get("/wa/healthz")).status == 404
-    assert [r.canonical for r in other.router.resources()] == ["/webhook"]
+    # The readiness check and the metrics stay beside the webhook.
+    assert (await client.get("/wa/metrics")).status == 200
+    assert [r.canonical for r in other.router.resources()] == ["/webhook", "/readyz", "/metrics"]
 
 
 @pytest.mark.parametrize(
