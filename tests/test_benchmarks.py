@@ -17,7 +17,7 @@ from benchmarks.scenarios import CONVERSATIONS, build_scenarios
 from whizrouter.payloads import split_callback
 from whizrouter.runtime import uvloop_version
 
-HANDLING_SERVERS = ("handwritten", "typed", "memory", "sqlite")
+HANDLING_SERVERS = ("handwritten", "typed", "durable", "memory", "sqlite")
 
 
 def _results(path: Path) -> dict[str, Any]:
@@ -60,6 +60,7 @@ def test_smoke_run_measures_every_part_and_every_bot_dispatched(tmp_path: Path) 
         ("baseline", "asyncio"),
         ("handwritten", "asyncio"),
         ("typed", "asyncio"),
+        ("durable", "asyncio"),
         ("memory", whizrouter_loop),
         ("sqlite", whizrouter_loop),
     ):
