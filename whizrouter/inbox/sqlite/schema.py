@@ -81,7 +81,7 @@ DATA_VERSION = "PRAGMA data_version"
 #: Events per INSERT statement.
 MAX_ROWS = 128
 #: What one event is inserted as: kind, key, conversation, received_at, body.
-EventRow = tuple[str, str, str, float, bytes]
+EventRow = tuple[str, str, str, float, bytes | bytearray]
 REPLAY = (
     "INSERT INTO events(kind, key, conversation, received_at, body) "
     "SELECT kind, key, conversation, ?2, body FROM events WHERE state = 2 {} ORDER BY seq"
