@@ -203,7 +203,7 @@ class SqliteInbox(Inbox):
             insert=self._insert,
             prune=self._maintain,
             prune_interval=self._prune_interval,
-            on_rollback=self._seen.invalidate,
+            on_rollback=self._rolled_back,
             after_settle=self._after_settle,
         )
         self._claims = Claims(
@@ -238,6 +238,12 @@ class SqliteInbox(Inbox):
         logger.info(
             "sqlite inbox %s open: %d events pending", self.description, self._counts.backlog
         )
+
+    def _rolled_back(self) -> None:
+        """On the writer thread: what mirrors the file in memory is read again."""
+        self._seen.invalidate()
+        if self._claims is not None:
+            self._claims.forget_fresh()
 
     def _maintain(self, conn: sqlite3.Connection) -> float:
         """Between commit groups, on the writer thread: the dedupe window's upkeep."""
@@ -303,6 +309,7 @@ class SqliteInbox(Inbox):
         if self._seen.merge_due and self._writer is not None:
             self._writer.maintain_soon()
         rows: list[EventRow] = []
+        stored: list[RawEvent] = []
         counts = []
         for batch in batches:
             before = len(rows)
@@ -315,10 +322,14 @@ class SqliteInbox(Inbox):
                     # raises and clears an AttributeError (about 5,000 instructions an event).
                     body = bytearray(event.body)
                     rows.append((event.kind, event.key, event.conversation, now, body))
+                    stored.append(event)
             counts.append(len(rows) - before)
+        claims = self._claims
         for start in range(0, len(rows), MAX_ROWS):
             chunk = rows[start : start + MAX_ROWS]
-            conn.execute(insert_sql(len(chunk)), [value for row in chunk for value in row])
+            cursor = conn.execute(insert_sql(len(chunk)), [value for row in chunk for value in row])
+            if claims is not None and cursor.lastrowid:
+                claims.inserted(cursor.lastrowid, stored[start : start + MAX_ROWS], now)
         self._counts.writes += len(rows)
         return counts
 
@@ -426,6 +437,8 @@ class SqliteInbox(Inbox):
         return await self._submit(lambda conn: self._replay_rows(conn, chosen), self._inserted)
 
     def _replay_rows(self, conn: sqlite3.Connection, seqs: str | None) -> int:
+        if self._claims is not None:
+            self._claims.forget_fresh()  # the replayed rows are not in memory
         now = time.time()
         if seqs is None:
             count = conn.execute(REPLAY_ALL, (None, now)).rowcount
