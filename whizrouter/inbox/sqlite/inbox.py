@@ -34,7 +34,6 @@ from whizrouter.inbox.sqlite.schema import (
     DEAD_LETTERS,
     DELETE_ALL_DEAD,
     DELETE_DEAD,
-    DELETE_PENDING,
     KILL,
     MAX_ROWS,
     RECORD_ATTEMPT,
@@ -43,6 +42,7 @@ from whizrouter.inbox.sqlite.schema import (
     STATS,
     EventRow,
     create_or_check,
+    delete_pending,
     insert_sql,
     json_array,
     rowcount,
@@ -388,8 +388,7 @@ class SqliteInbox(Inbox):
     async def ack(self, seqs: Sequence[int]) -> None:
         """Settle handled events (they are deleted; their keys stay in the dedupe window)."""
         if seqs:
-            params = (json_array(seqs),)
-            await self._submit(rowcount(DELETE_PENDING, params), self._settled)
+            await self._submit(rowcount(*delete_pending(seqs)), self._settled)
 
     def _settled(self, count: int) -> None:
         self._counts.backlog -= count
