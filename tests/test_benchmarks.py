@@ -161,3 +161,19 @@ def test_bots_without_a_status_handler_are_held_to_their_messages_only(tmp_path:
         # Only whizrouter's bots lose their status handler: the typed bot still types them.
         for result in results[part]["statuses"]["typed"]["rounds"]:
             assert result["check"]["handled"] == 3 * result["check"]["ok"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_tuned_sqlite_variant_runs_only_when_named(tmp_path: Path) -> None:
+    results = _smoke(
+        tmp_path,
+        *("--parts", "http", "--scenarios", "onprem"),
+        *("--servers", "baseline", "sqlite", "sqlite-aged"),
+    )
+
+    _assert_dispatched(results["http"], ("sqlite", "sqlite-aged"))
+    assert (
+        "sqlite-aged"
+        not in _smoke(tmp_path, "--parts", "http", "--scenarios", "onprem")["http"]["onprem"]
+    )
