@@ -25,7 +25,10 @@ from benchmarks.processes import ROOT, Pinning, child_env, python_module
 from benchmarks.scenarios import Scenario
 
 #: The servers, baseline first: ratios are taken against it.
-SERVERS = ("baseline", "handwritten", "typed", "memory", "sqlite")
+SERVERS = ("baseline", "handwritten", "typed", "durable", "memory", "sqlite")
+#: Servers the runner measures only when asked (``--servers``): tuned variants, not what a
+#: user runs, printed beside the others and labelled.
+TUNED_SERVERS = ("sqlite-aged",)
 BASELINE = "baseline"
 #: Served by uvicorn (``benchmarks.asgi_servers``); run only when named with ``--servers``.
 ASGI_SERVERS = ("asgi-baseline", "asgi")
@@ -127,7 +130,7 @@ class ServerProcess:
             RuntimeError: the server exited or did not announce its port in time.
         """
         args = [self.kind]
-        if self.kind == "sqlite":
+        if self.kind in ("durable", "sqlite", "sqlite-aged"):
             args += ["--db", str(self._workdir / f"{self.label}.db")]
         if self._python_gc:
             args.append("--python-gc")

@@ -17,7 +17,7 @@ from benchmarks.scenarios import CONVERSATIONS, build_scenarios
 from whizrouter.payloads import split_callback
 from whizrouter.runtime import uvloop_version
 
-HANDLING_SERVERS = ("handwritten", "typed", "memory", "sqlite")
+HANDLING_SERVERS = ("handwritten", "typed", "durable", "memory", "sqlite")
 
 
 def _results(path: Path) -> dict[str, Any]:
@@ -60,6 +60,7 @@ def test_smoke_run_measures_every_part_and_every_bot_dispatched(tmp_path: Path) 
         ("baseline", "asyncio"),
         ("handwritten", "asyncio"),
         ("typed", "asyncio"),
+        ("durable", "asyncio"),
         ("memory", whizrouter_loop),
         ("sqlite", whizrouter_loop),
     ):
@@ -160,3 +161,19 @@ def test_bots_without_a_status_handler_are_held_to_their_messages_only(tmp_path:
         # Only whizrouter's bots lose their status handler: the typed bot still types them.
         for result in results[part]["statuses"]["typed"]["rounds"]:
             assert result["check"]["handled"] == 3 * result["check"]["ok"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_tuned_sqlite_variant_runs_only_when_named(tmp_path: Path) -> None:
+    results = _smoke(
+        tmp_path,
+        *("--parts", "http", "--scenarios", "onprem"),
+        *("--servers", "baseline", "sqlite", "sqlite-aged"),
+    )
+
+    _assert_dispatched(results["http"], ("sqlite", "sqlite-aged"))
+    assert (
+        "sqlite-aged"
+        not in _smoke(tmp_path, "--parts", "http", "--scenarios", "onprem")["http"]["onprem"]
+    )

@@ -135,3 +135,16 @@ async def test_memory_stays_bounded_with_many_pending_events(tmp_path: Path) -> 
         await inbox.close()
     assert inbox.backlog() == 5000
     assert peak < 2_000_000
+
+
+async def test_acks_delete_exactly_the_seqs_given_as_a_run_or_not(opened: SqliteInbox) -> None:
+    await opened.append([event(n) for n in range(1, 9)])
+    seqs = [e.seq for e in await claim_n(opened, 8)]
+    await opened.dead(seqs[2], handler="bot:echo", attempts=5, error="boom")
+
+    await opened.ack(seqs[0:4])  # one run, a dead letter inside: it stays dead
+    await opened.ack([seqs[4], seqs[4], seqs[6]])  # as many seqs as a run 4..6, not a run
+    assert await opened.stats() == {"pending": 2, "dead": 1, "seen": 8}
+    assert opened.backlog() == 2
+    await opened.ack([seqs[7], seqs[5]])
+    assert await opened.stats() == {"pending": 0, "dead": 1, "seen": 8}

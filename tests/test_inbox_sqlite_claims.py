@@ -3,6 +3,7 @@ a restart or a crash, never lost to a cancelled claim, and the backlog re-counte
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import sys
 import threading
@@ -159,3 +160,45 @@ async def test_a_backlog_recount_in_the_same_commit_as_appends_counts_them_once(
     assert {e.key for e in claimed} >= {"m:1", "m:2"}
     assert opened.backlog() == 3
     assert (await opened.stats())["pending"] == 3
+
+
+async def test_events_handed_out_from_memory_are_the_files_next_rows(opened: SqliteInbox) -> None:
+    # The first claim reads the file; after it, this process's appends are handed out from
+    # memory, a few at a time when the claim asks for fewer, and equal to what was stored.
+    await opened.append([event(1)])
+    assert [e.key for e in await claim_n(opened, 1)] == ["m:1"]
+    await opened.append([event(2), event(3), event(1)])
+    await opened.append([event(4, body=b'{"n":4}')])
+    first = await opened.claim(2)
+    rest = await opened.claim(10)
+    assert [e.key for e in first + rest] == ["m:2", "m:3", "m:4"]
+    assert [e.seq for e in first + rest] == sorted(e.seq for e in first + rest)
+
+    with contextlib.closing(sqlite3.connect(opened.path)) as conn:
+        columns = "seq, kind, key, conversation, body, attempts, received_at"
+        stored = {row[0]: row[1:] for row in conn.execute(f"SELECT {columns} FROM events")}
+    for e in first + rest:
+        assert stored[e.seq] == (
+            e.kind, e.key, e.conversation, e.body, e.attempts, e.received_at
+        ), e  # fmt: skip
+        assert not e.maybe_ran
+
+
+async def test_rows_another_process_appends_are_handed_out_in_order(
+    opened: SqliteInbox,
+) -> None:
+    receiver = SqliteInbox(opened.path)  # a receiver-only process on the same file
+    await receiver.open()
+    try:
+        await opened.append([event(1)])
+        assert [e.key for e in await claim_n(opened, 1)] == ["m:1"]
+        await opened.append([event(2)])
+        assert await receiver.append([event(3)]) == 1
+        await opened.append([event(4)])
+        handed = await claim_n(opened, 3)
+        assert [e.key for e in handed] == ["m:2", "m:3", "m:4"]
+        await opened.append([event(5)])  # and from memory again after that
+        assert [e.key for e in await claim_n(opened, 1)] == ["m:5"]
+        assert opened.backlog() == 5
+    finally:
+        await receiver.close()

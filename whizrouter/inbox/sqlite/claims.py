@@ -9,6 +9,14 @@ every claimed event that reached a handler and clears the mark, so the next star
 
 The first claim also takes the file's consumer lock (``whizrouter.inbox.sqlite.lock``): a
 second consumer of the same file would handle every event twice.
+
+Events this process appends are handed out from memory rather than read back: once a claim
+found no more pending rows after the cursor than it asked for, the inbox tells the claims
+each event it inserts (``inserted``), and while nothing else can have added rows after the
+cursor, those in-memory events are exactly the file's next pending rows. Another process's
+commit (``PRAGMA data_version``), a replay, or a rollback (``forget_fresh``) sends the next
+claim back to the file. Reading the rows back was a fifth of the writer's work per event
+(callgrind: 9,500 of 45,800 instructions for one-message callbacks).
 """
 
 from __future__ import annotations
@@ -17,13 +25,14 @@ import asyncio
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
 
 from whizrouter.errors import InboxError
-from whizrouter.inbox.base import StoredEvent, build_stored_event
+from whizrouter.inbox.base import RawEvent, StoredEvent, build_stored_event
 from whizrouter.inbox.sqlite.lock import ConsumerLock
 from whizrouter.inbox.sqlite.schema import (
     CLAIMED_THROUGH,
@@ -111,9 +120,29 @@ class Claims:
         # that crashed (0: none).
         self._maybe_ran_through = 0
         self._claim_mark = 0  # ``counts.writes`` when the last claim looked
+        # Writer thread only: while ``_fresh_valid``, the file's pending rows after the cursor
+        # are exactly these events, which this process inserted (see the module docstring).
+        self._fresh: deque[StoredEvent] = deque()
+        self._fresh_valid = False
         self.data_version = 0
         # Called when a claim finds the file changed by another process.
         self._changed_elsewhere = changed_elsewhere
+
+    def inserted(self, last_seq: int, events: Sequence[RawEvent], now: float) -> None:
+        """On the writer thread, in the open transaction: one INSERT stored ``events`` as the
+        rows up to ``last_seq`` (consecutive seqs), received at ``now``."""
+        if self._fresh_valid:
+            first = last_seq - len(events) + 1
+            self._fresh.extend(
+                build_stored_event(first + n, e.kind, e.key, e.conversation, e.body, 0, now)
+                for n, e in enumerate(events)
+            )
+
+    def forget_fresh(self) -> None:
+        """On the writer thread: rows after the cursor may differ from those in memory (a
+        rollback, a replay): the next claim reads them from the file."""
+        self._fresh_valid = False
+        self._fresh.clear()
 
     def wake(self) -> None:
         """Wake a waiting ``claim`` (at close: it then sees the writer stopping and fails)."""
@@ -181,17 +210,28 @@ class Claims:
                     self._description,
                     taken,
                 )
-        rows: Iterable[ReadyRow] = conn.execute(SELECT_READY, (self._cursor, limit))
-        # One build per event with every field (StoredEvent is frozen; see build_stored_event).
-        if through := self._maybe_ran_through:
-            events = [build_stored_event(*row, row[0] <= through) for row in rows]
-        else:
-            events = [build_stored_event(*row) for row in rows]
-        if events or not self._recovered:
-            conn.execute(SET_CLAIMED_THROUGH, (events[-1].seq if events else self._cursor,))
-        # Another process (the CLI's replay) changed the file: re-count the backlog.
+        # Another process (the CLI's replay, a receiver-only process) changed the file: read
+        # the rows back, and re-count the backlog.
         version = scalar(conn, DATA_VERSION)
         changed = version != self.data_version
+        if changed:
+            self.forget_fresh()
+        fresh = self._fresh
+        if self._fresh_valid:
+            events = [fresh.popleft() for _ in range(min(limit, len(fresh)))]
+        else:
+            rows: list[ReadyRow] = conn.execute(SELECT_READY, (self._cursor, limit)).fetchall()
+            # One build per event with every field (StoredEvent is frozen; see
+            # build_stored_event).
+            if through := self._maybe_ran_through:
+                events = [build_stored_event(*row, row[0] <= through) for row in rows]
+            else:
+                events = [build_stored_event(*row) for row in rows]
+            # Fewer than asked for: none is left after them, so what this process inserts
+            # from now on is the next to hand out.
+            self._fresh_valid = len(rows) < limit
+        if events or not self._recovered:
+            conn.execute(SET_CLAIMED_THROUGH, (events[-1].seq if events else self._cursor,))
         backlog = scalar(conn, COUNT_PENDING) if changed else None
         return events, backlog, mark, version
 

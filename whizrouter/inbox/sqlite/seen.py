@@ -49,11 +49,17 @@ INSERT OR IGNORE INTO meta(name, value) VALUES ('seen_generation', 0);
 # Keys and seqs travel as one JSON array, so a whole group needs one statement whatever its
 # size: each statement hands the GIL to the busy event loop and waits to get it back.
 IN_JSON = "IN (SELECT value FROM json_each(?1))"
-_OLDER_SEEN = f"SELECT key FROM seen WHERE key {IN_JSON} AND at >= ?2"
 # ``id`` comes from AUTOINCREMENT: never reused, so "rows after id N" stays meaningful after
 # deletes.
 _APPEND_RECENT = "INSERT INTO seen_recent(key, at) SELECT value, ?2 FROM json_each(?1)"
+# The keys of ?1 that the older level does not hold inside the window, appended at once: the
+# look-up and the append in one statement (one GIL hand-over, one JSON array less per group).
+_APPEND_UNSEEN = (
+    "INSERT INTO seen_recent(key, at) SELECT j.value, ?3 FROM json_each(?1) AS j "
+    "WHERE NOT EXISTS (SELECT 1 FROM seen WHERE seen.key = j.value AND seen.at >= ?2)"
+)
 _RECENT_AFTER = "SELECT id, key, at FROM seen_recent WHERE id > ? ORDER BY id"
+_APPENDED = "SELECT id, key FROM seen_recent WHERE id > ? ORDER BY id"
 _GENERATION = "SELECT value FROM meta WHERE name = 'seen_generation'"
 _NEXT_GENERATION = "UPDATE meta SET value = value + 1 WHERE name = 'seen_generation'"
 # A merge's keys, sorted by sqlite (without holding the GIL, which sorting 50,000 keys in
@@ -139,15 +145,28 @@ class SeenKeys:
                 unknown.append(key)
             elif at < fresh_after:
                 new.add(key)  # the older level can only hold it from even earlier
-        if unknown:
-            older = {key for (key,) in conn.execute(_OLDER_SEEN, (_json(unknown), fresh_after))}
-            new.update(key for key in unknown if key not in older)
-        if new:
+        if new:  # keys of the recent level that expired: new again, whatever the older says
             ordered = [key for key in keys if key in new]
             cursor = conn.execute(_APPEND_RECENT, (_json(ordered), now))
             for key in ordered:
                 recent[key] = now
             self._through = cursor.lastrowid or self._through
+        if unknown:
+            before = self._through
+            cursor = conn.execute(_APPEND_UNSEEN, (_json(unknown), fresh_after, now))
+            if cursor.rowcount == len(unknown):  # the usual case: none was seen before
+                appended = unknown
+                self._through = cursor.lastrowid or self._through
+            elif cursor.rowcount > 0:  # some were redeliveries: read back which were appended
+                appended = []
+                for row_id, key in conn.execute(_APPENDED, (before,)):
+                    appended.append(key)
+                    self._through = row_id
+            else:
+                appended = []
+            for key in appended:
+                recent[key] = now
+            new.update(appended)
         return new
 
     def maintain(self, conn: sqlite3.Connection, *, interval: float, description: str) -> float:
