@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar, final
 
@@ -19,7 +19,7 @@ import orjson
 from aiohttp import web
 
 from whizrouter.backoff import HANDLER_RETRY, RetryPolicy
-from whizrouter.bootstrap import register_webhook
+from whizrouter.bootstrap import register_at_start
 from whizrouter.client import WhizardClient
 from whizrouter.context import Context
 from whizrouter.defaults import ApiShape
@@ -29,7 +29,6 @@ from whizrouter.errors import (
     RegistrationClosedError,
     WhizrouterError,
 )
-from whizrouter.filters import Predicate, TextChoice
 from whizrouter.health import health_report
 from whizrouter.inbox.base import Inbox, StoredEvent
 from whizrouter.lifecycle import (
@@ -45,17 +44,16 @@ from whizrouter.lifecycle import (
     why_dispatcher_ended,
 )
 from whizrouter.metrics import Metrics
-from whizrouter.mount import mount
+from whizrouter.mount import attach_bot
 from whizrouter.numbers import ContextFactory, Decoder, Number, Numbers
 from whizrouter.parts import Parts
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, check_plugins, load_plugin, plugin_name
 from whizrouter.readiness import Readiness
 from whizrouter.receiver import WEBHOOK_PATH, Receiver
-from whizrouter.routing import MessageDecorator, RawHandlerT, Router, StatusDecorator
+from whizrouter.routing import Router
 from whizrouter.send_journal import SendJournals
 from whizrouter.settings import Settings
-from whizrouter.state import NO_FILTER, NoFilter, StateMatch
 from whizrouter.stored_body import decode_event
 
 log = logging.getLogger("whizrouter")
@@ -178,55 +176,17 @@ class WhizRouter:
         #: ``GET /metrics`` (see ``whizrouter.metrics``) and ``GET /readyz``.
         self.metrics = Metrics(self)
         self.readiness = Readiness(self)
+        # The decorators are the app's own router's, with their signatures (``Router``).
+        #: Register a message handler; see ``Router.on_message``.
+        self.on_message = self.router.on_message
+        #: Register a status handler; see ``Router.on_status``.
+        self.on_status = self.router.on_status
+        #: Register a handler for raw callbacks; see ``Router.on_raw``.
+        self.on_raw = self.router.on_raw
+        #: Add a router's handlers after the app's own; see ``Router.include_router``.
+        self.include_router = self.router.include_router
 
     # Registration -----------------------------------------------------------------------
-
-    def on_message(
-        self,
-        *predicates: Predicate,
-        type: str | Iterable[str] | None = None,
-        text: TextChoice | Iterable[TextChoice] | None = None,
-        from_: str | Iterable[str] | None = None,
-        retry: RetryPolicy | None = None,
-        number: str | Iterable[str] | None = None,
-        state: StateMatch | NoFilter = NO_FILTER,
-        timeout: float | None = None,
-    ) -> MessageDecorator:
-        """Register a message handler on the app's own router; see ``Router.on_message``."""
-        return self.router.on_message(
-            *predicates,
-            type=type,
-            text=text,
-            from_=from_,
-            retry=retry,
-            number=number,
-            state=state,
-            timeout=timeout,
-        )
-
-    def on_status(
-        self,
-        *predicates: Predicate,
-        status: str | Iterable[str] | None = None,
-        retry: RetryPolicy | None = None,
-        number: str | Iterable[str] | None = None,
-        state: StateMatch | NoFilter = NO_FILTER,
-        timeout: float | None = None,
-    ) -> StatusDecorator:
-        """Register a status handler on the app's own router; see ``Router.on_status``."""
-        return self.router.on_status(
-            *predicates, status=status, retry=retry, number=number, state=state, timeout=timeout
-        )
-
-    def on_raw(
-        self, *predicates: Predicate, retry: RetryPolicy | None = None, timeout: float | None = None
-    ) -> Callable[[RawHandlerT], RawHandlerT]:
-        """Register a handler for raw callbacks; see ``Router.on_raw``."""
-        return self.router.on_raw(*predicates, retry=retry, timeout=timeout)
-
-    def include_router(self, router: Router) -> Router:
-        """Add a router's handlers after the app's own; see ``Router.include_router``."""
-        return self.router.include_router(router)
 
     def use(self, plugin: PluginT) -> PluginT:
         """Enable a plugin object; returns it, so ``mark = app.use(MarkRead())`` works."""
@@ -354,12 +314,7 @@ class WhizRouter:
             if self._numbers is not None:
                 self._numbers.log_numbers()
             await call_hook(self._plugins, "startup", self)
-            if self.role == "worker":
-                log.info("webhook registration: skipped (a worker receives no callbacks)")
-            elif self.settings.webhook_url is not None:
-                await register_webhook(client, self.settings, self._numbers)
-            else:
-                log.info("webhook registration: skipped (WHIZROUTER_WEBHOOK_URL is not set)")
+            await register_at_start(client, self.settings, self.role, self._numbers)
             log_webhook_auth(self.settings, self.role)
             if self.role != "receiver":
                 decode: Decoder = decode_event
@@ -487,19 +442,7 @@ class WhizRouter:
         already routes raises ``ConfigurationError``. The app starts when ``web_app`` starts
         and drains when it shuts down. In the ``worker`` role no webhook is served.
         """
-        beside = {"readyz": self.readiness.handle}
-        if not self.metrics.on_own_port:
-            beside["metrics"] = self.metrics.handle
-        mount(web_app, self.receiver, self.role != "worker", path, health_path, beside)
-        if self._numbers is not None and self.role != "worker":
-            self._numbers.serve(web_app, path, self.receiver)
-
-        async def lifespan(_: web.Application) -> Any:
-            await self.start()
-            yield
-            await self.stop()
-
-        web_app.cleanup_ctx.append(lifespan)
+        attach_bot(self, web_app, path, health_path)
 
     def make_web_app(self) -> web.Application:
         """A fresh aiohttp app serving this bot at ``/webhook`` and ``/healthz``."""

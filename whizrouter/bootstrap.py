@@ -28,6 +28,18 @@ def _same_config(current: dict[str, Any], url: str, headers: dict[str, str]) -> 
     return isinstance(current_headers, dict) and current_headers == headers
 
 
+async def register_at_start(
+    client: WhizardClient, settings: Settings, role: str, numbers: Numbers | None
+) -> None:
+    """The startup step: register the webhook (``register_webhook``), or say why not."""
+    if role == "worker":
+        log.info("webhook registration: skipped (a worker receives no callbacks)")
+    elif settings.webhook_url is not None:
+        await register_webhook(client, settings, numbers)
+    else:
+        log.info("webhook registration: skipped (WHIZROUTER_WEBHOOK_URL is not set)")
+
+
 async def register_webhook(
     client: WhizardClient, settings: Settings, numbers: Numbers | None = None
 ) -> bool:

@@ -9,12 +9,16 @@ would shadow each other, and callbacks would silently go to the wrong one.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
 from aiohttp import web, web_urldispatcher
 
 from whizrouter.errors import ConfigurationError
 from whizrouter.receiver import Receiver
+
+if TYPE_CHECKING:
+    from whizrouter.app import WhizRouter
 
 #: A GET route's handler.
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -83,3 +87,24 @@ def mount(
         web_app.router.add_get(health_path, receiver.healthz)
     for other, handler in others.items():
         web_app.router.add_get(other, handler)
+
+
+def attach_bot(
+    bot: WhizRouter, web_app: web.Application, path: str, health_path: str | None
+) -> None:
+    """``bot.attach(web_app)``: its routes (several numbers' paths too), and its start and stop
+    tied to ``web_app``'s."""
+    takes_callbacks = bot.role != "worker"
+    beside: dict[str, Handler] = {"readyz": bot.readiness.handle}
+    if not bot.metrics.on_own_port:
+        beside["metrics"] = bot.metrics.handle
+    mount(web_app, bot.receiver, takes_callbacks, path, health_path, beside)
+    if bot.numbers is not None and takes_callbacks:
+        bot.numbers.serve(web_app, path, bot.receiver)
+
+    async def lifespan(_: web.Application) -> AsyncIterator[None]:
+        await bot.start()
+        yield
+        await bot.stop()
+
+    web_app.cleanup_ctx.append(lifespan)
