@@ -38,8 +38,11 @@ async def test_append_claim_ack(nats_url: str) -> None:
         assert claimed[0].seq < claimed[1].seq  # one conversation: stored in order
         assert all(e.attempts == 0 and e.received_at >= before - 1 for e in claimed)
         assert (await inbox.stats())["pending"] == inbox.backlog() == 3
+        oldest = await inbox.oldest_waiting()  # the metrics' oldest_event_age_seconds
+        assert oldest is not None and before - 1 <= oldest <= time.time() + 1
         await inbox.ack([e.seq for e in claimed])  # returns once JetStream confirmed
         assert (await inbox.stats())["pending"] == inbox.backlog() == 0
+        assert await inbox.oldest_waiting() is None
 
 
 async def test_backlog_covers_what_other_processes_append_and_settle(nats_url: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -101,7 +102,7 @@ async def test_every_counter_matches_a_known_mix_of_traffic(
 
 async def test_the_oldest_waiting_event_is_measured(make_app: MakeApp, serve: Serve) -> None:
     app = make_app()
-    release = __import__("asyncio").Event()
+    release = asyncio.Event()
 
     @app.on_message()
     async def slow(message: TextMessage, ctx: Context) -> None:

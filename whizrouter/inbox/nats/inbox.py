@@ -20,6 +20,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
@@ -262,6 +263,19 @@ class NatsInbox(Inbox):
         with contextlib.suppress(nats.errors.Error):
             await self._backlog.refresh()
         self._spawn(self._backlog.refresh_forever(lambda: self._stopping))
+
+    async def oldest_waiting(self) -> float | None:
+        """When the oldest unsettled event was stored: the stream keeps only those (work-queue
+        retention: an ack or a dead letter removes the message), so its first message's time.
+        Two requests to the server, made only when ``/metrics`` is scraped."""
+        info = await self._js.stream_info(self._layout.stream)
+        if not info.state.messages:
+            return None
+        try:
+            first = await self._js.get_msg(self._layout.stream, seq=info.state.first_seq, next=True)
+        except nats.js.errors.NotFoundError:
+            return None  # settled between the two requests
+        return first.time.timestamp() if first.time is not None else None
 
     async def _count_stream(self) -> int:
         info = await self._js.stream_info(self._layout.stream)
