@@ -11,9 +11,20 @@ from pathlib import Path
 
 import aiohttp
 
-from whizrouter.testing import free_port
+from whizrouter.testing import FakeProvider, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def sqlite_bot_env(fake: FakeProvider, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a bot that replies through ``fake`` and stores its events in a
+    sqlite inbox under ``tmp_path``; ``extra`` adds or overrides variables."""
+    return {
+        "WHIZARD_API_KEY": fake.api_key,
+        "WHIZARD_BASE_URL": fake.base_url,
+        "WHIZROUTER_INBOX": f"sqlite:///{tmp_path / 'inbox.db'}",
+        **extra,
+    }
 
 
 class BotProcess:

@@ -7,15 +7,17 @@ process itself must still end up dead instead of looping.
 
 from __future__ import annotations
 
+import functools
 import signal
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.process import BotProcess
+from tests.crash.conftest import MakeBot
+from tests.process import BotProcess, sqlite_bot_env
 from whizrouter.testing import FakeProvider, RecordedCall, free_port, text_callback
 
 pytestmark = pytest.mark.slow
@@ -24,26 +26,9 @@ BOT = "tests.bots.poison_bot:app"
 
 
 @pytest.fixture
-def bots() -> Iterator[Callable[[dict[str, str], int], BotProcess]]:
-    """Makes bot processes, and kills any still running when the test ends (also failed)."""
-    made: list[BotProcess] = []
-
-    def make(env: dict[str, str], port: int) -> BotProcess:
-        made.append(BotProcess(BOT, env, port=port))
-        return made[-1]
-
-    yield make
-    for bot in made:
-        bot.kill()
-
-
-def bot_env(fake: FakeProvider, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        "WHIZARD_API_KEY": fake.api_key,
-        "WHIZARD_BASE_URL": fake.base_url,
-        "WHIZROUTER_INBOX": f"sqlite:///{tmp_path / 'inbox.db'}",
-        **extra,
-    }
+def bots(bot_processes: MakeBot) -> Callable[[dict[str, str], int], BotProcess]:
+    """This module's bot, as processes that never outlive the test."""
+    return functools.partial(bot_processes, BOT)
 
 
 async def post(url: str, text: str, message_id: str, wa_id: str) -> None:
@@ -80,7 +65,9 @@ async def test_events_a_crashed_process_only_held_run_after_the_restart(
     async with FakeProvider() as fake:
         # One worker, busy with a slow event: the ten behind it are held in the bot's memory,
         # claimed from the inbox and never started, at each of two crashes.
-        env = bot_env(fake, tmp_path, POISON_BOT_SLOW_SECONDS="60", WHIZROUTER_CONCURRENCY="1")
+        env = sqlite_bot_env(
+            fake, tmp_path, POISON_BOT_SLOW_SECONDS="60", WHIZROUTER_CONCURRENCY="1"
+        )
         held = [f"wamid.held-{n}" for n in range(10)]
         for attempt in (1, 2):
             bot = bots(env, port)
@@ -115,7 +102,7 @@ async def test_an_event_that_kills_the_process_every_time_ends_up_dead(
 ) -> None:
     port = free_port()
     async with FakeProvider() as fake:
-        env = bot_env(fake, tmp_path)
+        env = sqlite_bot_env(fake, tmp_path)
         bot = bots(env, port)
         await bot.start()
         await post(bot.url + "/webhook", "poison", "wamid.poison", "15550000001")

@@ -8,16 +8,18 @@ A dead letter replayed with ``whizrouter dead replay --all`` does not send its r
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests.crash.conftest import MakeBot
 from tests.crash.test_sigkill import Provider, handled_counts, settled_health, wait_until_handled
-from tests.process import ROOT, BotProcess
+from tests.process import ROOT, BotProcess, sqlite_bot_env
 from whizrouter.testing import FakeProvider, free_port, text_callback
 
 pytestmark = pytest.mark.slow
@@ -30,27 +32,13 @@ KILL_OFFSET = 0.15
 
 
 @pytest.fixture
-def bots() -> Iterator[Callable[[dict[str, str], int], BotProcess]]:
-    """Makes bot processes, and kills any still running when the test ends (also failed)."""
-    made: list[BotProcess] = []
-
-    def make(env: dict[str, str], port: int) -> BotProcess:
-        made.append(BotProcess(BOT, env, port=port))
-        return made[-1]
-
-    yield make
-    for bot in made:
-        bot.kill()
+def bots(bot_processes: MakeBot) -> Callable[[dict[str, str], int], BotProcess]:
+    """This module's bot, as processes that never outlive the test."""
+    return functools.partial(bot_processes, BOT)
 
 
 def bot_env(fake: FakeProvider, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return {
-        "WHIZARD_API_KEY": fake.api_key,
-        "WHIZARD_BASE_URL": fake.base_url,
-        "WHIZROUTER_INBOX": f"sqlite:///{tmp_path / 'inbox.db'}",
-        "WHIZROUTER_CONCURRENCY": str(CONCURRENCY),
-        **extra,
-    }
+    return sqlite_bot_env(fake, tmp_path, WHIZROUTER_CONCURRENCY=str(CONCURRENCY), **extra)
 
 
 @pytest.mark.timeout(120)
