@@ -52,18 +52,16 @@ class BotProcess:
         await self.launch()
         await self.wait_healthy(timeout)
 
+    def command(self) -> list[str]:
+        """The arguments after ``python -m``: what serves ``target`` on ``port``."""
+        return ["whizrouter", "run", self.target, "--host", "127.0.0.1", "--port", str(self.port)]
+
     async def launch(self) -> None:
         """Start the process without waiting for it."""
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "whizrouter",
-            "run",
-            self.target,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
+            *self.command(),
             *self.args,
             env=self.env,
             cwd=self.cwd,

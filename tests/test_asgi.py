@@ -11,7 +11,6 @@ import asyncio
 import base64
 import logging
 import signal
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,21 +33,8 @@ AUTH = {"Authorization": "Basic " + base64.b64encode(b"provider:s3cret").decode(
 class UvicornProcess(BotProcess):
     """``python -m uvicorn TARGET`` as a child process on a free port."""
 
-    async def launch(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "uvicorn",
-            self.target,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            env=self.env,
-            cwd=self.cwd,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+    def command(self) -> list[str]:
+        return ["uvicorn", self.target, "--host", "127.0.0.1", "--port", str(self.port)]
 
 
 def _bodies(provider: FakeProvider) -> list[str]:
