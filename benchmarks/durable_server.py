@@ -98,7 +98,8 @@ def _resolve(stored: list[tuple[asyncio.Future[int], int]]) -> None:
             future.set_result(row)
 
 
-def _count_events(payload: dict[str, Any]) -> int:
+def count_events(payload: dict[str, Any]) -> int:
+    """How many messages and statuses a callback body carries, in either API shape."""
     values = [payload]
     entries = payload.get("entry")
     if isinstance(entries, list):
@@ -114,7 +115,7 @@ def durable_app(path: Path, counters: Any) -> web.Application:
     writers: list[DurableWriter] = []
 
     async def handle(payload: dict[str, Any], row: int) -> None:
-        counters.handled += _count_events(payload)
+        counters.handled += count_events(payload)
         writers[0].delete(row)
 
     async def webhook(request: web.Request) -> web.Response:

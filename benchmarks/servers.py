@@ -73,7 +73,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from benchmarks.durable_server import durable_app
+from benchmarks.durable_server import count_events, durable_app
 from whizrouter import Context, Message, Status, WhizRouter
 from whizrouter.http_limits import IntakeServer
 from whizrouter.inbox.base import Inbox
@@ -141,16 +141,6 @@ def baseline_app() -> web.Application:
     return app
 
 
-def _count_events(payload: dict[str, Any]) -> int:
-    values = [payload]
-    entries = payload.get("entry")
-    if isinstance(entries, list):
-        values = [
-            change.get("value") or {} for entry in entries for change in entry.get("changes", ())
-        ]
-    return sum(len(v.get("messages", ())) + len(v.get("statuses", ())) for v in values)
-
-
 def _task_per_callback_app(
     handle: Callable[[dict[str, Any]], Coroutine[Any, Any, None]], counters: Counters
 ) -> web.Application:
@@ -182,7 +172,7 @@ def handwritten_app() -> web.Application:
     counters = Counters(handled=0, handles=("message", "status"))
 
     async def handle(payload: dict[str, Any]) -> None:
-        counters.handled = (counters.handled or 0) + _count_events(payload)
+        counters.handled = (counters.handled or 0) + count_events(payload)
 
     return _task_per_callback_app(handle, counters)
 
