@@ -4,7 +4,13 @@ Every send made through a handler's context (``ctx.reply*``, ``ctx.react``, the 
 ``ctx.client``) goes through the ``SendJournal`` of its event. A send has a slot: its ordinal
 among the run's journaled sends (``#1``, ``#2``, ...) or the caller's ``idempotency_key=``
 (``k:<key>``). Once the provider answered, the slot, a hash of the request and the returned
-message id are made durable in the inbox (``Inbox.journal_record``) before the send returns.
+message id go to the inbox (``Inbox.journal_record``), and the send returns without waiting
+for them to be durable: the inbox writes them before it acknowledges the event, and the run's
+next send that must reach the provider first waits for them, so at most one send of a run is
+ever accepted by the provider and not yet recorded (the window a crash can repeat, stated in
+docs/exactly-one-reply.md). A record the inbox could not write is logged by the inbox; this
+journal keeps it in memory, so a retry in this process still finds it.
+
 On a later run of the same event (a retry, a restart after a crash, a replayed dead letter) a
 send whose slot holds the same hash returns the recorded id without a request; one whose
 request differs is sent and its entry replaced. The inbox deletes an event's entries when it
@@ -17,6 +23,7 @@ later attempts in the same process use what the journal already holds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -49,7 +56,7 @@ class SendJournal:
         observer: told of every send answered from the journal (the test kit), or None.
     """
 
-    __slots__ = ("_entries", "_event_key", "_inbox", "_observer", "_ordinal")
+    __slots__ = ("_entries", "_event_key", "_inbox", "_observer", "_ordinal", "_recording")
 
     def __init__(self, inbox: Inbox, event_key: str, observer: JournalObserver | None) -> None:
         self._inbox = inbox
@@ -57,6 +64,7 @@ class SendJournal:
         self._observer = observer
         self._ordinal = 0
         self._entries: dict[str, JournalEntry] | None = None
+        self._recording: Awaitable[None] | None = None  # the last record, until awaited
 
     def new_run(self) -> None:
         """A new attempt starts: its sends count their ordinals from 1 again."""
@@ -94,10 +102,13 @@ class SendJournal:
                 slot,
                 self._event_key,
             )
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            with contextlib.suppress(Exception):  # a failed write was logged by the inbox
+                await recording
         message_id = await post()
-        entry = JournalEntry(digest, message_id)
-        await self._inbox.journal_record(self._event_key, slot, entry)
-        entries[slot] = entry
+        entry = entries[slot] = JournalEntry(digest, message_id)
+        self._recording = self._inbox.journal_record(self._event_key, slot, entry)
         return message_id
 
 

@@ -21,7 +21,7 @@ creates no stream).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast, runtime_checkable
 
@@ -32,6 +32,7 @@ from whizrouter.inbox.stored_state import StateWrite, StoredState
 EventKind = Literal["message", "status", "raw"]
 
 __all__ = [
+    "DONE",
     "DeadLetter",
     "EventKind",
     "Inbox",
@@ -162,6 +163,20 @@ class JournalEntry:
     message_id: str
 
 
+class _Done:
+    """An awaitable with nothing to wait for: a write kept in memory, or not kept at all."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # a generator, so that awaiting it returns at once
+
+
+#: What ``journal_record`` returns when the record is as durable as it will be.
+DONE: Awaitable[None] = _Done()
+
+
 @runtime_checkable
 class Inbox(Protocol):
     """What every inbox backend provides.
@@ -290,14 +305,18 @@ class Inbox(Protocol):
         """
         return {}
 
-    async def journal_record(self, event_key: str, slot: str, entry: JournalEntry) -> None:
-        """Record a send the provider accepted, durably, before the send returns.
+    def journal_record(self, event_key: str, slot: str, entry: JournalEntry) -> Awaitable[None]:
+        """Record a send the provider accepted; awaiting the result waits until it is durable.
 
-        Replaces an entry of the same slot. The backend deletes an event's entries in the
-        commit that acknowledges it (``ack``) and when its dead letter is dropped; a dead
-        letter keeps them for its replay. Default: nothing kept.
+        Not a coroutine: the write is under way (or buffered) when this returns, and the send
+        returns to the handler without waiting. The journal awaits the result (at most once)
+        before the run's next send that must reach the provider; the backend itself makes
+        sure an ``ack`` of the event never takes effect before its records. Replaces an entry
+        of the same slot. The backend deletes an event's entries in the commit that
+        acknowledges it (``ack``) and when its dead letter is dropped; a dead letter keeps
+        them for its replay. Default: nothing kept (``DONE``).
         """
-        return None  # a body of its own: a default, not a method to implement
+        return DONE
 
     # Conversation state (``ctx.state``): a backend that keeps it sets ``keeps_state`` and
     # implements the three methods; the defaults keep none, and ``ctx.state`` then refuses.

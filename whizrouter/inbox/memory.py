@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
 from whizrouter.errors import InboxFullError
 from whizrouter.inbox.base import (
+    DONE,
     DeadLetter,
     Inbox,
     JournalEntry,
@@ -208,9 +209,10 @@ class MemoryInbox(Inbox):
         """The event's journaled sends (a copy)."""
         return dict(self._journal.get(event_key, {}))
 
-    async def journal_record(self, event_key: str, slot: str, entry: JournalEntry) -> None:
+    def journal_record(self, event_key: str, slot: str, entry: JournalEntry) -> Awaitable[None]:
         """Keep a journaled send until the event is acknowledged or its dead letter dropped."""
         self._journal.setdefault(event_key, {})[slot] = entry
+        return DONE
 
     # -- conversation state ----------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import nats.errors
@@ -400,6 +400,8 @@ class NatsInbox(Inbox):
         """Settle events, and return once JetStream confirmed it (they never come back);
         then delete their send journals (``whizrouter.inbox.nats.journal``)."""
         journal = self._journal
+        if journal.writing:
+            await journal.written()
         if not (journal.held or journal.suspects):
             await self._settler.ack(seqs)
             return
@@ -494,6 +496,6 @@ class NatsInbox(Inbox):
         have been run before (see ``whizrouter.inbox.nats.journal``)."""
         return await self._journal.entries(event_key)
 
-    async def journal_record(self, event_key: str, slot: str, entry: JournalEntry) -> None:
-        """Store a journaled send in the bucket; return once JetStream confirmed it."""
-        await self._journal.record(event_key, slot, entry)
+    def journal_record(self, event_key: str, slot: str, entry: JournalEntry) -> Awaitable[None]:
+        """Start storing a journaled send in the bucket; ``ack`` waits for it."""
+        return self._journal.record(event_key, slot, entry)

@@ -1,19 +1,22 @@
 """The NATS inbox's send journal: a key-value bucket ``<stream>_JOURNAL`` beside the stream.
 
 One key per event (the event key, base64url-encoded), whose value is the event's whole journal
-as JSON ``{slot: [request hash, message id]}``; a send's ``put`` is confirmed by JetStream
-before the send returns to the handler. A worker keeps the journals of the events it holds
-that have one, so each send is one ``put``, and reads a journal from the bucket only for an
-event that may have been run before: delivered again, ``maybe_ran``, or a replayed dead letter
-(a first run reads nothing). After an ack the event's key is deleted; after a crash between
-the two, the bucket's TTL (the dedupe window) removes it. A dead letter keeps its journal
-for its replay, within that TTL, and ``drop`` deletes it.
+as JSON ``{slot: [request hash, message id]}``. A send's ``put`` starts before the send returns
+to the handler, which does not wait for it; the inbox's ``ack`` waits for the puts under way
+before it acknowledges, so a journal never outlives its event's ack. A worker keeps the
+journals of the events it holds that have one, so each send is one ``put``, and reads a journal
+from the bucket only for an event that may have been run before: delivered again,
+``maybe_ran``, or a replayed dead letter (a first run reads nothing). After an ack the event's
+key is deleted; after a crash between the two, the bucket's TTL (the dedupe window) removes it.
+A dead letter keeps its journal for its replay, within that TTL, and ``drop`` deletes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import logging
 from collections.abc import Iterable
 
 import nats.errors
@@ -27,6 +30,8 @@ from whizrouter.errors import InboxError
 from whizrouter.inbox.base import JournalEntry, StoredEvent
 from whizrouter.inbox.nats.messages import MSG_ID
 from whizrouter.inbox.nats.streams import StreamLayout
+
+logger = logging.getLogger("whizrouter.inbox.nats")
 
 #: What the ``Nats-Msg-Id`` of a replayed dead letter holds (``whizrouter.inbox.nats.dead``).
 _REPLAY_MARK = "%23replay"
@@ -47,12 +52,14 @@ class NatsJournal:
     Attributes:
         held: the journals of held events that have one, by event key.
         suspects: keys of held events that may have a journal from an earlier run.
+        writing: the puts under way.
     """
 
     def __init__(self) -> None:
         self._kv: KeyValue | None = None
         self.held: dict[str, dict[str, JournalEntry]] = {}
         self.suspects: set[str] = set()
+        self.writing: set[asyncio.Task[None]] = set()
 
     async def open(self, js: JetStreamContext, layout: StreamLayout) -> None:
         """Open the bucket, creating it if missing (entries live as long as dedupe keys)."""
@@ -98,16 +105,27 @@ class NatsJournal:
         self.held[event_key] = entries
         return dict(entries)
 
-    async def record(self, event_key: str, slot: str, entry: JournalEntry) -> None:
-        """Put the event's journal with this send; return once JetStream stored it."""
-        entries = dict(self.held.get(event_key, {}))
+    def record(self, event_key: str, slot: str, entry: JournalEntry) -> asyncio.Task[None]:
+        """Start putting the event's journal with this send; the task ends once JetStream
+        stored it (a later put of the same key holds this entry too)."""
+        kv = self._bucket()
+        entries = self.held.setdefault(event_key, {})
         entries[slot] = entry
         value = orjson.dumps({s: (e.request_hash, e.message_id) for s, e in entries.items()})
-        try:
-            await self._bucket().put(_kv_key(event_key), value)
-        except nats.errors.Error as exc:
-            raise InboxError(f"cannot record a send in the NATS send journal: {exc}") from exc
-        self.held[event_key] = entries
+        task = asyncio.ensure_future(_put(kv, event_key, value))
+        self.writing.add(task)
+        task.add_done_callback(self._written)
+        return task
+
+    def _written(self, task: asyncio.Task[None]) -> None:
+        self.writing.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: _put logged it
+
+    async def written(self) -> None:
+        """Wait for the puts under way (an ack must not delete what they are writing)."""
+        while self.writing:
+            await asyncio.wait(set(self.writing))
 
     def settling(self, keys: Iterable[str]) -> list[str]:
         """Held events leave this worker: forget them; the keys that have or may have a
@@ -124,3 +142,16 @@ class NatsJournal:
         for key in keys:
             with contextlib.suppress(nats.errors.Error):
                 await kv.delete(_kv_key(key))
+
+
+async def _put(kv: KeyValue, event_key: str, value: bytes) -> None:
+    try:
+        await kv.put(_kv_key(event_key), value)
+    except nats.errors.Error as exc:
+        logger.warning(
+            "a send of event %s could not be written to the NATS send journal (%s); it is "
+            "sent again if its event runs again after a restart",
+            event_key,
+            exc,
+        )
+        raise InboxError(f"cannot record a send in the NATS send journal: {exc}") from exc

@@ -27,7 +27,7 @@ from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
 from whizrouter.inbox.base import Inbox, JournalEntry, RawEvent, StoredEvent
 from whizrouter.inbox.sqlite.claims import Claims, FileCounts
 from whizrouter.inbox.sqlite.dead_letters import DeadLetterCalls
-from whizrouter.inbox.sqlite.journal import DELETE_OF_PENDING, SqliteJournal
+from whizrouter.inbox.sqlite.journal import DELETE_OF_PENDING, Recorded, SqliteJournal
 from whizrouter.inbox.sqlite.lock import ConsumerLock
 from whizrouter.inbox.sqlite.schema import (
     COUNT_PENDING,
@@ -140,7 +140,7 @@ class SqliteInbox(DeadLetterCalls, Inbox):
         self._reserved = 0
         self._last_now = 0.0  # writer thread only
         self._seen = SeenKeys(dedupe_seconds, merge_at=recent_keys)  # writer thread only
-        self._journal = SqliteJournal()  # its keys: loaded at open, then loop thread only
+        self._journal = SqliteJournal(self.description)  # loaded at open, then loop only
         self._states = SqliteStates(self.state_ttl)
 
     @classmethod
@@ -223,6 +223,8 @@ class SqliteInbox(DeadLetterCalls, Inbox):
             changed_elsewhere=self._states.forget,
         )
         await self._writer.start()
+        self._journal.description = self.description
+        self._journal.enqueue = self._writer.enqueue
 
     async def close(self) -> None:
         """Finish the queued work, then stop the writer; unsettled events stay in the file.
@@ -235,6 +237,8 @@ class SqliteInbox(DeadLetterCalls, Inbox):
         if self._claims is not None:
             self._claims.wake()  # a waiting claim sees the writer stopping and fails
         await self._states.stop()
+        self._journal.flush()
+        self._journal.enqueue = None
         await writer.stop()
         if self._consumer.held:
             await anyio.to_thread.run_sync(self._consumer.release)
@@ -273,6 +277,8 @@ class SqliteInbox(DeadLetterCalls, Inbox):
     ) -> _T:
         if self._writer is None:
             raise InboxError(f"the sqlite inbox {self.description} is not open")
+        if self._journal.buffered:  # the rows go first, in the same group commit
+            self._journal.flush()
         return await self._writer.submit(
             fn, on_commit, readonly=readonly, on_abandon=on_abandon, batch=batch
         )
@@ -464,7 +470,8 @@ class SqliteInbox(DeadLetterCalls, Inbox):
             return {}
         return await self._submit(self._journal.entries_job(event_key), readonly=True)
 
-    async def journal_record(self, event_key: str, slot: str, entry: JournalEntry) -> None:
-        """Write a journaled send in the next group commit; return once it is committed."""
-        await self._submit(self._journal.record_job(event_key, slot, entry))
-        self._journal.keys.add(event_key)
+    def journal_record(self, event_key: str, slot: str, entry: JournalEntry) -> Recorded:
+        """Buffer a journaled send for the writer; it goes ahead of the next job queued (the
+        event's ack among them), or by a timer. Awaiting the result writes it at once and
+        waits for its commit."""
+        return self._journal.record(event_key, slot, entry)

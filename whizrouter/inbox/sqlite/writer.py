@@ -15,6 +15,7 @@ What the jobs do (the SQL, the schema, the claim cursor) is the inbox's business
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import queue
@@ -162,11 +163,30 @@ class Writer:
         Raises:
             InboxError: the writer is not running, or the job or its commit failed.
         """
+        return await self.enqueue(
+            fn, on_commit, readonly=readonly, on_abandon=on_abandon, batch=batch
+        )
+
+    def enqueue(
+        self,
+        fn: Callable[[sqlite3.Connection], _T],
+        on_commit: Callable[[_T], None] | None = None,
+        *,
+        readonly: bool = False,
+        on_abandon: Callable[[_T], None] | None = None,
+        batch: list[RawEvent] | None = None,
+    ) -> asyncio.Future[_T]:
+        """Queue a job now, in order with every job queued before and after it; returns the
+        future of its result, which a caller may await later.
+
+        Raises:
+            InboxError: the writer is not running.
+        """
         if self._thread is None or self.stopping:
             raise InboxError(f"the sqlite inbox {self.description} is not open")
         job = Job(fn, on_commit, on_abandon, readonly, batch)
         self._queue.put(job)
-        return await job.future
+        return job.future
 
     # -- on the writer thread --------------------------------------------------------------
 
