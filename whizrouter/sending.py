@@ -9,7 +9,6 @@ interactive messages (buttons, lists) are :mod:`whizrouter.interactive`'s.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
@@ -75,7 +74,10 @@ class MessageSending:
         It shares this client's connection, key and settings; ``mark_read`` and the webhook
         calls are not journaled (they are idempotent).
         """
-        view = copy.copy(self)
+        # What copy.copy does, without its generic protocol: a fifth of its cost, for every
+        # event that sends.
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
         view._journal = journal
         return view
 
