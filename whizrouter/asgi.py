@@ -25,6 +25,7 @@ from whizrouter.app import WhizRouter
 from whizrouter.intake import ACKNOWLEDGED, HEALTH_PATH, WEBHOOK_PATH, Intake, Refusal
 from whizrouter.log_throttle import LogThrottle
 from whizrouter.numbers import number_in_path
+from whizrouter.read_deadlines import ReadDeadlines
 
 __all__ = ["ASGIApp", "Receive", "Scope", "Send", "asgi_app", "lifespan"]
 
@@ -131,6 +132,8 @@ class _WebhookApp:
         # Several numbers: an on-premises number's callbacks come to ``<path>/<name>``.
         self._numbered = bot.numbers is not None
         self._warnings = LogThrottle()
+        # One timer for every body read's deadline instead of one per request.
+        self._deadlines = ReadDeadlines(self._intake.read_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -190,17 +193,24 @@ class _WebhookApp:
             # cannot go on with this connection.
             await _refuse(send, refusal, close=refusal.status == 413 or "expect" in headers)
             return
+        deadlines = self._deadlines
+        if deadlines.seconds != intake.read_timeout:  # the setting changed
+            deadlines = self._deadlines = ReadDeadlines(intake.read_timeout)
+        task = deadlines.begin(started)
         try:
-            async with asyncio.timeout(intake.read_timeout):
-                body = await _read_body(receive, intake.body_limit)
+            body = await _read_body(receive, intake.body_limit)
         except _TooLarge:
             await _refuse(send, intake.too_large(request), close=True)
             return
-        except TimeoutError:
+        except asyncio.CancelledError:
+            if not deadlines.cut(task):
+                raise
             await _refuse(send, intake.too_slow(request), close=True)
             return
         except _Disconnected:
             return  # nobody to answer, and nothing was stored
+        finally:
+            deadlines.end(task)
         if declared is not None and len(body) < declared:
             await _refuse(send, intake.cut_short(request))
             return
