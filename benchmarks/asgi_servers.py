@@ -2,13 +2,18 @@
 
 ::
 
-    python -m benchmarks.asgi_servers asgi-baseline|asgi
+    python -m benchmarks.asgi_servers asgi-baseline|asgi-typed|asgi
 
 They follow the protocol of ``benchmarks.servers`` (the port on the first line of stdout,
 ``GET /bench/stats``, stop on SIGTERM or the end of stdin), both served by uvicorn with the
 same loop (uvloop when installed) and HTTP parser (httptools when installed), access log off:
 
 - ``asgi-baseline``: a bare ASGI app: read the body, ``json.loads`` it, answer 200.
+- ``asgi-typed``: the typed floor on uvicorn: as ``asgi-baseline``, but ``orjson.loads``, then
+  a task per callback that builds every event's pydantic model and awaits a trivial handler
+  with each (``benchmarks.servers.typed_events``, as the aiohttp ``typed`` server). It stores
+  nothing and keeps no order: the least any ASGI app that hands its handlers typed events
+  can cost.
 - ``asgi``: ``whizrouter.asgi.asgi_app`` of a bot on the memory inbox with a no-op message
   and status handler, started and stopped by uvicorn's lifespan.
 
@@ -25,16 +30,17 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import orjson
 import uvicorn
 
-from benchmarks.servers import Counters, new_bot
+from benchmarks.servers import Counters, new_bot, typed_events
 from whizrouter import Context, Message, Status
 from whizrouter.asgi import ASGIApp, Receive, Scope, Send, asgi_app
 from whizrouter.runtime import DEFAULT_GC_THRESHOLD, run_with_loop, tune_gc
 
-KINDS = ("asgi-baseline", "asgi")
+KINDS = ("asgi-baseline", "asgi-typed", "asgi")
 _OK = b'{"ok":true}'
 _HEADERS = [(b"content-type", b"application/json")]
 
@@ -48,6 +54,31 @@ async def _answer(send: Send, body: bytes) -> None:
 def baseline_asgi() -> ASGIApp:
     """Bare ASGI: read the body, parse it with the standard library, answer 200."""
     counters = Counters()
+
+    def handle(body: bytes) -> None:
+        json.loads(body)
+
+    return _reading_asgi(counters, handle)
+
+
+def typed_asgi() -> ASGIApp:
+    """The typed floor: read the body, ``orjson.loads`` it, start a task that builds its typed
+    events and hands each to a trivial handler, answer 200."""
+    counters = Counters(handled=0, handles=("message", "status"))
+    handle_events = typed_events(counters)
+    # Keep references: the event loop holds tasks weakly, so an unreferenced one may vanish.
+    running: set[asyncio.Task[None]] = set()
+
+    def handle(body: bytes) -> None:
+        task = asyncio.create_task(handle_events(orjson.loads(body)))
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    return _reading_asgi(counters, handle)
+
+
+def _reading_asgi(counters: Counters, handle: Callable[[bytes], None]) -> ASGIApp:
+    """A bare ASGI app that reads each body whole, gives it to ``handle`` and answers 200."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -64,7 +95,7 @@ def baseline_asgi() -> ASGIApp:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
-        json.loads(b"".join(chunks))
+        handle(b"".join(chunks))
         counters.ok += 1
         await _answer(send, _OK)
 
@@ -101,7 +132,7 @@ def whizrouter_asgi() -> ASGIApp:
 
 async def _serve(kind: str, gc_threshold: int) -> None:
     # Built on the loop that serves it: a bot's app makes its asyncio objects there.
-    app = whizrouter_asgi() if kind == "asgi" else baseline_asgi()
+    app = {"asgi": whizrouter_asgi, "asgi-typed": typed_asgi}.get(kind, baseline_asgi)()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(app, lifespan="on", access_log=False, log_level="warning")

@@ -31,9 +31,9 @@ SERVERS = ("baseline", "handwritten", "typed", "durable", "memory", "sqlite")
 TUNED_SERVERS = ("sqlite-aged",)
 BASELINE = "baseline"
 #: Served by uvicorn (``benchmarks.asgi_servers``); run only when named with ``--servers``.
-ASGI_SERVERS = ("asgi-baseline", "asgi")
+ASGI_SERVERS = ("asgi-baseline", "asgi-typed", "asgi")
 #: The baseline each server is paired with, when it is not ``BASELINE``.
-PAIRED_BASELINE = {"asgi": "asgi-baseline"}
+PAIRED_BASELINE = {"asgi": "asgi-baseline", "asgi-typed": "asgi-baseline"}
 
 Progress = Callable[[str], None]
 

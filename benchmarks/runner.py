@@ -89,7 +89,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=list(SERVERS),
         help="default: all but the tuned variants (sqlite-aged: a file whose dedupe index "
         "holds 200,000 keys, merged every 5,000; not what a user runs) and the ASGI ones "
-        "(asgi, paired with asgi-baseline, both on uvicorn)",
+        "(asgi and asgi-typed, each paired with asgi-baseline, all on uvicorn)",
     )
     parser.add_argument(
         "--client",

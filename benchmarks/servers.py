@@ -177,10 +177,8 @@ def handwritten_app() -> web.Application:
     return _task_per_callback_app(handle, counters)
 
 
-def typed_app() -> web.Application:
-    """The hand-rolled bot with typed events: its task builds each event's model and awaits
-    a trivial handler with it."""
-    counters = Counters(handled=0, handles=("message", "status"))
+def typed_events(counters: Counters) -> Callable[[dict[str, Any]], Coroutine[Any, Any, None]]:
+    """The typed servers' task: build each event's model, await a trivial handler with it."""
 
     async def on_event(event: Message | Status) -> None:
         counters.handled = (counters.handled or 0) + 1
@@ -192,7 +190,14 @@ def typed_app() -> web.Application:
             elif raw.kind == "status":
                 await on_event(decode_status(raw.body))
 
-    return _task_per_callback_app(handle, counters)
+    return handle
+
+
+def typed_app() -> web.Application:
+    """The hand-rolled bot with typed events: its task builds each event's model and awaits
+    a trivial handler with it."""
+    counters = Counters(handled=0, handles=("message", "status"))
+    return _task_per_callback_app(typed_events(counters), counters)
 
 
 def new_bot(inbox: str | Inbox, **settings: Any) -> WhizRouter:

@@ -177,3 +177,28 @@ def test_the_tuned_sqlite_variant_runs_only_when_named(tmp_path: Path) -> None:
         "sqlite-aged"
         not in _smoke(tmp_path, "--parts", "http", "--scenarios", "onprem")["http"]["onprem"]
     )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_the_asgi_servers_pair_with_the_bare_asgi_app_and_handle_every_event(
+    tmp_path: Path,
+) -> None:
+    results = _smoke(
+        tmp_path,
+        *("--parts", "paired", "--scenarios", "onprem"),
+        *("--servers", "asgi-baseline", "asgi-typed", "asgi"),
+    )
+
+    assert results["failed_checks"] == []
+    paired = results["paired"]["onprem"]
+    assert set(paired) == {"asgi-typed", "asgi"}  # each beside asgi-baseline, not alone
+    for kind in ("asgi-typed", "asgi"):
+        for result in paired[kind]["rounds"]:
+            check = result["check"]
+            assert check["handled"] == check["expected"] == check["ok"] > 0, (kind, check)
+            assert result["baseline_load"]["requests"] > 0
+        assert paired[kind]["median_cpu_ratio"] > 0
+    # Only whizrouter's own ASGI app has a dispatcher; the typed floor hands out tasks.
+    assert paired["asgi"]["rounds"][0]["check"]["dispatcher_handled"] > 0
+    assert paired["asgi-typed"]["rounds"][0]["check"]["dispatcher_handled"] is None
