@@ -17,16 +17,23 @@ The modules:
 
 - ``inbox``: ``NatsInbox``, the ``Inbox`` protocol over the parts below, and their lifecycle;
 - ``url``: the ``nats://`` URL, its inbox settings and connection options;
+- ``config``: the inbox's settings, checked once and grouped for the parts built on them;
+- ``open_parts``: the parts that live from one ``open`` to its ``close``, built together;
+- ``loops``: the background tasks of an open inbox, and ending them at ``close``;
 - ``connection``: connecting, TLS, reconnecting, and a connection lost for good;
 - ``streams``: the events stream and the KV buckets, created or checked at ``open``;
 - ``backlog``: the stream's unsettled events, counted on the server once a second;
+- ``reports``: what the inbox reports without changing anything (``stats``,
+  ``oldest_waiting``, ``health``, the backlog's count);
 - ``append``: the dedupe check and the publishes of ``append``;
 - ``messages``: the message format (body and ``Whiz-*`` headers);
 - ``leases`` and ``partitions``: order per conversation across workers (partition leases,
   fetching, takeover, hand-out order); ``claim`` starts them lazily;
 - ``settling`` and ``spared``: acks, failed runs, dead letters, a clean stop, and the counts
   that tell a crash's redelivery from a clean hand-back;
-- ``dead``: the dead-letter stream.
+- ``dead``: the dead-letter stream;
+- ``journal`` and ``state``: each event's send journal and each conversation's state, in KV
+  buckets beside the stream.
 """
 
 from __future__ import annotations

@@ -1,31 +1,27 @@
 """``NatsInbox``: the ``Inbox`` protocol on NATS JetStream; see the package docstring.
 
-This module builds the parts and runs their lifecycle: ``open`` connects (``connection``),
-creates or checks what lives on the server (``streams``, ``dead``) and starts counting the
-backlog (``backlog``); ``append`` is ``append``'s; ``claim`` starts the partition worker
+This module runs the parts' lifecycle (``config`` checks the settings, ``open_parts`` builds
+what lives from one ``open`` to its ``close``): ``open`` connects (``connection``), creates or
+checks what lives on the server (``streams``, ``dead``) and starts counting the backlog
+(``backlog``); ``append`` is ``append``'s; ``claim`` starts the partition worker
 (``partitions``, ``leases``) lazily, so a receiver that only appends never fetches or
-heartbeats; settling is ``settling``'s; ``close`` stops the worker and hands back what it
-holds, in order.
+heartbeats; settling is ``settling``'s; counts and health are ``reports``'; ``close`` ends the
+loops (``loops``) and hands back what the worker holds, in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import re
-import secrets
-import socket
-from collections.abc import Awaitable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import nats.errors
-import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
-from whizrouter.errors import ConfigurationError, InboxError
+from whizrouter.errors import InboxError
 from whizrouter.inbox.base import (
     DeadLetter,
     Inbox,
@@ -34,24 +30,17 @@ from whizrouter.inbox.base import (
     RawEvent,
     StoredEvent,
 )
-from whizrouter.inbox.nats.append import Appender
-from whizrouter.inbox.nats.backlog import Backlog
+from whizrouter.inbox.nats.config import inbox_config
 from whizrouter.inbox.nats.connection import Connection
 from whizrouter.inbox.nats.dead import DeadLetterStream
 from whizrouter.inbox.nats.journal import NatsJournal
-from whizrouter.inbox.nats.leases import PartitionSettings
+from whizrouter.inbox.nats.leases import new_worker_id
 from whizrouter.inbox.nats.messages import stored_event
-from whizrouter.inbox.nats.partitions import PartitionWorker
-from whizrouter.inbox.nats.settling import Settler
-from whizrouter.inbox.nats.spared import add_one, with_counted_runs
+from whizrouter.inbox.nats.open_parts import build_open_parts
+from whizrouter.inbox.nats.spared import with_counted_runs
 from whizrouter.inbox.nats.state import NatsStates
-from whizrouter.inbox.nats.streams import (
-    Buckets,
-    StreamLayout,
-    ensure_events_stream,
-    open_buckets,
-)
-from whizrouter.inbox.nats.url import check_settings, parse_nats_url, redact
+from whizrouter.inbox.nats.streams import Buckets, ensure_events_stream, open_buckets
+from whizrouter.inbox.nats.url import parse_nats_url, redact
 from whizrouter.inbox.stored_state import StateWrite, StoredState
 
 
@@ -102,41 +91,28 @@ class NatsInbox(Inbox):
         max_backlog: int = DEFAULT_MAX_BACKLOG,
         dedupe_seconds: float = DEFAULT_DEDUPE_SECONDS,
     ) -> None:
-        check_settings(
-            servers=servers,
-            stream=stream,
-            partitions=partitions,
-            ack_wait=ack_wait,
-            lease_ttl=lease_ttl,
-            duplicate_window=duplicate_window,
-            dedupe_seconds=dedupe_seconds,
-        )
-        self._servers = list(servers)
-        self.create_streams = True
-        #: Called with the error when the connection closes for good while open (the app
-        #: sets it, and stops).
-        self.on_lost: LostCallback | None = None
-        self._layout = StreamLayout(
+        self._config = inbox_config(
+            servers,
             stream=stream,
             partitions=partitions,
             replicas=replicas,
             max_bytes=max_bytes,
             max_msgs=max_msgs,
             duplicate_window=duplicate_window,
-            dedupe_seconds=dedupe_seconds,
+            ack_wait=ack_wait,
             lease_ttl=lease_ttl,
+            max_ack_pending=max_ack_pending,
+            max_backlog=max_backlog,
+            dedupe_seconds=dedupe_seconds,
         )
-        self._ack_wait = ack_wait
-        self._max_ack_pending = max_ack_pending
-        self._max_backlog = max_backlog
-        try:
-            self.description = ",".join(redact(s) for s in self._servers) + f"?stream={stream}"
-        except ValueError as exc:  # a port that is not a number
-            raise ConfigurationError(
-                f"WHIZROUTER_INBOX: malformed NATS server URL: {exc}"
-            ) from None
+        self._layout = self._config.layout
+        self.description = self._config.description
+        self.create_streams = True
+        #: Called with the error when the connection closes for good while open (the app
+        #: sets it, and stops).
+        self.on_lost: LostCallback | None = None
         self._connection = Connection(
-            self._servers, connect_options or {}, self.description, lost=self._lost
+            self._config.servers, connect_options or {}, self.description, lost=self._lost
         )
         self._dead = DeadLetterStream(
             self._connection.js,
@@ -144,57 +120,24 @@ class NatsInbox(Inbox):
             events_subject=self._layout.events_subject,
             replayed=self._changed_backlog,
         )
-        self._worker_id = "-".join(
-            (
-                re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40],
-                str(os.getpid()),
-                secrets.token_hex(4),
-            )
-        )
+        self._worker_id = new_worker_id()
         self._buckets: Buckets | None = None
         self._journal = NatsJournal()
         self._states = NatsStates(stream, replicas)
         self._reset_runtime()
 
     def _reset_runtime(self) -> None:
-        """The parts that live from one ``open`` to its ``close``."""
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._stopping = False
-        self._backlog = Backlog(self._count_stream)
-        self._appender = Appender(
-            self._connection,
-            self._layout,
-            seen=lambda: self._open_buckets().seen,
-            backlog=self._backlog,
-            max_backlog=self._max_backlog,
-            description=self.description,
-        )
-        self._fetcher = PartitionWorker(
-            PartitionSettings(
-                stream=self._layout.stream,
-                lease_bucket=self._layout.lease_bucket,
-                partitions=self._layout.partitions,
-                ack_wait=self._ack_wait,
-                lease_ttl=self._layout.lease_ttl,
-                max_ack_pending=self._max_ack_pending,
-                description=self.description,
-            ),
-            worker_id=self._worker_id,
-            js=self._connection.js,
-            leases=lambda: self._open_buckets().leases,
-            decode=self._decode,
-            spawn=self._spawn,
-        )
-        self._fetcher.spare = lambda seqs: add_one(self._open_buckets().spared, seqs)
-        self._settler = Settler(
-            self._fetcher,
+        """The parts that live from one ``open`` to its ``close`` (see ``open_parts``)."""
+        parts = build_open_parts(
+            self._config,
             self._connection,
             self._dead,
+            worker_id=self._worker_id,
             buckets=self._open_buckets,
-            backlog=self._backlog,
-            ack_wait=self._ack_wait,
-            description=self.description,
+            decode=self._decode,
         )
+        self._loops, self._fetcher, self._reports = parts.loops, parts.fetcher, parts.reports
+        self._backlog, self._appender, self._settler = parts.backlog, parts.appender, parts.settler
 
     @classmethod
     def from_url(
@@ -246,7 +189,7 @@ class NatsInbox(Inbox):
         try:
             await self._connection.open()
             js = self._connection.js()
-            servers = ", ".join(redact(server) for server in self._servers)
+            servers = ", ".join(redact(server) for server in self._config.servers)
             await ensure_events_stream(
                 js, self._layout, create=self.create_streams, servers=servers
             )
@@ -262,24 +205,7 @@ class NatsInbox(Inbox):
             raise
         with contextlib.suppress(nats.errors.Error):
             await self._backlog.refresh()
-        self._spawn(self._backlog.refresh_forever(lambda: self._stopping))
-
-    async def oldest_waiting(self) -> float | None:
-        """When the oldest unsettled event was stored: the stream keeps only those (work-queue
-        retention: an ack or a dead letter removes the message), so its first message's time.
-        Two requests to the server, made only when ``/metrics`` is scraped."""
-        info = await self._js.stream_info(self._layout.stream)
-        if not info.state.messages:
-            return None
-        try:
-            first = await self._js.get_msg(self._layout.stream, seq=info.state.first_seq, next=True)
-        except nats.js.errors.NotFoundError:
-            return None  # settled between the two requests
-        return first.time.timestamp() if first.time is not None else None
-
-    async def _count_stream(self) -> int:
-        info = await self._js.stream_info(self._layout.stream)
-        return int(info.state.messages)
+        self._loops.spawn(self._backlog.refresh_forever(lambda: self._loops.stopping))
 
     async def close(self) -> None:
         """Stop fetching, hand unsettled events back to JetStream, release leases, drain."""
@@ -287,16 +213,9 @@ class NatsInbox(Inbox):
             return
         # Flags as well as cancellation: asyncio.wait_for in Python 3.11 can swallow a
         # cancellation that races with a message arriving, and a loop must still end.
-        self._stopping = True
+        self._loops.stopping = True
         self._fetcher.stop()
-        tasks = list(self._tasks)
-        # Let the loops end on their own first: a fetch cancelled mid-way drops what it had
-        # received, which then comes back after ack_wait looking as if a handler had run it.
-        if tasks:
-            await asyncio.wait(tasks, timeout=self._fetcher.stop_within)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._loops.stop(self._fetcher.stop_within)
         await self._settler.record_hand_back()
         with contextlib.suppress(Exception):
             # Nak'd events (ascending, so they come back in order) go to the next owner now,
@@ -309,7 +228,7 @@ class NatsInbox(Inbox):
         # Closed without our asking: reconnecting was off (reconnect=false) or ran out of
         # max_reconnect_attempts. Nothing here can work again, so the app stops and a
         # supervisor can start a fresh process, instead of answering 503 for ever.
-        if self._stopping or self.on_lost is None:
+        if self._loops.stopping or self.on_lost is None:
             return
         self.on_lost(
             InboxError(
@@ -319,34 +238,12 @@ class NatsInbox(Inbox):
             )
         )
 
-    def _spawn(self, loop: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(loop)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     # -- receiving -------------------------------------------------------------------------
 
     @property
     def owned_partitions(self) -> tuple[int, ...]:
         """The partitions this process fetches right now (empty until ``claim`` is called)."""
         return self._fetcher.owned_partitions
-
-    def health(self) -> dict[str, object]:
-        """Fields for ``GET /healthz`` that only this backend knows.
-
-        Returns:
-            ``connected`` (False while reconnecting to NATS: the app then reports itself
-            unavailable), ``worker_id`` (also the value of this worker's leases in the
-            ``S_LEASES`` bucket), ``owned_partitions`` (empty in a receiver) and ``held``
-            (events fetched and not yet settled by this process).
-        """
-        return {
-            "connected": self._connection.connected,
-            "worker_id": self._worker_id,
-            "owned_partitions": list(self.owned_partitions),
-            "held": len(self._fetcher.held),
-        }
 
     async def append(self, events: Sequence[RawEvent]) -> int:
         """Publish new events and wait for JetStream to store them; see ``Inbox.append``.
@@ -456,24 +353,30 @@ class NatsInbox(Inbox):
         """
         self._settler.release(unstarted)
 
-    # -- counts and dead letters -----------------------------------------------------------
+    # -- reports (``reports``) -------------------------------------------------------------
 
     async def stats(self) -> dict[str, int]:
         """Counts from the server: ``pending`` (stored, unsettled), ``dead``, ``seen``."""
-        js = self._js
-        try:
-            events, dead, seen = await asyncio.gather(
-                js.stream_info(self._layout.stream),
-                js.stream_info(self._dead.name),
-                js.stream_info(f"KV_{self._layout.seen_bucket}"),
-            )
-        except nats.errors.Error as exc:
-            raise InboxError(f"cannot read counts from NATS: {exc}") from exc
-        return {
-            "pending": events.state.messages,
-            "dead": dead.state.messages,
-            "seen": seen.state.messages,
-        }
+        return await self._reports.stats()
+
+    async def oldest_waiting(self) -> float | None:
+        """When the oldest unsettled event was stored: the stream keeps only those (work-queue
+        retention: an ack or a dead letter removes the message), so its first message's time.
+        Two requests to the server, made only when ``/metrics`` is scraped."""
+        return await self._reports.oldest_waiting()
+
+    def health(self) -> dict[str, object]:
+        """Fields for ``GET /healthz`` that only this backend knows.
+
+        Returns:
+            ``connected`` (False while reconnecting to NATS: the app then reports itself
+            unavailable), ``worker_id`` (also the value of this worker's leases in the
+            ``S_LEASES`` bucket), ``owned_partitions`` (empty in a receiver) and ``held``
+            (events fetched and not yet settled by this process).
+        """
+        return self._reports.health()
+
+    # -- dead letters ----------------------------------------------------------------------
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The oldest dead letters; works from any process, workers running or not."""

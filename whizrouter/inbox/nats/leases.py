@@ -19,6 +19,8 @@ import hashlib
 import logging
 import math
 import os
+import re
+import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +33,17 @@ from nats.js.kv import KeyValue
 
 # The inbox's logger: moving code between modules must not change what operators filter on.
 logger = logging.getLogger("whizrouter.inbox.nats")
+
+
+def new_worker_id() -> str:
+    """A fresh worker id, ``<hostname>-<pid>-<random>``: the value of this worker's leases."""
+    return "-".join(
+        (
+            re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40],
+            str(os.getpid()),
+            secrets.token_hex(4),
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
