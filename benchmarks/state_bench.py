@@ -6,13 +6,16 @@
         [--conversations C] [--rounds R]
 
 Like ``dispatch_bench``'s throughput (a preloaded inbox, the clock from ``start()`` until the
-handler ran ``N`` times), with two handlers measured alternately in the same process, ``R``
+handler ran ``N`` times), with three handlers measured alternately in the same process, ``R``
 rounds each: ``plain`` counts the event in a module-level dict, ``state`` reads the
 conversation's counter from ``ctx.state`` and writes it back (one read and one write per
-event, committed with the ack). The result line gives each one's best rate, in wall-clock
-time and in CPU time of the process (all its threads), and the ratio state/plain of each
-round's pair, with their median: on a machine shared with other work, neighbouring runs share
-its load, so the median of the pairs is the steadier figure.
+event, committed with the ack), and ``floor`` makes the same two awaited calls on a plain
+dict per conversation, keeping nothing: the least any state API of this shape (``await
+data()``, ``await update()``) can cost, to read the ``state`` figure against. The result
+line gives each one's best rate, in wall-clock time and in CPU time of the process (all its
+threads), and the ratio state/plain (and floor/plain, in CPU time) of each round's pair, with
+their median: on a machine shared with other work, neighbouring runs share its load, so the
+median of the pairs is the steadier figure.
 """
 
 from __future__ import annotations
@@ -36,24 +39,44 @@ from benchmarks.servers import new_bot
 from whizrouter import Context, Message
 from whizrouter.defaults import DEFAULT_MAX_BACKLOG
 
+HANDLERS = ("plain", "state", "floor")
+
 
 async def throughput(
-    backend: str, events: int, conversations: int, workdir: Path, label: str, *, state: bool
+    backend: str, events: int, conversations: int, workdir: Path, label: str, *, handler: str
 ) -> tuple[float, float]:
-    """Events per second (wall clock, CPU time) from a preloaded inbox through the ``plain``
-    or ``state`` handler."""
+    """Events per second (wall clock, CPU time) from a preloaded inbox through one of
+    ``HANDLERS``."""
     app = new_bot(inbox_url(backend, workdir, label), max_backlog=max(events, DEFAULT_MAX_BACKLOG))
     done = asyncio.Event()
     handled = 0
     counts: dict[str, int] = {}
 
-    if state:
+    if handler == "state":
 
         @app.on_message()
         async def counter(message: Message, ctx: Context) -> None:
             nonlocal handled
             data = await ctx.state.data()
             await ctx.state.update(count=data.get("count", 0) + 1)
+            handled += 1
+            if handled == events:
+                done.set()
+
+    elif handler == "floor":
+        kept: dict[str, dict[str, int]] = {}
+
+        async def data(conversation: str) -> dict[str, int]:
+            return dict(kept.get(conversation, {}))
+
+        async def update(conversation: str, **values: int) -> None:
+            kept[conversation] = {**kept.get(conversation, {}), **values}
+
+        @app.on_message()
+        async def floor(message: Message, ctx: Context) -> None:
+            nonlocal handled
+            found = await data(ctx.conversation)
+            await update(ctx.conversation, count=found.get("count", 0) + 1)
             handled += 1
             if handled == events:
                 done.set()
@@ -84,23 +107,27 @@ async def throughput(
 
 async def run(backend: str, events: int, conversations: int, rounds: int) -> dict[str, Any]:
     """``rounds`` alternating measurements of each handler; the best of each, and the ratio."""
-    rates: dict[str, list[float]] = {"plain": [], "state": []}
-    cpu_rates: dict[str, list[float]] = {"plain": [], "state": []}
+    rates: dict[str, list[float]] = {name: [] for name in HANDLERS}
+    cpu_rates: dict[str, list[float]] = {name: [] for name in HANDLERS}
     with tempfile.TemporaryDirectory(prefix="whizbench-state-") as scratch:
         workdir = Path(scratch)
         for number in range(rounds):
-            for name in ("plain", "state"):
+            for name in HANDLERS:
                 label = f"{name}-{number}"
                 rate, cpu_rate = await throughput(
-                    backend, events, conversations, workdir, label, state=name == "state"
+                    backend, events, conversations, workdir, label, handler=name
                 )
                 rates[name].append(rate)
                 cpu_rates[name].append(cpu_rate)
                 gc.collect()
     best = {name: max(values) for name, values in rates.items()}
     best_cpu = {name: max(values) for name, values in cpu_rates.items()}
-    pairs = [s / p for s, p in zip(rates["state"], rates["plain"], strict=True)]
-    cpu_pairs = [s / p for s, p in zip(cpu_rates["state"], cpu_rates["plain"], strict=True)]
+
+    def over_plain(name: str, of: dict[str, list[float]]) -> list[float]:
+        return [x / p for x, p in zip(of[name], of["plain"], strict=True)]
+
+    pairs, cpu_pairs = over_plain("state", rates), over_plain("state", cpu_rates)
+    floor_pairs = over_plain("floor", cpu_rates)
     return {
         "backend": backend,
         "events": events,
@@ -113,6 +140,8 @@ async def run(backend: str, events: int, conversations: int, rounds: int) -> dic
         "cpu_pair_ratios": cpu_pairs,
         "ratio": statistics.median(pairs),
         "cpu_ratio": statistics.median(cpu_pairs),
+        "floor_cpu_pair_ratios": floor_pairs,
+        "floor_cpu_ratio": statistics.median(floor_pairs),
     }
 
 

@@ -202,3 +202,16 @@ def test_the_asgi_servers_pair_with_the_bare_asgi_app_and_handle_every_event(
     # Only whizrouter's own ASGI app has a dispatcher; the typed floor hands out tasks.
     assert paired["asgi"]["rounds"][0]["check"]["dispatcher_handled"] > 0
     assert paired["asgi-typed"]["rounds"][0]["check"]["dispatcher_handled"] is None
+
+
+def test_the_state_benchmark_measures_state_beside_plain_and_the_floor(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmarks.state_bench import main as state_main
+
+    assert state_main(["--backend", "memory", "--events", "300", "--rounds", "1"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    result = orjson.loads(line.split(" ", 1)[1])
+    assert set(result["best_events_per_s"]) == {"plain", "state", "floor"}
+    assert all(rate > 0 for rate in result["best_events_per_cpu_s"].values())
+    assert result["ratio"] > 0 and result["floor_cpu_ratio"] > 0
