@@ -30,7 +30,7 @@ from whizrouter.inbox.base import (
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.inbox.nats import NatsInbox
 from whizrouter.inbox.sqlite import SqliteInbox
-from whizrouter.inbox.stored_state import StateWrite, StoredState
+from whizrouter.inbox.stored_state import NOT_CACHED, StateWrite, StoredState
 
 __all__ = ["nats_url"]  # the fixture make_nats asks for, imported so pytest finds it
 
@@ -495,6 +495,27 @@ async def test_state_commits_with_the_ack(inbox: Inbox) -> None:
     assert await inbox.load_state("4917") is None
     assert inbox.backlog() == 0
     await claim_nothing(inbox)
+
+
+async def test_cached_state_answers_as_load_state_or_not_at_all(inbox: Inbox) -> None:
+    await inbox.append([event(1), event(2)])
+    first, second = await claim_n(inbox, 2)
+    conversation = first.conversation
+    await inbox.ack_with_state(
+        [first.seq], [StateWrite(conversation, "A", {"count": 1}, first.seq)]
+    )
+    stored = await inbox.load_state(conversation)
+    cached = inbox.cached_state(conversation)
+    assert visible(stored) == ("A", {"count": 1})
+    # A backend answers from memory what load_state would, or says it does not know.
+    assert cached is NOT_CACHED or visible(cached) == visible(stored)
+    stored = await inbox.load_state(conversation)
+    assert stored is not None
+    cleared = StateWrite(conversation, None, {}, second.seq, base=stored.revision)
+    await inbox.ack_with_state([second.seq], [cleared])
+    cached = inbox.cached_state(conversation)
+    assert cached is NOT_CACHED or visible(cached) is None
+    assert visible(await inbox.load_state(conversation)) is None
 
 
 async def test_writes_of_one_batch_apply_in_order_and_a_later_one_builds_on_an_earlier(

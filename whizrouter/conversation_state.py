@@ -19,7 +19,7 @@ import orjson
 from pydantic import BaseModel
 
 from whizrouter.errors import WhizrouterError
-from whizrouter.inbox.stored_state import StateWrite, StoredState
+from whizrouter.inbox.stored_state import NOT_CACHED, NotCached, StateWrite, StoredState
 from whizrouter.state import State
 
 __all__ = ["ConversationState", "StateAlreadySettled", "StateSource"]
@@ -40,6 +40,9 @@ class StateSource(Protocol):
 
     #: The conversation's committed state, or None.
     load: Callable[[str], Awaitable[StoredState | None]]
+
+    #: ``load``'s answer when it is in memory, else ``NOT_CACHED``.
+    cached: Callable[[str], StoredState | NotCached | None]
 
 
 #: Values copied as they are: immutable, and JSON as they stand (bool is an int).
@@ -106,7 +109,10 @@ class ConversationState:
         #: This event's write was committed already (see ``StateAlreadySettled``).
         self.stale = False
 
-    async def _load(self) -> None:
+    def _loaded_now(self) -> bool:
+        """Load from memory when the state is there (a settled write not committed yet, or
+        what the inbox remembers); False: ``_load`` must ask the inbox. Every method runs one
+        of them first: no coroutine for the usual read, from memory."""
         self._base = 0
         self._after = None
         pending = self._source.pending(self.conversation)
@@ -114,22 +120,32 @@ class ConversationState:
             self._after = pending
             self._state, self._data = pending.state, pending.data
         else:
-            stored = await self._source.load(self.conversation)
-            if stored is None:
-                self._state, self._data = None, {}
-            else:
-                if self._replayed and stored.seq >= self._seq:
-                    self.stale = True
-                    raise StateAlreadySettled(
-                        f"event {self._seq} of conversation {self.conversation} already "
-                        "committed its state; it is acknowledged without running again"
-                    )
-                self._state, self._data, self._base = stored.state, stored.data, stored.revision
+            stored = self._source.cached(self.conversation)
+            if stored is NOT_CACHED:
+                return False
+            self._take(stored)
         self._loaded = True
+        return True
+
+    async def _load(self) -> None:
+        self._take(await self._source.load(self.conversation))
+        self._loaded = True
+
+    def _take(self, stored: StoredState | None) -> None:
+        if stored is None:
+            self._state, self._data = None, {}
+            return
+        if self._replayed and stored.seq >= self._seq:
+            self.stale = True
+            raise StateAlreadySettled(
+                f"event {self._seq} of conversation {self.conversation} already "
+                "committed its state; it is acknowledged without running again"
+            )
+        self._state, self._data, self._base = stored.state, stored.data, stored.revision
 
     async def get(self) -> str | None:
         """The current state's full name (``"Signup.email"``), or None."""
-        if not self._loaded:
+        if not self._loaded and not self._loaded_now():
             await self._load()
         return self._state
 
@@ -144,14 +160,14 @@ class ConversationState:
             raise TypeError(f"ctx.state.set() takes a State, a name or None, not {state!r:.40}")
         if name == "" or name == "*":
             raise ValueError(f"{name!r} cannot be a state name")
-        if not self._loaded:
+        if not self._loaded and not self._loaded_now():
             await self._load()
         self._state = name
         self._dirty = True
 
     async def data(self) -> dict[str, Any]:
         """A copy of the state's data (a JSON object)."""
-        if not self._loaded:
+        if not self._loaded and not self._loaded_now():
             await self._load()
         data = self._data
         for item in data.values():  # inlined ``_json_copy``'s check: this runs per event
@@ -161,7 +177,7 @@ class ConversationState:
 
     async def update(self, **values: Any) -> None:
         """Set keys of the data; each value must be JSON."""
-        if not self._loaded:
+        if not self._loaded and not self._loaded_now():
             await self._load()
         for item in values.values():  # ``values`` is a new dict: only nested values are copied
             if type(item) not in _SCALARS:
@@ -172,7 +188,7 @@ class ConversationState:
 
     async def clear(self) -> None:
         """Leave every state and forget the data."""
-        if not self._loaded:
+        if not self._loaded and not self._loaded_now():
             await self._load()
         self._state, self._data = None, {}
         self._dirty = True
@@ -183,13 +199,13 @@ class ConversationState:
         Raises:
             pydantic.ValidationError: the data does not fit the model.
         """
-        if not self._loaded:
+        if not self._loaded and not self._loaded_now():
             await self._load()
         return model.model_validate(self._data)
 
     async def save(self, model: BaseModel) -> None:
         """Replace the data with ``model``'s fields (as JSON)."""
-        if not self._loaded:
+        if not self._loaded and not self._loaded_now():
             await self._load()
         self._data = model.model_dump(mode="json")
         self._dirty = True

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from whizrouter.conversation_state import ConversationState
 from whizrouter.errors import ConfigurationError
 from whizrouter.inbox.base import Inbox, StoredEvent
-from whizrouter.inbox.stored_state import StateWrite, StoredState
+from whizrouter.inbox.stored_state import NotCached, StateWrite, StoredState
 from whizrouter.log_throttle import LogThrottle
 
 log = logging.getLogger("whizrouter.dispatcher")
@@ -40,6 +40,8 @@ class StateOverlay:
         self._failure_log = LogThrottle()
         #: The conversation's committed state: the inbox's own method, one frame less per read.
         self.load: Callable[[str], Awaitable[StoredState | None]] = inbox.load_state
+        #: The same when the inbox has it in memory, without a coroutine, else ``NOT_CACHED``.
+        self.cached: Callable[[str], StoredState | NotCached | None] = inbox.cached_state
 
     def handle(self, stored: StoredEvent) -> ConversationState:
         """A fresh ``ctx.state`` for a run of ``stored``.

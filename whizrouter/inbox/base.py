@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from whizrouter.defaults import DEFAULT_STATE_TTL
 from whizrouter.errors import InboxError
-from whizrouter.inbox.stored_state import StateWrite, StoredState
+from whizrouter.inbox.stored_state import NOT_CACHED, NotCached, StateWrite, StoredState
 
 EventKind = Literal["message", "status", "raw"]
 
@@ -333,6 +333,14 @@ class Inbox(Protocol):
         Default: None, for a backend that keeps no state.
         """
         return None  # a body of its own: a default, not a method to implement
+
+    def cached_state(self, conversation: str) -> StoredState | NotCached | None:
+        """``load_state``'s answer when the backend has it in memory, without a coroutine
+        (``ctx.state`` reads it on every event that uses it), else ``NOT_CACHED``.
+
+        Default: ``NOT_CACHED``: always ask ``load_state``.
+        """
+        return NOT_CACHED
 
     async def ack_with_state(self, seqs: Sequence[int], writes: Sequence[StateWrite]) -> None:
         """``ack`` the events and commit the state their handlers left, together: both or

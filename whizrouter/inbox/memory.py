@@ -218,6 +218,10 @@ class MemoryInbox(Inbox):
 
     async def load_state(self, conversation: str) -> StoredState | None:
         """The conversation's state, unless it expired (``state_ttl`` after its last write)."""
+        return self.cached_state(conversation)
+
+    def cached_state(self, conversation: str) -> StoredState | None:
+        """``load_state``, without a coroutine: the dict is all there is."""
         stored = self._states.get(conversation)
         if stored is not None and stored.updated_at < time.time() - self.state_ttl:
             del self._states[conversation]

@@ -8,13 +8,31 @@ fields as columns.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
 import orjson
 
-__all__ = ["StateWrite", "StoredState", "decode_state", "encode_state", "without_orphans"]
+__all__ = [
+    "NOT_CACHED",
+    "NotCached",
+    "StateWrite",
+    "StoredState",
+    "decode_state",
+    "encode_state",
+    "without_orphans",
+]
+
+
+class _Cache(enum.Enum):
+    NOT_CACHED = enum.auto()
+
+
+#: What ``Inbox.cached_state`` answers when the state is not in memory: ask ``load_state``.
+NOT_CACHED: Final = _Cache.NOT_CACHED
+NotCached = Literal[_Cache.NOT_CACHED]
 
 
 # Not frozen: one is built per state write, and a frozen dataclass's __init__ costs about

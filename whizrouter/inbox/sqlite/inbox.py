@@ -49,7 +49,12 @@ from whizrouter.inbox.sqlite.seen import SeenKeys
 from whizrouter.inbox.sqlite.state import SqliteStates
 from whizrouter.inbox.sqlite.url import Synchronous, parse_sqlite_url
 from whizrouter.inbox.sqlite.writer import Writer
-from whizrouter.inbox.stored_state import StateWrite, StoredState, without_orphans
+from whizrouter.inbox.stored_state import (
+    NotCached,
+    StateWrite,
+    StoredState,
+    without_orphans,
+)
 
 # The package's name: one logger for everything the sqlite inbox reports.
 logger = logging.getLogger("whizrouter.inbox.sqlite")
@@ -434,6 +439,10 @@ class SqliteInbox(DeadLetterCalls, Inbox):
     async def load_state(self, conversation: str) -> StoredState | None:
         """The conversation's committed state, unless expired (from memory when known)."""
         return await self._states.load(conversation, self._submit)
+
+    def cached_state(self, conversation: str) -> StoredState | NotCached | None:
+        """The state this process remembers (read or committed lately), else ``NOT_CACHED``."""
+        return self._states.cached(conversation)
 
     async def put_state(self, conversation: str, state: str | None, data: dict[str, Any]) -> None:
         """Write a conversation's state outside any event (the CLI, a test)."""

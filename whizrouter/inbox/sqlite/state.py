@@ -20,11 +20,11 @@ import functools
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
-from whizrouter.inbox.stored_state import StateWrite, StoredState
+from whizrouter.inbox.stored_state import NOT_CACHED, NotCached, StateWrite, StoredState
 
 #: What an ack job returns (the deleted rows, and the journal keys deleted with them).
 T = TypeVar("T")
@@ -77,7 +77,6 @@ def json_array_text(values: list[str]) -> str:
 
 
 #: ``SqliteStates.cached``'s answer for a conversation it does not know.
-UNKNOWN: Final = object()
 
 
 class Submit(Protocol):
@@ -109,9 +108,9 @@ class SqliteStates:
         self._inflight: dict[str, asyncio.Future[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def cached(self, conversation: str) -> StoredState | object | None:
-        """The remembered state (None: none), or ``UNKNOWN``: read the file."""
-        stored = self._cache.get(conversation, UNKNOWN)
+    def cached(self, conversation: str) -> StoredState | NotCached | None:
+        """The remembered state (None: none), or ``NOT_CACHED``: read the file."""
+        stored = self._cache.get(conversation, NOT_CACHED)
         if isinstance(stored, StoredState) and stored.updated_at < time.time() - self.ttl:
             return None
         return stored
@@ -127,11 +126,11 @@ class SqliteStates:
         runs."""
         self.in_use = True
         known = self.cached(conversation)
-        if known is UNKNOWN and (ahead := self._inflight.get(conversation)) is not None:
+        if known is NOT_CACHED and (ahead := self._inflight.get(conversation)) is not None:
             await asyncio.shield(ahead)
             known = self.cached(conversation)
-        if known is not UNKNOWN:
-            return known  # type: ignore[return-value]
+        if known is not NOT_CACHED:
+            return known
         generation = self.generation
         stored: StoredState | None = await submit(self.load_job(conversation), readonly=True)
         if generation == self.generation:
