@@ -29,6 +29,7 @@ from whizrouter.inbox.base import JournalEntry
 from whizrouter.inbox.memory import MemoryInbox
 from whizrouter.inbox.sqlite import SqliteInbox
 from whizrouter.inbox.sqlite.journal import FLUSH_DELAY
+from whizrouter.send_journal import wait_recorded
 from whizrouter.testing import FakeProvider, RecordedCall, StartBot, text_callback
 
 __all__ = ["nats_url"]  # the fixture the NATS test asks for, imported so pytest finds it
@@ -214,3 +215,25 @@ async def test_on_nats_an_ack_waits_for_the_put_under_way(nats_url: str) -> None
                 await kv.keys()  # put, then deleted by the ack: nothing left behind
         finally:
             await nc.close()
+
+
+async def test_a_waiter_cancelled_leaves_the_records_it_shares_a_commit_with_alone(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "inbox.db"
+    inbox = SqliteInbox(db)
+    await inbox.open()
+    try:
+        first = inbox.journal_record("m:1", "#1", JournalEntry("h1", "wamid.1"))
+        second = inbox.journal_record("m:2", "#1", JournalEntry("h2", "wamid.2"))
+        # A handler waiting for its previous record is cancelled (its timeout, a stop).
+        waiter = asyncio.create_task(wait_recorded(first))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await second  # the other event's record, in the same commit: written, not cancelled
+        await first
+        assert journal_rows(db) == [("m:1", "#1", "wamid.1"), ("m:2", "#1", "wamid.2")]
+    finally:
+        await inbox.close()

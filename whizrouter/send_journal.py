@@ -23,6 +23,7 @@ later attempts in the same process use what the journal already holds.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -33,7 +34,14 @@ import orjson
 
 from whizrouter.inbox.base import Inbox, JournalEntry
 
-__all__ = ["JournalEntry", "JournalObserver", "SendJournal", "SendJournals", "request_hash"]
+__all__ = [
+    "JournalEntry",
+    "JournalObserver",
+    "SendJournal",
+    "SendJournals",
+    "request_hash",
+    "wait_recorded",
+]
 
 log = logging.getLogger("whizrouter.send_journal")
 
@@ -104,12 +112,21 @@ class SendJournal:
             )
         recording, self._recording = self._recording, None
         if recording is not None:
-            with contextlib.suppress(Exception):  # a failed write was logged by the inbox
-                await recording
+            await wait_recorded(recording)
         message_id = await post()
         entry = entries[slot] = JournalEntry(digest, message_id)
         self._recording = self._inbox.journal_record(self._event_key, slot, entry)
         return message_id
+
+
+async def wait_recorded(recording: Awaitable[None]) -> None:
+    """Wait until a journal record is durable, or failed (the inbox logged that).
+
+    Shielded: a handler cancelled meanwhile (its timeout, a stop) is cancelled, but the write
+    goes on, and so does every other record committed with it.
+    """
+    with contextlib.suppress(Exception):
+        await asyncio.shield(recording)
 
 
 class SendJournals:
