@@ -2,14 +2,14 @@
 
 Lifecycle: ``start`` freezes registration, loads plugins, opens the inbox, runs plugin
 startup hooks, registers the webhook, then starts the dispatcher in its own task, so the app
-can be started and stopped from different tasks (as aiohttp's cleanup context does).
+can be started and stopped from different tasks (as aiohttp's cleanup context does; the
+dispatcher, the context of each run and a failure of handling are ``handling``'s).
 ``stop`` refuses new callbacks (503), drains the dispatcher within the grace period, runs
 plugin shutdown hooks and closes the inbox and client.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -21,7 +21,6 @@ from aiohttp import web
 from whizrouter.backoff import HANDLER_RETRY, RetryPolicy
 from whizrouter.bootstrap import register_at_start
 from whizrouter.client import WhizardClient
-from whizrouter.context import Context
 from whizrouter.defaults import ApiShape
 from whizrouter.dispatcher import Dispatcher
 from whizrouter.errors import (
@@ -29,23 +28,21 @@ from whizrouter.errors import (
     RegistrationClosedError,
     WhizrouterError,
 )
+from whizrouter.handling import Handling
 from whizrouter.health import health_report
-from whizrouter.inbox.base import Inbox, StoredEvent
+from whizrouter.inbox.base import Inbox
 from whizrouter.lifecycle import (
-    HandlingFailure,
     Role,
     check_inbox_fits_role,
-    drain_handlers,
     kinds_to_store,
     log_inbox,
     log_provider,
     log_role_and_plugins,
     log_webhook_auth,
-    why_dispatcher_ended,
 )
 from whizrouter.metrics import Metrics
 from whizrouter.mount import attach_bot
-from whizrouter.numbers import ContextFactory, Decoder, Number, Numbers
+from whizrouter.numbers import Number, Numbers
 from whizrouter.parts import Parts
 from whizrouter.payloads import split_callback
 from whizrouter.plugins import call_hook, check_plugins, load_plugin, plugin_name
@@ -54,7 +51,6 @@ from whizrouter.receiver import WEBHOOK_PATH, Receiver
 from whizrouter.routing import Router
 from whizrouter.send_journal import SendJournals
 from whizrouter.settings import Settings
-from whizrouter.stored_body import decode_event
 
 log = logging.getLogger("whizrouter")
 
@@ -160,10 +156,9 @@ class WhizRouter:
             given_inbox=inbox if inbox is not None and not isinstance(inbox, str) else None,
             owns_client=client is None,
         )
-        self._dispatcher: Dispatcher | None = None
-        self._dispatch_task: asyncio.Task[None] | None = None
         self._started = False
-        self._failure = HandlingFailure()
+        # The dispatcher and its task while the app runs, and why handling failed.
+        self._handling = Handling(self)
         #: Builds each event's send journal; None when ``send_journal=False``.
         self.send_journals = SendJournals(lambda: self._parts.inbox) if send_journal else None
         self.receiver = Receiver(
@@ -242,7 +237,7 @@ class WhizRouter:
     @property
     def dispatcher(self) -> Dispatcher | None:
         """The running dispatcher (None before start, and in the ``receiver`` role)."""
-        return self._dispatcher
+        return self._handling.dispatcher
 
     @property
     def plugins(self) -> list[object]:
@@ -259,22 +254,10 @@ class WhizRouter:
         return health_report(
             role=self.role,
             started=self._started,
-            failed=self._failure.error is not None,
+            failed=self._handling.failure.error is not None,
             receiver=self.receiver,
             inbox=self.inbox,
-            dispatcher=self._dispatcher,
-        )
-
-    def _make_context(self, stored: StoredEvent, event: Any, contact: Any, attempt: int) -> Context:
-        return Context(
-            event=event,
-            client=self.client,
-            contact=contact,
-            attempt=attempt,
-            conversation=stored.conversation,
-            event_id=stored.key,
-            kind=stored.kind,
-            send_journals=self.send_journals,
+            dispatcher=self._handling.dispatcher,
         )
 
     # Lifecycle ------------------------------------------------------------------------------
@@ -288,7 +271,7 @@ class WhizRouter:
             BootstrapError: the webhook could not be registered.
             ConfigurationError: a setting cannot be used.
         """
-        if self._started or self._dispatch_task is not None:
+        if self._started or self._handling.task is not None:
             raise WhizrouterError("this app is already running; start it once")
         self.router.freeze()
         self._plugins = [load_plugin(name) for name in self.settings.plugins]
@@ -299,7 +282,8 @@ class WhizRouter:
         check_inbox_fits_role(self.role, inbox)
         inbox.state_ttl = self.settings.state_ttl
         await inbox.open()
-        inbox.on_lost = self._inbox_lost  # NATS: a connection closed for good stops the app
+        # NATS: a connection closed for good stops the app.
+        inbox.on_lost = self._handling.inbox_lost
         log_inbox(inbox)
         try:
             # A second bot on a sqlite file must fail here, before its port takes callbacks
@@ -317,26 +301,8 @@ class WhizRouter:
             await register_at_start(client, self.settings, self.role, self._numbers)
             log_webhook_auth(self.settings, self.role)
             if self.role != "receiver":
-                decode: Decoder = decode_event
-                make_context: ContextFactory = self._make_context
-                if self._numbers is not None:
-                    keyed = given is not None or self.settings.api_key is not None
-                    decode, make_context = self._numbers.dispatching(
-                        decode, make_context, keyed_default=keyed
-                    )
-                self._dispatcher = Dispatcher(
-                    inbox,
-                    self.router,
-                    decode=decode,
-                    make_context=make_context,
-                    plugins=self._plugins,
-                    concurrency=self.settings.concurrency,
-                    retry=self.retry,
-                    handler_timeout=self.settings.handler_timeout,
-                )
-                self._dispatch_task = asyncio.create_task(self._dispatcher.run())
-                self._dispatch_task.add_done_callback(self._dispatcher_ended)
-                log.info("dispatcher: up to %d conversations at once", self.settings.concurrency)
+                keyed = given is not None or self.settings.api_key is not None
+                self._handling.start(inbox, self._plugins, self._numbers, keyed=keyed)
             await self.metrics.open()
         except BaseException:
             await self._close_resources()
@@ -346,29 +312,14 @@ class WhizRouter:
         self.receiver.connect(inbox.append, inbox.backlog, kinds_to_store(self.role, self.router))
         self.receiver.accepting = self.role != "worker"
 
-    def _dispatcher_ended(self, task: asyncio.Task[None]) -> None:
-        error = why_dispatcher_ended(task)
-        if error is not None and self._started:
-            self._fail(error)
-
-    def _inbox_lost(self, error: BaseException) -> None:
-        """The inbox can never work again (a NATS connection closed for good)."""
-        if self._started and self._failure.error is None:
-            self._fail(error)
-
-    def _fail(self, error: BaseException) -> None:
-        # Handling stopped for good: refuse callbacks (the provider keeps them) and say so.
-        self.receiver.accepting = False
-        self._failure.record(error)
-
     @property
     def failure(self) -> BaseException | None:
         """Why event handling stopped while the app was running, or None."""
-        return self._failure.error
+        return self._handling.failure.error
 
     async def wait_failed(self) -> BaseException:
         """Wait until event handling stops because of an error; return that error."""
-        return await self._failure.wait()
+        return await self._handling.failure.wait()
 
     def stop_accepting(self) -> None:
         """Answer new callbacks with 503 from now on (the first step of a shutdown)."""
@@ -380,9 +331,7 @@ class WhizRouter:
             return
         self.receiver.accepting = False
         self._started = False
-        dispatcher, task = self._dispatcher, self._dispatch_task
-        if dispatcher is not None and task is not None:
-            await drain_handlers(dispatcher, task, self.inbox, self.settings.shutdown_grace)
+        await self._handling.drain(self.inbox, self.settings.shutdown_grace)
         await call_hook(self._plugins, "shutdown", self)
         await self._close_resources()
         log.info("stopped")
@@ -390,8 +339,7 @@ class WhizRouter:
     async def _close_resources(self) -> None:
         await self.metrics.close()
         self.router.thaw()  # stopped: handlers may be added before the next start
-        self._dispatcher = None
-        self._dispatch_task = None
+        self._handling.clear()
         await self._parts.close()
         if self._numbers is not None:
             await self._numbers.close()

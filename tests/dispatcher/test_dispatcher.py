@@ -42,8 +42,8 @@ async def test_events_of_a_kind_without_handlers_are_settled_without_decoding(
         decoded.append(stored.kind)
         return decode_event(stored)
 
-    # The app hands this module-level function to its dispatcher at start.
-    monkeypatch.setattr("whizrouter.app.decode_event", counting_decode)
+    # The app's handling hands this module-level function to its dispatcher at start.
+    monkeypatch.setattr("whizrouter.handling.decode_event", counting_decode)
     app = make_app()
 
     @app.on_message()

@@ -12,6 +12,9 @@ dead-lettered without running, so a crash loop ends.
 
 Conversation state: each run gets a fresh ``ctx.state`` (loaded on first use); a success
 settles with what it changed, a failure drops it, so a retry starts from the state as it was.
+
+Mixed in, so the run path reaches their state as its own: the handler timeouts
+(``timeouts``) and the counts and timings of runs (``run_counts``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import asyncio
 import logging
 from bisect import bisect_left
 from collections.abc import Callable
-from contextvars import ContextVar
 from time import monotonic
 from typing import Any
 
@@ -32,8 +34,10 @@ from whizrouter.context import Context
 from whizrouter.conversation_state import ConversationState
 from whizrouter.defaults import DEFAULT_HANDLER_TIMEOUT, DEFAULT_INBOX_URL
 from whizrouter.dispatcher.acks import Acks, ReplaySlots
+from whizrouter.dispatcher.run_counts import RunCounts
 from whizrouter.dispatcher.state import LEAVING, Lifecycle
 from whizrouter.dispatcher.state_overlay import StateOverlay
+from whizrouter.dispatcher.timeouts import WORKER, HandlerTimeouts, remember_worker
 from whizrouter.errors import (
     ConfigurationError,
     HandlerTimeoutError,
@@ -49,27 +53,11 @@ from whizrouter.json_logs import EVENT_FIELDS
 from whizrouter.log_throttle import LogThrottle
 from whizrouter.plugins import call_hook, call_hooks, hooks_of
 from whizrouter.routing import HandlerSpec
-from whizrouter.tallies import HANDLER_BUCKETS, Timings
 
 log = logging.getLogger("whizrouter.dispatcher")
 
 #: Builds the ``Context`` for an event, its contact and the attempt number.
 ContextFactory = Callable[[StoredEvent, Any, Any, int], Context]
-
-
-#: The task of the worker running the current handler: found once per worker, since
-#: ``asyncio.current_task`` is a Python function call (before 3.12) and a run needs it only
-#: in case it must be cancelled at its timeout. Each worker task has its own context: this
-#: holds as long as runs are awaited by the lanes' workers themselves, not by tasks they start
-#: (which would inherit the worker's value).
-_WORKER: ContextVar[asyncio.Task[Any] | None] = ContextVar("whizrouter_worker", default=None)
-
-
-def _remember_worker() -> asyncio.Task[Any]:
-    task = asyncio.current_task()
-    assert task is not None  # runs are awaited in a task
-    _WORKER.set(task)
-    return task
 
 
 def worth_retrying(exc: BaseException) -> bool:
@@ -84,7 +72,7 @@ def worth_retrying(exc: BaseException) -> bool:
     return not (isinstance(exc, ProviderError) and not exc.retryable)
 
 
-class Attempts:
+class Attempts(RunCounts, HandlerTimeouts):
     """Runs handlers with retries, counts runs that may have crashed, dead-letters.
 
     Args:
@@ -137,23 +125,9 @@ class Attempts:
         # Unsettled events left at a stop with every run they had already recorded: taken
         # from their lane but never started, or waiting for a retry.
         self._left: list[int] = []
-        #: Counters for logs, health checks and tests.
-        self.handled = 0
-        self.failed_attempts = 0
-        self.dead_lettered = 0
-        self._timeout = handler_timeout
-        # Runs under way by seq: (when they are due, their task), for ``cancel_overdue``;
-        # and the seqs it cancelled, to tell its cancellation from a stop's.
-        self._deadlines: dict[int, tuple[float, asyncio.Task[Any]]] = {}
-        self._timed_out: set[int] = set()
+        RunCounts.__init__(self)
+        HandlerTimeouts.__init__(self, handler_timeout)
         self._storage_log = LogThrottle()
-        #: Runs by (handler, outcome), for the metrics: ``retry``, a failure retried;
-        #: ``timeout``, a run cancelled at its timeout; ``dead``, an event dead-lettered.
-        #: Successful runs are counted apart, by handler, in ``succeeded`` (no tuple per run).
-        self.outcomes: dict[tuple[str, str], int] = {}
-        self.succeeded: dict[str, int] = {}
-        #: Seconds each run took, by handler, for the metrics.
-        self.timings: dict[str, Timings] = {}
 
     def running_handlers(self) -> list[str]:
         """The handler runs under way, as ``"<event key> in <handler>"``."""
@@ -208,7 +182,7 @@ class Attempts:
         waited = 0.0
         seq = stored.seq
         timeout = spec.timeout or self._timeout
-        task = _WORKER.get() or _remember_worker()
+        task = WORKER.get() or remember_worker()
         # With JSON logs, every line logged during the run carries the event.
         fields = (
             EVENT_FIELDS.set((stored.key, stored.conversation, spec.name, attempt))
@@ -288,33 +262,6 @@ class Attempts:
             self._deadlines.pop(seq, None)
             if counting:  # the stop came before the handler started
                 self._release_counting(stored.seq)
-
-    def _new_timings(self, handler: str) -> Timings:
-        timings = self.timings[handler] = Timings(HANDLER_BUCKETS)
-        return timings
-
-    def _timed(self, handler: str, started: float) -> None:
-        (self.timings.get(handler) or self._new_timings(handler)).observe(monotonic() - started)
-
-    def _count(self, handler: str, outcome: str) -> None:
-        key = (handler, outcome)
-        self.outcomes[key] = self.outcomes.get(key, 0) + 1
-
-    def _cut_at_timeout(self, seq: int, task: asyncio.Task[Any]) -> bool:
-        """Whether the run of ``seq`` was cancelled by ``cancel_overdue`` alone (then its
-        cancellation is taken back); False for any other cancellation, such as a stop's."""
-        if seq not in self._timed_out:
-            return False
-        self._timed_out.discard(seq)
-        return task.uncancel() == 0
-
-    def cancel_overdue(self) -> None:
-        """Cancel every run past its timeout; the dispatcher calls it about once a second."""
-        now = monotonic()
-        for seq, (due, task) in self._deadlines.items():
-            if due <= now and seq not in self._timed_out:
-                self._timed_out.add(seq)
-                task.cancel()
 
     async def _retry_or_end(
         self,

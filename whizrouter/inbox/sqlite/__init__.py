@@ -6,8 +6,9 @@ Whatever was not settled when the process stopped is handed out again after the 
 
 The modules, in the order one event meets them:
 
-- ``inbox``: ``SqliteInbox``, the ``Inbox`` protocol over one file: appends, settling,
-  dead letters and counts;
+- ``inbox``: ``SqliteInbox``, the ``Inbox`` protocol over one file: opening, settling,
+  counts; ``appends``: storing events, with the backlog bound and the batched inserts;
+  ``dead_letters``: listing, replaying and dropping dead letters, and the stats;
 - ``url``: the ``sqlite:///`` URL and its options;
 - ``schema``: the tables and every SQL statement on them;
 - ``seen``: the two-level dedupe window (recent keys, merged into an index in key order);

@@ -1,8 +1,9 @@
 """``SqliteInbox``: the ``Inbox`` protocol over one sqlite file; see the package docstring.
 
-This module stores events (with the dedupe window of ``seen``), settles them, and keeps dead
-letters and counts; it turns each operation into a job for the writer thread (``writer``),
-whose group commits it shares. Handing events out is ``claims``'s; the SQL is ``schema``'s.
+This module opens the file, settles events and keeps counts; it turns each operation into a
+job for the writer thread (``writer``), whose group commits it shares. Storing events (with the
+dedupe window of ``seen``) is ``appends``'s, the dead letters ``dead_letters``'s, handing
+events out ``claims``'s; the SQL is ``schema``'s.
 
 One process consumes a file (calls ``claim``): the first claim takes the consumer lock
 (``lock``) and holds it until ``close``; a second consumer's claim fails with an
@@ -23,8 +24,9 @@ from typing import Any, TypeVar
 import anyio
 
 from whizrouter.defaults import DEFAULT_DEDUPE_SECONDS, DEFAULT_MAX_BACKLOG
-from whizrouter.errors import ConfigurationError, InboxError, InboxFullError
+from whizrouter.errors import ConfigurationError, InboxError
 from whizrouter.inbox.base import Inbox, JournalEntry, RawEvent, StoredEvent
+from whizrouter.inbox.sqlite.appends import AppendCalls
 from whizrouter.inbox.sqlite.claims import Claims, FileCounts
 from whizrouter.inbox.sqlite.dead_letters import DeadLetterCalls
 from whizrouter.inbox.sqlite.journal import DELETE_OF_PENDING, Recorded, SqliteJournal
@@ -37,10 +39,8 @@ from whizrouter.inbox.sqlite.schema import (
     KILL,
     MAX_ROWS,
     RECORD_ATTEMPT,
-    EventRow,
     create_or_check,
     delete_pending,
-    insert_sql,
     json_array,
     rowcount,
     scalar,
@@ -67,7 +67,7 @@ def _no_rows(conn: sqlite3.Connection) -> int:
     return 0
 
 
-class SqliteInbox(DeadLetterCalls, Inbox):
+class SqliteInbox(AppendCalls, DeadLetterCalls, Inbox):
     """The durable inbox in one SQLite file; see ``whizrouter.inbox.sqlite`` for the design.
 
     Args:
@@ -291,72 +291,6 @@ class SqliteInbox(DeadLetterCalls, Inbox):
     def _after_settle(self) -> None:
         if self._claims is not None:
             self._claims.wake_if_due()
-
-    # -- storing ---------------------------------------------------------------------------
-
-    async def append(self, events: Sequence[RawEvent]) -> int:
-        """Store events durably, dropping redeliveries; see ``Inbox.append``.
-
-        Returns only after the commit that holds them.
-
-        Raises:
-            InboxFullError: the backlog would pass ``max_backlog``; nothing was stored.
-            InboxError: the events could not be stored; nothing was stored.
-        """
-        count = len(events)
-        if not count:
-            return 0
-        backlog = self._counts.backlog + self._reserved
-        # An empty inbox takes any callback, however many events: none is refused forever.
-        if backlog and backlog + count > self._max_backlog:
-            raise InboxFullError(
-                f"the sqlite inbox holds {backlog} unsettled events (bound {self._max_backlog}); "
-                "the provider will retry, or raise max_backlog",
-                retry_after=5.0,
-            )
-        batch = list(events)
-        self._reserved += count
-        try:
-            return await self._submit(
-                lambda conn: self._insert(conn, [batch])[0], self._inserted, batch=batch
-            )
-        finally:
-            self._reserved -= count
-
-    def _insert(self, conn: sqlite3.Connection, batches: list[list[RawEvent]]) -> list[int]:
-        """Store the new events of several appends; return how many were new in each."""
-        now = self._last_now = max(time.time(), self._last_now + 1e-6)
-        keys = list(dict.fromkeys(event.key for batch in batches for event in batch))
-        new = self._seen.new_keys(conn, keys, now)
-        if self._seen.merge_due and self._writer is not None:
-            self._writer.maintain_soon()
-        rows: list[EventRow] = []
-        stored: list[RawEvent] = []
-        counts = []
-        for batch in batches:
-            before = len(rows)
-            for event in batch:
-                # Taken at its first occurrence: a repeat later in the group is a redelivery.
-                if event.key in new:
-                    new.discard(event.key)
-                    # A bytearray, not the bytes: sqlite3 binds str, int, float and bytearray
-                    # as they are, but looks for an adapter for bytes, and the failed look-up
-                    # raises and clears an AttributeError (about 5,000 instructions an event).
-                    body = bytearray(event.body)
-                    rows.append((event.kind, event.key, event.conversation, now, body))
-                    stored.append(event)
-            counts.append(len(rows) - before)
-        claims = self._claims
-        for start in range(0, len(rows), MAX_ROWS):
-            chunk = rows[start : start + MAX_ROWS]
-            cursor = conn.execute(insert_sql(len(chunk)), [value for row in chunk for value in row])
-            if claims is not None and cursor.lastrowid:
-                claims.inserted(cursor.lastrowid, stored[start : start + MAX_ROWS], now)
-        self._counts.writes += len(rows)
-        return counts
-
-    def _inserted(self, count: int) -> None:
-        self._counts.backlog += count
 
     # -- handing out (``claims``) ----------------------------------------------------------
 
