@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 from whizrouter.errors import InboxFullError
 from whizrouter.inbox.base import RawEvent
 from whizrouter.inbox.sqlite.claims import Claims, FileCounts
+from whizrouter.inbox.sqlite.jobs import SubmitsJobs
 from whizrouter.inbox.sqlite.schema import MAX_ROWS, EventRow, insert_sql
 from whizrouter.inbox.sqlite.seen import SeenKeys
 from whizrouter.inbox.sqlite.writer import Writer
 
-_T = TypeVar("_T")
 
-
-class AppendCalls:
+class AppendCalls(SubmitsJobs):
     """``append``, and ``_insert``, the writer's insert of a group commit's appends."""
 
     _writer: Writer | None
@@ -35,17 +33,6 @@ class AppendCalls:
     _last_now: float  # writer thread only
     _reserved: int  # loop thread only: events of appends queued and not yet answered
     _max_backlog: int
-
-    async def _submit(
-        self,
-        fn: Callable[[sqlite3.Connection], _T],
-        on_commit: Callable[[_T], None] | None = None,
-        *,
-        readonly: bool = False,
-        on_abandon: Callable[[_T], None] | None = None,
-        batch: list[RawEvent] | None = None,
-    ) -> _T:
-        raise NotImplementedError  # the inbox's: a job for its writer thread
 
     async def append(self, events: Sequence[RawEvent]) -> int:
         """Store events durably, dropping redeliveries; see ``Inbox.append``.

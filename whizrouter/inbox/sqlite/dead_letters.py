@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 from whizrouter.inbox.base import DeadLetter
 from whizrouter.inbox.sqlite.claims import Claims, FileCounts
+from whizrouter.inbox.sqlite.jobs import SubmitsJobs
 from whizrouter.inbox.sqlite.journal import DELETE_OF_DEAD, SqliteJournal
 from whizrouter.inbox.sqlite.schema import (
     DEAD_LETTERS,
@@ -26,24 +26,13 @@ from whizrouter.inbox.sqlite.schema import (
     json_array,
 )
 
-_T = TypeVar("_T")
 
-
-class DeadLetterCalls:
+class DeadLetterCalls(SubmitsJobs):
     """``stats``, ``oldest_waiting``, ``dead_letters``, ``replay`` and ``drop``."""
 
     _claims: Claims | None
     _counts: FileCounts
     _journal: SqliteJournal
-
-    async def _submit(
-        self,
-        fn: Callable[[sqlite3.Connection], _T],
-        on_commit: Callable[[_T], None] | None = None,
-        *,
-        readonly: bool = False,
-    ) -> _T:
-        raise NotImplementedError  # the inbox's: a job for its writer thread
 
     def _inserted(self, count: int) -> None:
         raise NotImplementedError  # the inbox's: count rows added

@@ -80,3 +80,19 @@ def resolve(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+class SubmitsJobs:
+    """What the sqlite inbox's mixins (``appends``, ``dead_letters``) call on the inbox: its
+    ``_submit``, which queues a ``Job`` on the writer thread and waits for its result."""
+
+    async def _submit(
+        self,
+        fn: Callable[[sqlite3.Connection], _T],
+        on_commit: Callable[[_T], None] | None = None,
+        *,
+        readonly: bool = False,
+        on_abandon: Callable[[_T], None] | None = None,
+        batch: list[RawEvent] | None = None,
+    ) -> _T:
+        raise NotImplementedError  # the inbox's own: a job for its writer thread
