@@ -80,6 +80,43 @@ async def test_keys_merged_into_the_index_still_drop_redeliveries(
         await reopened.close()
 
 
+async def test_a_merge_sorts_its_keys_off_the_writer_and_deletes_its_rows_in_slices(
+    tmp_path: Path, trace: SqliteTrace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sorting a whole merge, or deleting its rows, in one statement held every commit group
+    # back for tens of milliseconds: the plan is read on a thread of its own, the rows go
+    # a slice at a time.
+    monkeypatch.setattr(sqlite_seen, "MERGE_SLICE", 4)
+    monkeypatch.setattr(sqlite_seen, "DROP_SLICE", 5)
+    path = tmp_path / "inbox.db"
+    inbox = SqliteInbox(path, recent_keys=30)
+    await inbox.open()
+    try:
+        order = [(n * 37) % 100 for n in range(30)]
+        for n in order[:-1]:
+            assert await inbox.append([event(n), event(order[0])]) == 1  # and a redelivery
+        writer = {thread for thread, sql in trace.calls if sql.startswith("INSERT INTO events")}
+        trace.pause_at("SELECT json_group_array(key)")  # the plan, while it is read
+        assert await inbox.append([event(order[-1])]) == 1  # the 30th key: a merge is due
+        await trace.wait_paused()
+        # The writer goes on committing while the plan is read.
+        assert await inbox.append([event(500)]) == 1
+        trace.resume()
+        for _ in range(500):  # the merge's last steps run between groups: up to 5 s
+            if level_sizes(path)[0] <= 1:  # every merged row gone; event 500's stays recent
+                break
+            await anyio.sleep(0.01)
+        planners = {t for t, sql in trace.calls if sql.startswith("SELECT json_group_array")}
+        drops = [sql for _, sql in trace.calls if sql.startswith(MERGE_END)]
+        assert planners and not planners & writer
+        assert len(drops) >= 30 // 5
+        assert level_sizes(path) == (1, 30)
+        assert await inbox.append([event(n) for n in [*order, 500]]) == 0
+        assert (await inbox.stats())["seen"] == 31
+    finally:
+        await inbox.close()
+
+
 async def test_a_receiver_sees_keys_another_process_stored_before_and_after_a_merge(
     tmp_path: Path, trace: SqliteTrace
 ) -> None:

@@ -12,6 +12,7 @@ The modules, in the order one event meets them:
 - ``url``: the ``sqlite:///`` URL and its options;
 - ``schema``: the tables and every SQL statement on them;
 - ``seen``: the two-level dedupe window (recent keys, merged into an index in key order);
+- ``merge_plan``: a merge's keys, sorted on a thread and a connection of their own;
 - ``writer``, ``jobs``, ``connection``: the writer thread that owns the connection and runs
   every operation in group commits, no sqlite call ever on the event loop thread;
 - ``checkpointer``: the thread that copies the WAL into the file in the background;

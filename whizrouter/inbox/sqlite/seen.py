@@ -8,8 +8,9 @@ levels, like a small log-structured merge tree:
 - ``seen_recent``: an append-only table (rows only ever go on its last page) of the newest
   keys, mirrored in a dict on the writer thread, so checking a recent key reads no page;
 - ``seen``: the B-tree of the older keys. When ``merge_at`` recent keys have gathered, they
-  move into it in key order, a slice of the key range per transaction between commit
-  groups. Many keys then share each page write, and no commit group waits long for one.
+  are sorted on a thread of their own (``merge_plan``), then move into it in key order, a
+  slice per transaction between commit groups, and their recent rows go, a slice at a time
+  too. Many keys then share each page write, and no commit group waits long for one.
 
 A key is new when neither level holds it inside the window. The dict only ever holds keys
 committed to ``seen_recent`` (or written by the open transaction): after any rollback it is
@@ -29,12 +30,19 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from pathlib import Path
 
 import orjson
+
+from whizrouter.inbox.sqlite.merge_plan import MergePlan, MergePlanner
 
 logger = logging.getLogger("whizrouter.inbox.sqlite")
 
 MERGE_SLICE = 256  # keys a merge moves per transaction: about 1 ms of the writer's time
+# Merged recent rows deleted per transaction (about 1 ms): deleting 50,000 at once held the
+# writer for about 15 ms.
+DROP_SLICE = 4096
+PLAN_POLL = 0.005  # seconds between looks for a merge's plan while it is being read
 PRUNE_BATCH = 1000  # expired keys of each level forgotten per transaction
 
 SCHEMA = """
@@ -62,24 +70,19 @@ _RECENT_AFTER = "SELECT id, key, at FROM seen_recent WHERE id > ? ORDER BY id"
 _APPENDED = "SELECT id, key FROM seen_recent WHERE id > ? ORDER BY id"
 _GENERATION = "SELECT value FROM meta WHERE name = 'seen_generation'"
 _NEXT_GENERATION = "UPDATE meta SET value = value + 1 WHERE name = 'seen_generation'"
-# A merge's keys, sorted by sqlite (without holding the GIL, which sorting 50,000 keys in
-# Python would for tens of milliseconds); rowid n is the n-th key. A temporary table: it is
-# the connection's own, never written to the file.
-_PLAN_TABLE = "CREATE TEMP TABLE IF NOT EXISTS merging (key TEXT NOT NULL)"
-_CLEAR_PLAN = "DELETE FROM temp.merging"
-_FILL_PLAN = (
-    "INSERT INTO temp.merging(key) SELECT key FROM seen_recent WHERE id <= ?1 AND at >= ?2 "
-    "GROUP BY key ORDER BY key"
-)
-_NEWEST = "SELECT max(at) FROM seen_recent WHERE id <= ?"
-# One time for the whole merge, so the ``seen_at`` entries of a merge are written in key
-# order at one end of that index, not each on a page of its own.
+# A slice of a merge's keys (a JSON array, in key order), all at one time, so the ``seen_at``
+# entries of a merge are written in key order at one end of that index, not each on a page of
+# its own. ``WHERE true`` lets sqlite tell the upsert's ON CONFLICT from a join's ON.
 _MERGE = (
-    "INSERT INTO seen(key, at) SELECT key, ?2 FROM temp.merging WHERE rowid > ?1 "
-    "ORDER BY rowid LIMIT ?3 "
+    "INSERT INTO seen(key, at) SELECT value, ?2 FROM json_each(?1) WHERE true "
     "ON CONFLICT(key) DO UPDATE SET at = excluded.at WHERE excluded.at > seen.at"
 )
-_DROP_MERGED = "DELETE FROM seen_recent WHERE id <= ?"
+# A slice of the merged rows: at most ?2 ids from the oldest left, none past ?1.
+_DROP_MERGED = (
+    "DELETE FROM seen_recent WHERE id <= min(?1, (SELECT min(id) FROM seen_recent) + ?2 - 1)"
+)
+_FIRST_RECENT = "SELECT min(id) FROM seen_recent"
+_MAIN_FILE = "SELECT file FROM pragma_database_list WHERE name = 'main'"
 _PRUNE_OLDER = (
     "DELETE FROM seen WHERE key IN (SELECT key FROM seen WHERE at < ? ORDER BY at LIMIT ?)"
 )
@@ -113,16 +116,14 @@ class SeenKeys:
         self._generation = -1
         self._data_version = -1
         self._stale = True
-        self._merging = False
-        self._merge_size = 0  # keys in temp.merging
-        self._merged = 0  # how many of them are merged (they are rowids 1 to _merged)
-        self._merge_at = 0.0  # the time they are remembered from: the newest of them
-        self._merge_through = 0  # the running merge deletes recent rows up to this id
+        self._planner: MergePlanner | None = None  # made at the first merge, on its file
+        self._plan: MergePlan | None = None  # the running merge's
+        self._merged = 0  # how many of its keys are in ``seen``
 
     @property
     def merge_due(self) -> bool:
         """A merge runs, or enough recent keys gathered to start one."""
-        return self._merging or len(self._recent) >= self.merge_at
+        return self._plan is not None or len(self._recent) >= self.merge_at
 
     def invalidate(self) -> None:
         """The open transaction was rolled back (wholly or to a savepoint): reload first."""
@@ -178,11 +179,13 @@ class SeenKeys:
         """
         if self.merge_due:
             try:
-                self.merge_step(conn)
+                moved = self.merge_step(conn)
             except sqlite3.Error as exc:
                 logger.warning("sqlite inbox %s: merging dedupe keys failed: %s", description, exc)
                 return time.monotonic() + interval
-            return time.monotonic()  # the next slice after the groups queued meanwhile
+            # The next slice right after the groups queued meanwhile; a plan being read is
+            # looked for again shortly.
+            return time.monotonic() + (0.0 if moved else PLAN_POLL)
         try:
             pruned = self.prune(conn, time.time() - self.window, PRUNE_BATCH)
         except sqlite3.Error as exc:
@@ -193,49 +196,69 @@ class SeenKeys:
         # A full batch means more are due: go on right after the jobs queued meanwhile.
         return time.monotonic() + (0.0 if pruned == PRUNE_BATCH else interval)
 
-    def merge_step(self, conn: sqlite3.Connection) -> None:
-        """Move one slice of the recent keys into the ``seen`` B-tree, in its own transaction.
+    def merge_step(self, conn: sqlite3.Connection) -> bool:
+        """One step of a merge, in its own transaction; False while its plan is being read.
 
-        The first step has sqlite sort the recent keys; the last one deletes their rows from
+        Before the first step the keys are sorted on a thread of their own
+        (``MergePlanner``). Each step then moves ``merge_slice`` keys into the ``seen``
+        B-tree, and once every key is there, deletes ``DROP_SLICE`` of the merged rows from
         ``seen_recent``. Until then each key is in both levels, which changes no answer, so
         a crash in between only means the next process merges those keys again.
         """
+        plan = self._plan
+        if plan is None:
+            plan = self._next_plan(conn)
+            if plan is None:
+                return False
+            self._plan, self._merged = plan, 0
+        merged = self._merged
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if not self._merging:
-                self._start_merge(conn)
-            conn.execute(_MERGE, (self._merged, self._merge_at, self.merge_slice))
-            merged = self._merged + self.merge_slice
-            if merged >= self._merge_size:
-                conn.execute(_DROP_MERGED, (self._merge_through,))
-                conn.execute(_CLEAR_PLAN)
-                self._reload_after_delete(conn)  # also ends this merge
+            if merged < len(plan.keys):
+                upto = merged + self.merge_slice
+                conn.execute(_MERGE, (_json(plan.keys[merged:upto]), plan.newest))
+                merged = min(upto, len(plan.keys))
+            else:
+                conn.execute(_DROP_MERGED, (plan.through, DROP_SLICE))
+                left = conn.execute(_FIRST_RECENT).fetchone()[0]
+                if left is None or left > plan.through:
+                    self._reload_after_delete(conn)  # also ends this merge
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            self._merging = False
+            self._plan = None
             self._stale = True
             raise
         self._merged = merged
+        return True
 
-    def _start_merge(self, conn: sqlite3.Connection) -> None:
-        """Sort the recent keys still inside the window into ``temp.merging``: the merge to run.
+    def _next_plan(self, conn: sqlite3.Connection) -> MergePlan | None:
+        """The plan of the merge to run once it is read; starts reading it when none is.
 
-        They are all remembered from the newest one's time: in the older level a key can
+        The keys are all remembered from the newest one's time: in the older level a key can
         outlive the window by as long as the recent keys took to gather (never by more than
         the window, since older ones are left out), never fall short of it.
+
+        Raises:
+            sqlite3.Error: reading the plan failed (the next step reads it again).
         """
+        planner = self._planner
+        if planner is None:
+            path = Path(conn.execute(_MAIN_FILE).fetchone()[0])
+            planner = self._planner = MergePlanner(path)
+        if planner.busy:
+            return None
+        read = planner.take()
+        if isinstance(read, Exception):
+            raise read if isinstance(read, sqlite3.Error) else sqlite3.Error(str(read))
         self._sync(conn)
-        conn.execute(_PLAN_TABLE)
-        conn.execute(_CLEAR_PLAN)
-        fresh_after = time.time() - self.window
-        self._merge_size = conn.execute(_FILL_PLAN, (self._through, fresh_after)).rowcount
-        self._merge_at = conn.execute(_NEWEST, (self._through,)).fetchone()[0] or 0.0
-        self._merge_through = self._through
-        self._merged = 0
-        self._merging = True
-        logger.debug("merging %d recent dedupe keys", self._merge_size)
+        if read is not None and read.generation == self._generation:
+            logger.debug("merging %d recent dedupe keys", len(read.keys))
+            return read
+        # None read yet, or one read before another process merged or pruned: read it now.
+        planner.start(self._through, time.time() - self.window, self._generation)
+        return None
 
     def prune(self, conn: sqlite3.Connection, horizon: float, limit: int) -> int:
         """Forget up to ``limit`` keys of each level seen before ``horizon``; in its own
@@ -272,7 +295,7 @@ class SeenKeys:
         if self._stale or generation != self._generation:
             self._recent = {}
             self._through = 0
-            self._merging = False  # a merge elsewhere may have moved its keys: start over
+            self._plan = None  # a merge elsewhere may have moved its keys: start over
         self._stale = False
         self._generation = generation
         recent = self._recent
