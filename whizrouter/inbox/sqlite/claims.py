@@ -166,7 +166,7 @@ class Claims:
             while True:
                 events: list[StoredEvent] = []
                 if look or self._counts.writes > self._claim_mark:
-                    events, *_ = await self._writer.submit(
+                    events, *_ = await self._writer.enqueue(
                         functools.partial(self._claim_rows, limit=limit),
                         self._claimed,
                         on_abandon=self._stash_back,
@@ -260,7 +260,7 @@ class Claims:
         if not self._recovered:
             return
         spared = json_array([*unstarted, *(event.seq for event in self._stash)])
-        await self._writer.submit(lambda conn: self._release_rows(conn, spared))
+        await self._writer.enqueue(lambda conn: self._release_rows(conn, spared))
 
     def _release_rows(self, conn: sqlite3.Connection, spared: str) -> None:
         conn.execute(COUNT_CUT_SHORT, (spared,))

@@ -284,7 +284,7 @@ class SqliteInbox(AppendCalls, DeadLetterCalls, Inbox):
             raise InboxError(f"the sqlite inbox {self.description} is not open")
         if self._journal.buffered:  # the rows go first, in the same group commit
             self._journal.flush()
-        return await self._writer.submit(
+        return await self._writer.enqueue(
             fn, on_commit, readonly=readonly, on_abandon=on_abandon, batch=batch
         )
 

@@ -34,7 +34,7 @@ logger = logging.getLogger("whizrouter.inbox.sqlite")
 # How long a buffered row waits for another job to carry it. A journal row written as a job
 # of its own made a journaled reply, sent one at a time, 1.9x a plain one: each job costs the
 # loop thread GIL hand-offs with the writer thread on top of the writer's own work. Carried
-# with the rows of 10 ms (or sooner by any other job), it is 1.14x (benchmarks/README.md).
+# with the rows of 10 ms (or sooner by any other job), about 1.15x (benchmarks/README.md).
 # The crash window this adds (docs/exactly-one-reply.md) is small beside the one no journal
 # can close, the provider's round trip before its 2xx reaches us.
 FLUSH_DELAY = 0.01

@@ -69,7 +69,7 @@ class Writer:
 
     Attributes:
         commits: transactions committed for callers.
-        stopping: set when ``stop`` began or the thread failed; ``submit`` then refuses.
+        stopping: set when ``stop`` began or the thread failed; ``enqueue`` then refuses.
     """
 
     def __init__(
@@ -149,24 +149,6 @@ class Writer:
         if thread is not None:
             await anyio.to_thread.run_sync(thread.join)
 
-    async def submit(
-        self,
-        fn: Callable[[sqlite3.Connection], _T],
-        on_commit: Callable[[_T], None] | None = None,
-        *,
-        readonly: bool = False,
-        on_abandon: Callable[[_T], None] | None = None,
-        batch: list[RawEvent] | None = None,
-    ) -> _T:
-        """Queue a job and wait for its result; see ``Job`` for the arguments.
-
-        Raises:
-            InboxError: the writer is not running, or the job or its commit failed.
-        """
-        return await self.enqueue(
-            fn, on_commit, readonly=readonly, on_abandon=on_abandon, batch=batch
-        )
-
     def enqueue(
         self,
         fn: Callable[[sqlite3.Connection], _T],
@@ -177,10 +159,11 @@ class Writer:
         batch: list[RawEvent] | None = None,
     ) -> asyncio.Future[_T]:
         """Queue a job now, in order with every job queued before and after it; returns the
-        future of its result, which a caller may await later.
+        future of its result, which a caller may await later. See ``Job`` for the arguments.
 
         Raises:
-            InboxError: the writer is not running.
+            InboxError: the writer is not running (the future fails with one when the job or
+                its commit failed).
         """
         if self._thread is None or self.stopping:
             raise InboxError(f"the sqlite inbox {self.description} is not open")
